@@ -1,0 +1,1 @@
+"""Benchmarks: speed and memory goals with their numbers written to ``benchmarks/results/``."""

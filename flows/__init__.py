@@ -1,0 +1,1 @@
+"""bytewax dataflow definitions and their wiring: sources, sinks, the runner."""

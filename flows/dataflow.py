@@ -1,0 +1,191 @@
+"""The Segue dataflow: Kafka partitions → decode → one stateful logic per partition → Kafka.
+
+```
+segue.events  (KafkaPartitionSource: one source partition per Kafka partition)
+   ▼ decode (orjson + pydantic; invalid → dead letter, still in offset order)
+   ▼ key by "topic#partition"
+   ▼ orchestrate (stateful_batch → PartitionProcessor on that partition's RocksDB store)
+   ▼ outputs via the outbox → segue.dlq, segue.customer-events, …
+   ▼ progress sink (counts for the console and the run summary)
+```
+
+Checkpoint order, per micro-batch (the reason for each step in brackets):
+1. commit the WriteBatch: state + applied offset + outbox entries  [atomic progress]
+2. produce the outbox entries                                       [after 1: never emit
+   what state does not know it emitted]
+3. on Kafka's acknowledgement, delete the entry in the next batch   [after 2: an entry
+   leaves the outbox only once Kafka has it; a crash in between re-sends it, same key]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+from confluent_kafka import KafkaError, Message
+
+from flows.producer import producer_for_thread
+from flows.progress import ProgressSink
+from flows.source import KafkaPartitionSource, RawRecord, Tick
+from models.events import InEvent
+from operators.decode import Rejected, decode
+from operators.orchestrate import Output, PartitionProcessor
+from segue.config import Settings
+from state import keys
+from state.store import PartitionStore, store_dir
+
+OUTBOX_POLL_S = 0.2
+
+
+@dataclass
+class FlowContext:
+    """What every partition logic of a run shares."""
+
+    settings: Settings
+    brokers: str
+    state_dir: Path
+    until_eof: bool = False
+    wall_ms: object = field(default=lambda: int(time.time() * 1000))
+
+    def store(self, topic: str, partition: int) -> PartitionStore:
+        s = self.settings.store
+        return PartitionStore(
+            store_dir(self.state_dir, topic, partition),
+            block_cache_mb=s.block_cache_mb,
+            write_buffer_mb=s.write_buffer_mb,
+        )
+
+    def resume_offset(self, topic: str, partition: int) -> int | None:
+        """The next offset to read: one past the applied offset the store recorded."""
+        path = store_dir(self.state_dir, topic, partition)
+        if not (path / "CURRENT").exists():
+            return None
+        ro = PartitionStore(path, read_only=True)
+        try:
+            applied = ro.get(keys.APPLIED)
+        finally:
+            ro.close()
+        return int(applied) + 1 if applied is not None else None
+
+
+class PartitionLogic(StatefulBatchLogic):
+    """bytewax's handle on one input partition: feeds the processor, produces its outbox.
+
+    bytewax builds a logic without telling it its key, so it attaches to its partition's
+    store on the first item (every item names the partition it came from; the source's
+    first item for a partition is a start ``Tick``, so this happens before any traffic).
+    """
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self.part_key = ""
+        self.proc: PartitionProcessor | None = None
+        self.producer = producer_for_thread(ctx.brokers)
+        self.inflight: dict[int, Output] = {}
+        self.caught_up = False
+        self._next_due: int | None = None
+
+    def _attach(self, part_key: str) -> PartitionProcessor:
+        topic, _, part = part_key.rpartition("#")
+        self.part_key = part_key
+        self.proc = proc = PartitionProcessor(self.ctx.store(topic, int(part)), self.ctx.settings)
+        # Whatever a previous run committed but Kafka never acknowledged goes out again.
+        resend = proc.unacknowledged()
+        proc.stats["outbox_resent"] += len(resend)
+        self._send(resend)
+        return proc
+
+    def _delivered(self, seq: int, err: KafkaError | None, _msg: Message) -> None:
+        out = self.inflight.pop(seq, None)
+        if err is None:
+            self.proc.acknowledge(seq)  # type: ignore[union-attr]
+        elif out is not None:  # librdkafka gave up retrying: try again, same bytes
+            self.proc.stats["produce_retries"] += 1  # type: ignore[union-attr]
+            self._send([(seq, out)])
+
+    def _send(self, entries: list[tuple[int, Output]]) -> None:
+        for seq, out in entries:
+            self.inflight[seq] = out
+            self.producer.send(out, partial(self._delivered, seq))
+
+    def _clock(self) -> int | None:
+        # Catching up: timers follow event time (deterministic). Caught up and tailing: they
+        # follow the wall clock, so a wait fires on time even if the customer stays silent.
+        if self.caught_up and not self.ctx.until_eof:
+            return self.ctx.wall_ms()  # type: ignore[operator]
+        return None
+
+    def _run(self, events: list[InEvent | Rejected]) -> list:
+        proc = self.proc
+        assert proc is not None
+        self.producer.poll(0)
+        self._send(proc.process(events, self._clock()))
+        self._next_due = proc.next_timer_due()
+        return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
+
+    def on_batch(self, items: list) -> tuple[list, bool]:
+        if self.proc is None:
+            self._attach(items[0].part)
+        events: list[InEvent | Rejected] = []
+        eof = False
+        for it in items:
+            if isinstance(it, Tick):
+                self.caught_up = it.caught_up
+                eof = eof or it.eof
+            else:
+                events.append(it)
+                self.caught_up = False
+        out = self._run(events)
+        if eof:
+            self.producer.flush()
+            out = self._run([])  # drop what Kafka acknowledged from the outbox
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list, bool]:
+        if self.proc is None:
+            return [], StatefulBatchLogic.RETAIN
+        return self._run([]), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        times = []
+        if self.inflight or (self.proc is not None and self.proc.has_acks):
+            times.append(datetime.now(UTC) + timedelta(seconds=OUTBOX_POLL_S))
+        if self._next_due is not None and self._clock() is not None:
+            times.append(datetime.fromtimestamp(self._next_due / 1000, UTC))
+        return min(times) if times else None
+
+    def snapshot(self) -> None:
+        return None  # progress lives in the partition store, not in bytewax snapshots
+
+
+def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Dataflow:
+    """Wire the dataflow; ``flows.run`` runs it."""
+    s = ctx.settings
+    topic = s.topics.events
+    max_bytes = s.max_event_bytes
+    skew_ms = s.max_future_skew_s * 1000
+
+    def keyed_decode(item: RawRecord | Tick) -> tuple[str, object]:
+        if isinstance(item, Tick):
+            return item.part, item
+        return item.part_key, decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms)
+
+    flow = Dataflow("segue")
+    source = KafkaPartitionSource(
+        ctx.brokers,
+        topic,
+        resume_offset=lambda p: ctx.resume_offset(topic, p),
+        batch_size=s.batch_size,
+        until_eof=ctx.until_eof,
+    )
+    raw = op.input("events", flow, source)
+    keyed = op.map("decode", raw, keyed_decode)
+    stats = op.stateful_batch("orchestrate", keyed, lambda _resume: PartitionLogic(ctx))
+    op.output("progress", stats, progress or ProgressSink())
+    return flow

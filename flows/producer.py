@@ -1,0 +1,56 @@
+"""The output producer: one confluent-kafka producer per worker thread.
+
+Delivery reports run inside ``poll``/``flush`` on the thread that called them, so each worker
+owns its producer and its partition logics are only ever called back on their own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from operators.orchestrate import Output
+
+_local = threading.local()
+
+PRODUCER_CONFIG = {
+    "linger.ms": 2,
+    "batch.num.messages": 10_000,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 512 * 1024,
+    "acks": "all",
+    "message.timeout.ms": 60_000,
+    "log.connection.close": False,
+}
+
+
+class OutputProducer:
+    """Produces ``Output`` records, calling ``on_delivery(err)`` once Kafka has answered."""
+
+    def __init__(self, brokers: str) -> None:
+        self._producer = Producer({"bootstrap.servers": brokers, **PRODUCER_CONFIG})
+
+    def send(self, out: Output, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    out.topic, value=out.value, key=out.key, on_delivery=on_delivery
+                )
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+
+    def poll(self, timeout: float = 0) -> None:
+        self._producer.poll(timeout)
+
+    def flush(self, timeout: float = 60) -> int:
+        return self._producer.flush(timeout)
+
+
+def producer_for_thread(brokers: str) -> OutputProducer:
+    p = getattr(_local, "producer", None)
+    if p is None:
+        p = _local.producer = OutputProducer(brokers)
+    return p

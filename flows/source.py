@@ -1,0 +1,163 @@
+"""The input: one bytewax source partition per Kafka partition, read with ``assign()``.
+
+Each partition resumes right after the offset its store says was applied (the store, not
+bytewax recovery, is the source of truth for progress), so a restart re-reads nothing that was
+committed. Besides messages it emits ``Tick`` items: one when the partition starts (so its
+logic is built eagerly and re-sends its outbox and arms its timers without waiting for
+traffic) and one whenever the partition is caught up (so wall-clock timers may fire).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from operators.decode import RawRecord
+
+TICK_EVERY_S = 0.1
+IDLE_POLL_S = 0.01
+
+
+@dataclass(slots=True, frozen=True)
+class Tick:
+    """No message: the partition started (``eof=False``) or is caught up / at end of input."""
+
+    part: str  # "topic#partition"
+    caught_up: bool
+    eof: bool = False
+    offset: int = -1
+
+
+def consumer_config(brokers: str) -> dict:
+    return {
+        "bootstrap.servers": brokers,
+        "group.id": "segue-assign",  # required by librdkafka; assign() never joins the group
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "fetch.queue.backoff.ms": 20,
+        "queued.max.messages.kbytes": 65536,
+        "fetch.wait.max.ms": 50,
+        "log.connection.close": False,
+    }
+
+
+def partition_count(brokers: str, topic: str, timeout: float = 10.0) -> int:
+    md = AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=timeout)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        raise RuntimeError(f"topic {topic!r} not found on {brokers}")
+    return len(t.partitions)
+
+
+class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
+    def __init__(
+        self, brokers: str, topic: str, partition: int, start: int, batch_size: int,
+        until_eof: bool,
+    ) -> None:
+        self._consumer = Consumer(consumer_config(brokers))
+        self._consumer.assign([TopicPartition(topic, partition, start)])
+        self._topic = topic
+        self._partition = partition
+        self._part = f"{topic}#{partition}"
+        self._batch_size = batch_size
+        self._until_eof = until_eof
+        self._next = start
+        self._started = False
+        self._last_tick = 0.0
+        self._done = False
+        self._awake: datetime | None = None
+
+    def next_batch(self) -> list[RawRecord | Tick]:
+        if self._done:
+            raise StopIteration
+        if not self._started:
+            self._started = True
+            return [Tick(self._part, caught_up=False)]
+        out: list[RawRecord | Tick] = []
+        at_end = False
+        self._awake = None
+        for m in self._consumer.consume(self._batch_size, 0):
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end = True
+                    continue
+                raise RuntimeError(f"Kafka error on {self._topic}[{self._partition}]: {err}")
+            at_end = False
+            _, ts = m.timestamp()
+            out.append(
+                RawRecord(
+                    self._topic, self._partition, m.offset(), m.key(), m.value(),
+                    m.headers() or [], ts,
+                )
+            )
+            self._next = m.offset() + 1
+        if at_end and self._until_eof:
+            self._done = True
+            out.append(Tick(self._part, caught_up=True, eof=True))
+        elif not out:
+            # Idle: poll again shortly instead of spinning on an empty partition.
+            self._awake = utc_in(IDLE_POLL_S)
+            now = time.monotonic()
+            if now - self._last_tick >= TICK_EVERY_S:
+                self._last_tick = now
+                out.append(Tick(self._part, caught_up=True))
+        return out
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._next
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
+    """Reads ``topic``; ``resume_offset(partition)`` says where each partition starts.
+
+    Args:
+        brokers: bootstrap servers.
+        topic: input topic.
+        resume_offset: next offset to read per partition, or None for the beginning.
+        batch_size: max messages per poll.
+        until_eof: stop at the end of the topic (demo, tests) instead of tailing it.
+    """
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        resume_offset: Callable[[int], int | None],
+        batch_size: int = 2000,
+        until_eof: bool = False,
+    ) -> None:
+        self._brokers = brokers
+        self._topic = topic
+        self._resume_offset = resume_offset
+        self._batch_size = batch_size
+        self._until_eof = until_eof
+
+    def list_parts(self) -> list[str]:
+        n = partition_count(self._brokers, self._topic)
+        return [f"{self._topic}#{i}" for i in range(n)]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
+        partition = int(for_part.rsplit("#", 1)[1])
+        start = self._resume_offset(partition)
+        if start is None:
+            start = resume_state if resume_state is not None else OFFSET_BEGINNING
+        return _Partition(
+            self._brokers, self._topic, partition, start, self._batch_size, self._until_eof
+        )
+
+
+def utc_in(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)

@@ -1,0 +1,1 @@
+"""Data models: input events, output records, customer profile (and, later, journeys, NBA)."""

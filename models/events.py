@@ -1,0 +1,150 @@
+"""The input contract: Segment/RudderStack-spec events on ``segue.events``.
+
+Upstream teams emit what they already emit for Segment. The pydantic ``Event`` model is the
+edge contract (and the source of ``schemas/event.schema.json``); once validated, an event is
+carried through the hot path as the slim ``InEvent`` dataclass.
+
+Example:
+    >>> e = Event.model_validate({"type": "track", "messageId": "m1", "userId": "u1",
+    ...     "event": "Order Completed", "timestamp": "2026-01-01T10:00:00Z"})
+    >>> e.event_key()
+    'Order Completed'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
+CHANNELS = ("email", "sms", "push", "in_app", "webhook", "ads")
+PURPOSES = ("marketing", "transactional")
+
+# Reserved track events: Segment spec names where one exists, "Object Action" names otherwise.
+CONSENT_UPDATED = "Consent Updated"
+ERASURE_REQUESTED = "Erasure Requested"
+DELIVERY_FEEDBACK = (
+    "Dispatch Delivered",
+    "Dispatch Failed",
+    "Email Delivered",
+    "Email Opened",
+    "Email Link Clicked",
+    "Email Bounced",
+    "Email Marked as Spam",
+    "Unsubscribed",
+    "Push Notification Received",
+    "Push Notification Tapped",
+    "Push Notification Bounced",
+    "SMS Delivered",
+    "SMS Failed",
+)
+ID_MAX = 256
+
+
+class Context(BaseModel):
+    """Segment ``context``; only ``timezone`` is read today, the rest is kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    timezone: str | None = Field(default=None, max_length=64, description="IANA time zone name")
+    locale: str | None = Field(default=None, max_length=64)
+
+
+class ConsentProperties(BaseModel):
+    """Properties of a ``Consent Updated`` track event."""
+
+    model_config = ConfigDict(extra="allow")
+    channel: Literal["email", "sms", "push", "in_app", "webhook", "ads", "all"]
+    purpose: Literal["marketing", "transactional", "all"] = "marketing"
+    status: Literal["opted_in", "opted_out"]
+
+
+class Event(BaseModel):
+    """One Segment-spec call. Unknown top-level fields are kept (Segment sends many)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: EventType
+    messageId: str = Field(min_length=1, max_length=ID_MAX)
+    userId: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
+    anonymousId: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
+    event: str | None = Field(default=None, min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    previousId: str | None = Field(default=None, max_length=ID_MAX)
+    groupId: str | None = Field(default=None, max_length=ID_MAX)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: Context = Field(default_factory=Context)
+    timestamp: AwareDatetime | datetime | None = None
+    receivedAt: AwareDatetime | datetime | None = None
+
+    @field_validator("timestamp", "receivedAt")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        # Naive timestamps are read as UTC, as Segment does.
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> Event:
+        if self.userId is None and self.anonymousId is None:
+            raise ValueError("one of userId or anonymousId is required")
+        if self.type == "track" and self.event is None:
+            raise ValueError("a track call needs 'event'")
+        if self.type == "alias" and not self.previousId:
+            raise ValueError("an alias call needs 'previousId'")
+        if self.type == "group" and not self.groupId:
+            raise ValueError("a group call needs 'groupId'")
+        if self.type == "track" and self.event == CONSENT_UPDATED:
+            ConsentProperties.model_validate(self.properties)
+        return self
+
+    def event_key(self) -> str:
+        """The name its counters are kept under: ``Order Completed``, ``page:Pricing``, …"""
+        if self.type == "track":
+            return self.event or ""
+        if self.type in ("page", "screen"):
+            return f"{self.type}:{self.name}" if self.name else self.type
+        return self.type
+
+
+@dataclass(slots=True)
+class InEvent:
+    """A validated event on the hot path (plain dataclass: cheaper than a model)."""
+
+    type: str
+    message_id: str
+    customer_id: str
+    key: str
+    ts_ms: int
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    timezone: str | None = None
+    offset: int = -1
+    kafka_ts_ms: int = 0
+    part: str = ""  # input "topic#partition" it came from
+
+
+def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
+    """Event time is ``timestamp``, else ``receivedAt``, else the Kafka timestamp."""
+    when = e.timestamp or e.receivedAt
+    ts_ms = int(when.timestamp() * 1000) if when is not None else kafka_ts_ms
+    return InEvent(
+        type=e.type,
+        message_id=e.messageId,
+        customer_id=e.userId or e.anonymousId or "",
+        key=e.event_key(),
+        ts_ms=ts_ms,
+        user_id=e.userId,
+        anonymous_id=e.anonymousId,
+        properties=e.properties,
+        traits=e.traits,
+        timezone=e.context.timezone,
+        offset=offset,
+        kafka_ts_ms=kafka_ts_ms,
+    )

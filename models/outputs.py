@@ -1,0 +1,70 @@
+"""Output records. Every output is JSON with ``schema_version``, an ``idempotency_key`` derived
+from content (never wall time or randomness), the customer, and the event or timer that caused
+it. The pydantic models document the contract (``schemas/*.schema.json``); the hot path builds
+plain dicts of the same shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+
+def idempotency_key(*parts: object) -> str:
+    """A stable key from content: the same parts give the same key on every run.
+
+    >>> idempotency_key("lifecycle", "u1", "awareness", "m1") == idempotency_key(
+    ...     "lifecycle", "u1", "awareness", "m1")
+    True
+    """
+    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=16)
+    return h.hexdigest()
+
+
+class DlqReason(BaseModel):
+    code: str = Field(description="Machine-readable: json.invalid, schema.invalid, too_large, …")
+    detail: str
+    fields: list[str] = Field(default_factory=list, description="Offending fields, if any")
+
+
+class DlqSource(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+
+
+class DeadLetter(BaseModel):
+    """A message on ``segue.dlq``: the original bytes (base64), its headers and the reason."""
+
+    schema_version: int = SCHEMA_VERSION
+    idempotency_key: str
+    reason: DlqReason
+    source: DlqSource
+    key_b64: str | None
+    value_b64: str
+    headers: list[tuple[str, str]] = Field(description="(name, base64 value) pairs")
+
+
+class Cause(BaseModel):
+    message_id: str | None = Field(default=None, description="The event that caused it")
+    timer: str | None = Field(default=None, description="Or the timer kind that fired")
+    due_ms: int | None = None
+
+
+class LifecycleChanged(BaseModel):
+    """A message on ``segue.customer-events`` when a customer's lifecycle stage changes."""
+
+    schema_version: int = SCHEMA_VERSION
+    type: Literal["lifecycle.changed"] = "lifecycle.changed"
+    idempotency_key: str
+    customer_id: str
+    journey: None = None
+    from_stage: str | None
+    to_stage: str
+    at_ms: int = Field(description="Event time of the change (ms since epoch)")
+    cause: Cause

@@ -1,0 +1,290 @@
+"""The per-partition step: apply a micro-batch of events to state and decide what to emit.
+
+``PartitionProcessor`` owns one partition's store. ``process`` is one transaction:
+
+1. delete outbox entries Kafka has acknowledged since the last batch;
+2. for each item not yet applied (offset > applied offset): dead-letter it, or dedup by
+   messageId, update the profile (traits, sliding-window counters, sessions, recency),
+   lifecycle stage, and (re)arm its inactivity timer;
+3. fire timers due at the clock (event-time watermark while catching up, wall clock once the
+   partition is caught up);
+4. put every output in the outbox, with the new applied offset, outbox sequence and watermark;
+5. commit all of it in one WriteBatch.
+
+The caller then produces the returned outbox entries and acknowledges them once Kafka has.
+After a crash, anything in the outbox is produced again (same bytes, same idempotency key) and
+the input resumes after the applied offset: no event is applied twice, no output is lost.
+
+No bytewax or Kafka here: the live flow, replay and tests share this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter
+from dataclasses import dataclass
+
+import orjson
+
+from models.events import InEvent
+from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.profile import Profile, new_profile
+from operators.decode import Rejected
+from operators.lifecycle import StageRules
+from segue.config import Settings
+from state import keys
+from state.store import PartitionStore, Transaction
+from state.windows import add as count_event
+from state.windows import new_counter
+
+MAX_TIMERS_PER_PASS = 20_000
+
+
+@dataclass(slots=True, frozen=True)
+class Output:
+    """One message to produce."""
+
+    topic: str
+    key: str | None
+    value: bytes
+
+    def encode(self) -> bytes:
+        return orjson.dumps([self.topic, self.key, self.value.decode()])
+
+    @staticmethod
+    def decode(raw: bytes) -> Output:
+        topic, key, value = orjson.loads(raw)
+        return Output(topic, key, value.encode())
+
+
+def _id_hash(message_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
+
+
+class PartitionProcessor:
+    """Applies events of one input partition to its store; see the module docstring."""
+
+    def __init__(self, store: PartitionStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.topics = settings.topics
+        self.stages = StageRules(settings.lifecycle)
+        self.session_gap_ms = settings.session_gap_s * 1000
+        self.applied = int(store.get(keys.APPLIED) or b"-1")
+        self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
+        self.watermark = int(store.get(keys.WATERMARK) or b"0")
+        self.stats: Counter[str] = Counter()
+        self._acked: list[int] = []
+        # per-transaction scratch
+        self._txn: Transaction | None = None
+        self._profiles: dict[str, Profile] = {}
+        self._new_timers: list[tuple[int, bytes]] = []
+        self._out: list[Output] = []
+
+    # ----- outbox -------------------------------------------------------------------------
+    def unacknowledged(self) -> list[tuple[int, Output]]:
+        """Outbox entries not yet acknowledged (produce them again after a restart)."""
+        return [
+            (int(k[len(keys.OUTBOX):], 16), Output.decode(v))
+            for k, v in self.store.scan(keys.OUTBOX)
+        ]
+
+    def acknowledge(self, seq: int) -> None:
+        """Kafka has the output with this sequence number; drop it from the outbox next batch."""
+        self._acked.append(seq)
+
+    @property
+    def has_acks(self) -> bool:
+        return bool(self._acked)
+
+    # ----- the transaction -----------------------------------------------------------------
+    def process(
+        self, items: list[InEvent | Rejected], clock_ms: int | None = None
+    ) -> list[tuple[int, Output]]:
+        """Apply ``items`` (in offset order) and fire timers due at ``clock_ms``.
+
+        ``clock_ms`` defaults to the event-time watermark. Returns the new outbox entries.
+        """
+        txn = self.store.begin()
+        self._txn = txn
+        self._profiles = {}
+        self._new_timers = []
+        self._out = []
+        for seq in self._acked:
+            txn.delete(keys.outbox(seq))
+        self._acked.clear()
+        applied_before = self.applied
+        for item in items:
+            if item.offset <= self.applied:
+                self.stats["skipped_already_applied"] += 1
+                continue
+            self.applied = item.offset
+            if isinstance(item, Rejected):
+                self.stats["dead_lettered"] += 1
+                self._out.append(
+                    Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
+                           else None, orjson.dumps(item.record))
+                )
+            else:
+                self._apply(item)
+        self._fire_timers(self.watermark if clock_ms is None else clock_ms)
+        for cid, profile in self._profiles.items():
+            txn.put(keys.profile(cid), orjson.dumps(profile))
+        entries = []
+        for out in self._out:
+            self.seq += 1
+            txn.put(keys.outbox(self.seq), out.encode())
+            entries.append((self.seq, out))
+        if entries:
+            txn.put(keys.OUTBOX_SEQ, b"%d" % self.seq)
+        if self.applied != applied_before:
+            txn.put(keys.APPLIED, b"%d" % self.applied)
+            txn.put(keys.WATERMARK, b"%d" % self.watermark)
+        txn.commit()
+        self._txn = None
+        self._profiles = {}
+        self.stats["outputs"] += len(entries)
+        return entries
+
+    def next_timer_due(self) -> int | None:
+        first = self.store.first(keys.TIMER)
+        return keys.parse_timer(first[0])[0] if first else None
+
+    # ----- events --------------------------------------------------------------------------
+    def _profile(self, cid: str, ts_ms: int) -> tuple[Profile, bool]:
+        p = self._profiles.get(cid)
+        if p is not None:
+            return p, False
+        raw = self._txn.get(keys.profile(cid))  # type: ignore[union-attr]
+        created = raw is None
+        p = new_profile(cid, ts_ms) if created else orjson.loads(raw)
+        self._profiles[cid] = p
+        return p, created
+
+    def _apply(self, ev: InEvent) -> None:
+        p, _ = self._profile(ev.customer_id, ev.ts_ms)
+        h = _id_hash(ev.message_id)
+        recent = p["recent_ids"]
+        if h in recent:
+            self.stats["deduplicated"] += 1
+            return
+        recent.append(h)
+        if len(recent) > self.settings.dedup_recent_ids:
+            del recent[0]
+        self.stats["applied"] += 1
+        ts = ev.ts_ms
+        if ts > self.watermark:
+            self.watermark = ts
+        p["events"] += 1
+        last = p["last_seen"]
+        if p["events"] == 1 or ts - last > self.session_gap_ms:
+            p["sessions"] += 1
+        if ts > last:
+            p["last_seen"] = ts
+        if ts < p["first_seen"]:
+            p["first_seen"] = ts
+        if ev.traits:
+            p["traits"].update(ev.traits)
+        if ev.timezone:
+            p["timezone"] = ev.timezone
+        counter = p["counters"].get(ev.key)
+        if counter is None:
+            counter = p["counters"][ev.key] = new_counter()
+        count_event(counter, ts)
+        to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
+        if to is not None:
+            self._request_stage(p, to, ts, {"message_id": ev.message_id})
+        if "inactivity" not in p["timers"]:
+            self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+
+    # ----- lifecycle -----------------------------------------------------------------------
+    def _request_stage(self, p: Profile, to: str, at_ms: int, cause: dict) -> None:
+        lc = p["lifecycle"]
+        if lc["stage"] is not None and at_ms < lc["since"] + self.stages.min_stage_ms:
+            lc["pending"] = {"stage": to, "cause": cause}
+            if "stage" not in p["timers"]:
+                self._arm(p, "stage", lc["since"] + self.stages.min_stage_ms)
+            return
+        self._change_stage(p, to, at_ms, cause)
+
+    def _change_stage(self, p: Profile, to: str, at_ms: int, cause: dict) -> None:
+        lc = p["lifecycle"]
+        before = lc["stage"]
+        lc["pending"] = None
+        if before == to:
+            return
+        lc["stage"] = to
+        lc["since"] = at_ms
+        lc["changes"] += 1
+        cause_id = cause.get("message_id") or f"{cause.get('timer')}@{cause.get('due_ms')}"
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "type": "lifecycle.changed",
+            "idempotency_key": idempotency_key("lifecycle", p["id"], before, to, cause_id),
+            "customer_id": p["id"],
+            "journey": None,
+            "from_stage": before,
+            "to_stage": to,
+            "at_ms": at_ms,
+            "cause": cause,
+        }
+        self.stats["lifecycle_changes"] += 1
+        self._out.append(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
+
+    # ----- timers --------------------------------------------------------------------------
+    def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        key = keys.timer(due_ms, p["id"], kind)
+        p["timers"][kind] = due_ms
+        self._txn.put(key, b"")  # type: ignore[union-attr]
+        self._new_timers.append((due_ms, key))
+
+    def _fire_timers(self, clock_ms: int) -> None:
+        txn = self._txn
+        assert txn is not None
+        heap: list[tuple[int, bytes]] = []
+        for k, _ in self.store.scan(keys.TIMER):
+            due = int(k[2:18], 16)
+            if due > clock_ms or len(heap) >= MAX_TIMERS_PER_PASS:
+                break
+            heap.append((due, k))
+        heap.extend(t for t in self._new_timers if t[0] <= clock_ms)
+        self._new_timers = []
+        heapq.heapify(heap)
+        fired = 0
+        while heap and fired < MAX_TIMERS_PER_PASS:
+            due, k = heapq.heappop(heap)
+            if txn.get(k) is None:  # already fired or replaced in this transaction
+                continue
+            txn.delete(k)
+            fired += 1
+            _, cid, kind = keys.parse_timer(k)
+            p, created = self._profile(cid, due)
+            if created:  # profile gone (e.g. erased): drop the stale timer
+                del self._profiles[cid]
+                continue
+            if p["timers"].get(kind) != due:
+                continue
+            del p["timers"][kind]
+            self._on_timer(p, kind, due)
+            for t in self._new_timers:
+                if t[0] <= clock_ms:
+                    heapq.heappush(heap, t)
+            self._new_timers = [t for t in self._new_timers if t[0] > clock_ms]
+        self.stats["timers_fired"] += fired
+
+    def _on_timer(self, p: Profile, kind: str, due: int) -> None:
+        lc = p["lifecycle"]
+        if kind == "inactivity":
+            target = p["last_seen"] + self.stages.inactivity_ms
+            if target > due:  # activity since it was armed: push it back, lazily
+                self._arm(p, "inactivity", target)
+            elif self.stages.inactivity_applies(lc["stage"]):
+                self._request_stage(
+                    p, self.stages.rules.inactivity_stage, due,
+                    {"timer": "inactivity", "due_ms": due},
+                )
+        elif kind == "stage":
+            pending = lc["pending"]
+            if pending is not None:
+                self._change_stage(p, pending["stage"], due, pending["cause"])

@@ -1,0 +1,220 @@
+"""``segue``: the command line. Each subcommand's ``--help`` says what it does."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+import orjson
+
+from segue import __version__
+from segue.config import ConfigError, load_settings
+
+EPILOG = """Topics (default prefix 'segue.'): events (input, key = customer id), dlq,
+customer-events, decisions, journey-events, dispatch.<channel>. See README.md."""
+
+
+def _settings(args: argparse.Namespace):
+    return load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None))
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from segue.broker import EmbeddedBroker, ensure_topics
+
+    settings = _settings(args)
+    broker = EmbeddedBroker(port=args.port, log_path=args.log)
+    broker.start()
+    created = ensure_topics(broker.bootstrap, settings)
+    print(f"Tansu broker ready at {broker.bootstrap} (memory storage; log: {broker.log_path})")
+    print(f"topics created: {', '.join(created) or '(none new)'}")
+    print(f"  export SEGUE_BROKERS={broker.bootstrap}")
+    print("Ctrl-C stops it (all topics are lost: memory storage).", flush=True)
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop["now"] and broker.running:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    ok = broker.running
+    broker.stop()
+    print("broker stopped" if ok else f"broker exited unexpectedly; log:\n{broker.log()}")
+    return 0 if ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.run import run_flow
+
+    settings = _settings(args)
+    addresses = args.addresses.split(",") if args.addresses else None
+    print(f"[segue] run: input {settings.topics.events} on {args.brokers}, "
+          f"state in {args.state_dir}, {args.workers} worker(s)", file=sys.stderr, flush=True)
+    progress = run_flow(
+        settings, args.brokers, args.state_dir, workers=args.workers,
+        process_id=args.process_id, addresses=addresses, until_eof=args.until_eof,
+        progress_every_s=args.progress_every,
+    )
+    print(progress.line(), file=sys.stderr, flush=True)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from segue.kafka_io import event_records, produce_records
+    from segue.simulator import simulate
+
+    settings = _settings(args)
+    events = simulate(args.customers, args.events, seed=args.seed, start=args.start,
+                      days=args.days)
+    if args.out:
+        n = 0
+        with open(args.out, "wb") as f:
+            for ev in events:
+                f.write(orjson.dumps(ev) + b"\n")
+                n += 1
+        print(f"wrote {n:,} events for {args.customers:,} customers to {args.out}")
+        return 0
+    from segue.broker import ensure_topics, wait_for_metadata
+
+    wait_for_metadata(args.brokers)
+    ensure_topics(args.brokers, settings)
+    if args.rate:
+        events = _live(events)
+    t0 = time.monotonic()
+    n = produce_records(args.brokers, settings.topics.events, event_records(events),
+                        rate=args.rate)
+    secs = time.monotonic() - t0
+    print(f"produced {n:,} events for {args.customers:,} customers to "
+          f"{settings.topics.events} in {secs:.1f}s ({n / max(secs, 1e-9):,.0f}/s)")
+    return 0
+
+
+def _live(events):
+    """With --rate the stream is live: each event is stamped with the time it is sent."""
+    from datetime import UTC, datetime
+
+    for ev in events:
+        ev = dict(ev)
+        ev["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        yield ev
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from state.inspect import find_profile, partition_stores, profile_view
+
+    if not partition_stores(args.state_dir):
+        print(f"error: no partition stores under {args.state_dir}", file=sys.stderr)
+        return 2
+    found = find_profile(args.state_dir, args.customer)
+    if found is None:
+        print(f"error: customer {args.customer!r} not found in {args.state_dir}",
+              file=sys.stderr)
+        return 1
+    path, profile = found
+    view = profile_view(profile)
+    view["store"] = path.name
+    sys.stdout.write(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from segue.demo import run_demo
+
+    return run_demo(customers=args.customers, events=args.events, seed=args.seed,
+                    state_dir=args.state_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segue",
+        description="Real-time customer-journey orchestration on Kafka.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--version", action="version", version=f"segue {__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", metavar="FILE", help="settings file (YAML); default: built-in")
+        sp.add_argument("--prefix", help="topic name prefix (default 'segue.')")
+
+    b = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)",
+                       description="Start Tansu on loopback (memory storage), create Segue's "
+                       "topics, print the bootstrap address; Ctrl-C stops it.")
+    b.add_argument("--port", type=int, help="port to listen on (default: a free one)")
+    b.add_argument("--log", metavar="FILE", help="broker log file (default: a temp file)")
+    common(b)
+    b.set_defaults(fn=cmd_broker)
+
+    r = sub.add_parser("run", help="run the stateful dataflow",
+                       description="Consume <prefix>events, keep per-customer state in one "
+                       "RocksDB store per input partition under --state-dir, emit outputs. "
+                       "Safe to kill -9 at any moment and restart with the same arguments.")
+    r.add_argument("--brokers", required=True, metavar="HOST:PORT")
+    r.add_argument("--state-dir", required=True, metavar="DIR")
+    r.add_argument("--workers", type=int, default=1, help="worker threads in this process")
+    r.add_argument("--process-id", type=int, help="this process's index in a bytewax cluster")
+    r.add_argument("--addresses", help="comma-separated host:port of every cluster process")
+    r.add_argument("--until-eof", action="store_true",
+                   help="stop once the input is drained (timers then fire in event time)")
+    r.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
+                   help="print a progress line this often (0: never)")
+    common(r)
+    r.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("simulate", help="generate a synthetic customer stream",
+                       description="A deterministic (by --seed) population with lifecycle "
+                       "archetypes, time zones, sessions and heavy-tailed activity.")
+    s.add_argument("--customers", type=int, default=1000)
+    s.add_argument("--events", type=int, default=10_000)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--start", default="2026-01-01T00:00:00Z", help="event time of the stream")
+    s.add_argument("--days", type=float, default=30.0, help="event-time span")
+    dest = s.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--brokers", metavar="HOST:PORT", help="produce to <prefix>events")
+    dest.add_argument("--out", metavar="FILE.jsonl", help="write JSON lines instead")
+    s.add_argument("--rate", type=float,
+                   help="events per second (live: events are stamped when sent)")
+    common(s)
+    s.set_defaults(fn=cmd_simulate)
+
+    pr = sub.add_parser("profile", help="print one customer's state as JSON",
+                        description="Look the customer up in every partition store (read-only; "
+                        "works while the flow runs).")
+    pr.add_argument("customer")
+    pr.add_argument("--state-dir", required=True, metavar="DIR")
+    pr.set_defaults(fn=cmd_profile)
+
+    d = sub.add_parser("demo", help="everything on the embedded broker, then a summary",
+                       description="Start Tansu, simulate customers, run the flow to the end of "
+                       "the input, print what it decided. No external services.")
+    d.add_argument("--customers", type=int, default=5000)
+    d.add_argument("--events", type=int, default=100_000)
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--state-dir", help="default: a fresh temporary directory")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a clear message, not a traceback, for expected failures
+        from segue.broker import BrokerError
+
+        if isinstance(e, BrokerError | ValueError | TimeoutError):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

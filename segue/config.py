@@ -1,0 +1,182 @@
+"""Settings: one validated model with documented defaults, optionally read from YAML.
+
+Example:
+    >>> s = Settings()
+    >>> s.topics.events
+    'segue.events'
+    >>> Settings(prefix="t1.").topics.dispatch("email")
+    't1.dispatch.email'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+STAGES = (
+    "awareness",
+    "consideration",
+    "activation",
+    "retention",
+    "expansion",
+    "advocacy",
+    "at-risk",
+    "win-back",
+)
+Stage = Literal[
+    "awareness",
+    "consideration",
+    "activation",
+    "retention",
+    "expansion",
+    "advocacy",
+    "at-risk",
+    "win-back",
+]
+DAY_S = 86_400
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics:
+    """Topic names, all under one prefix (default ``segue.``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.events = f"{prefix}events"
+        self.dlq = f"{prefix}dlq"
+        self.customer_events = f"{prefix}customer-events"
+        self.decisions = f"{prefix}decisions"
+        self.journey_events = f"{prefix}journey-events"
+
+    def dispatch(self, channel: str) -> str:
+        return f"{self.prefix}dispatch.{channel}"
+
+    def all_outputs(self) -> list[str]:
+        return [self.dlq, self.customer_events, self.decisions, self.journey_events]
+
+
+class LifecycleTransition(_Strict):
+    """Move a customer to ``to`` when one of ``on`` happens while in one of ``from_``.
+
+    ``on`` holds event keys: a track event's name (``Order Completed``), ``page:<name>``,
+    ``screen:<name>``, a call type (``identify``), or ``*`` for any event. ``from_`` holds
+    stages, ``none`` for a customer without a stage yet, or ``*`` for any stage.
+    """
+
+    on: list[str] = Field(min_length=1)
+    to: Stage
+    from_: list[str] = Field(default=["*"], alias="from")
+
+
+DEFAULT_TRANSITIONS = [
+    LifecycleTransition(on=["Subscription Cancelled"], to="at-risk", **{"from": ["*"]}),
+    LifecycleTransition(on=["*"], to="win-back", **{"from": ["at-risk"]}),
+    LifecycleTransition(
+        on=["Invite Sent", "Referral Sent", "Review Submitted"],
+        to="advocacy",
+        **{"from": ["retention", "expansion"]},
+    ),
+    LifecycleTransition(
+        on=["Subscription Upgraded", "Plan Upgraded"],
+        to="expansion",
+        **{"from": ["activation", "retention", "win-back"]},
+    ),
+    LifecycleTransition(
+        on=["Order Completed", "Subscription Renewed"],
+        to="retention",
+        **{"from": ["none", "awareness", "consideration", "activation", "win-back"]},
+    ),
+    LifecycleTransition(
+        on=["Signed Up", "Account Created", "Feature Activated"],
+        to="activation",
+        **{"from": ["none", "awareness", "consideration"]},
+    ),
+    LifecycleTransition(
+        on=["Trial Started", "Product Added", "Checkout Started", "page:Pricing"],
+        to="consideration",
+        **{"from": ["none", "awareness"]},
+    ),
+    LifecycleTransition(on=["*"], to="awareness", **{"from": ["none"]}),
+]
+
+
+class LifecycleRules(_Strict):
+    """Lifecycle stage rules; the first matching transition wins."""
+
+    transitions: list[LifecycleTransition] = Field(default=DEFAULT_TRANSITIONS)
+    min_stage_duration_s: int = Field(
+        default=3 * DAY_S,
+        ge=0,
+        description="A stage change requested earlier than this after the last change waits "
+        "(on a durable timer) until the minimum has passed; the newest request wins.",
+    )
+    inactivity_s: int = Field(
+        default=21 * DAY_S, gt=0, description="No activity for this long moves the customer."
+    )
+    inactivity_stage: Stage = "at-risk"
+    inactivity_from: list[str] = Field(
+        default=["activation", "retention", "expansion", "advocacy", "win-back"]
+    )
+
+
+class StoreSettings(_Strict):
+    block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
+    write_buffer_mb: int = Field(default=16, ge=1)
+
+
+class Settings(_Strict):
+    """Everything the flow reads; defaults are production defaults."""
+
+    prefix: str = Field(default="segue.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=8, ge=1, description="Partitions of topics Segue creates.")
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_future_skew_s: int = Field(
+        default=DAY_S,
+        ge=0,
+        description="Events stamped later than their Kafka timestamp plus this are dead-lettered.",
+    )
+    session_gap_s: int = Field(default=30 * 60, gt=0)
+    dedup_recent_ids: int = Field(
+        default=64, ge=1, description="messageIds remembered per customer for deduplication."
+    )
+    batch_size: int = Field(default=2000, ge=1, description="Max messages per poll per partition.")
+    lifecycle: LifecycleRules = LifecycleRules()
+    store: StoreSettings = StoreSettings()
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message says where and why."""
+
+
+def load_settings(path: str | Path | None = None, **overrides: object) -> Settings:
+    """Read settings from a YAML file (or defaults), then apply non-None ``overrides``."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"{p}: no such file") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as e:
+        lines = [f"{path or 'settings'}: invalid configuration"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from e

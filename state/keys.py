@@ -1,0 +1,35 @@
+"""Key encoding for the partition store (see ``state.store`` for the layout)."""
+
+from __future__ import annotations
+
+PROFILE = b"c|"
+TIMER = b"t|"
+OUTBOX = b"o|"
+APPLIED = b"m|applied"
+OUTBOX_SEQ = b"m|seq"
+WATERMARK = b"m|watermark"
+
+
+def profile(customer: str) -> bytes:
+    return PROFILE + customer.encode()
+
+
+def timer(due_ms: int, customer: str, kind: str) -> bytes:
+    """Fixed-width hex due time first, so a scan returns timers in due order.
+
+    >>> timer(5, "u1", "inactivity")
+    b't|0000000000000005|u1|inactivity'
+    """
+    return b"%s%016x|%s|%s" % (TIMER, max(due_ms, 0), customer.encode(), kind.encode())
+
+
+def parse_timer(key: bytes) -> tuple[int, str, str]:
+    """Inverse of ``timer``: (due_ms, customer, kind). Customer ids may contain ``|``."""
+    body = key[len(TIMER):]
+    due = int(body[:16], 16)
+    customer, _, kind = body[17:].decode().rpartition("|")
+    return due, customer, kind
+
+
+def outbox(seq: int) -> bytes:
+    return b"%s%016x" % (OUTBOX, seq)

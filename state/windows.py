@@ -1,0 +1,85 @@
+"""Sliding-window event counters kept inside the profile.
+
+A counter is ``[total, minutes, hours, days]``; each of the last three is a sorted list of
+``[bucket_index, count]`` pairs (bucket index = event time // bucket width). A window of length
+W with bucket width G counts the events whose bucket lies in the last W/G buckets up to and
+including the bucket of the reference time:
+
+=========  ===========  =======
+window     bucket (G)   buckets
+=========  ===========  =======
+``1h``     1 minute     60
+``24h``    1 hour       24
+``7d``     1 hour       168
+``30d``    1 day        30
+=========  ===========  =======
+
+Counting is in event time, so out-of-order events land in their own buckets and replays give
+the same numbers. Buckets older than the longest window they serve are pruned.
+
+Example:
+    >>> c = new_counter()
+    >>> for t in (0, 30_000, 3_600_000):
+    ...     add(c, t)
+    >>> window_counts(c, 3_600_000)
+    {'1h': 1, '24h': 3, '7d': 3, '30d': 3, 'total': 3}
+"""
+
+from __future__ import annotations
+
+MINUTE = 60_000
+HOUR = 3_600_000
+DAY = 86_400_000
+# (name, level in the counter, bucket width, number of buckets)
+WINDOWS = (("1h", 1, MINUTE, 60), ("24h", 2, HOUR, 24), ("7d", 2, HOUR, 168), ("30d", 3, DAY, 30))
+_LEVELS = ((1, MINUTE, 60), (2, HOUR, 168), (3, DAY, 30))
+
+
+def new_counter() -> list:
+    return [0, [], [], []]
+
+
+def _bump(pairs: list, idx: int, keep: int) -> None:
+    if pairs and pairs[-1][0] == idx:
+        pairs[-1][1] += 1
+    elif not pairs or pairs[-1][0] < idx:
+        pairs.append([idx, 1])
+    else:  # out of order: rare, keep the list sorted
+        for i, p in enumerate(pairs):
+            if p[0] == idx:
+                p[1] += 1
+                break
+            if p[0] > idx:
+                pairs.insert(i, [idx, 1])
+                break
+    newest = pairs[-1][0]
+    cut = 0
+    while cut < len(pairs) and pairs[cut][0] <= newest - keep:
+        cut += 1
+    if cut:
+        del pairs[:cut]
+
+
+def add(counter: list, ts_ms: int) -> None:
+    """Count one event at ``ts_ms``."""
+    counter[0] += 1
+    for level, width, keep in _LEVELS:
+        _bump(counter[level], ts_ms // width, keep)
+
+
+def count(counter: list, window: str, at_ms: int) -> int:
+    """Events in ``window`` ending at ``at_ms`` (see the module table)."""
+    if window == "total":
+        return counter[0]
+    for name, level, width, n in WINDOWS:
+        if name == window:
+            hi = at_ms // width
+            lo = hi - n
+            return sum(c for i, c in counter[level] if lo < i <= hi)
+    raise KeyError(window)
+
+
+def window_counts(counter: list, at_ms: int) -> dict[str, int]:
+    out = {name: count(counter, name, at_ms) for name, *_ in WINDOWS}
+    out["total"] = counter[0]
+    return out

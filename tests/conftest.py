@@ -1,0 +1,117 @@
+"""Fixtures: one real Tansu broker per test session (free loopback port), a topic prefix per
+test, and helpers to run ``segue`` as a user would (a subprocess of the real CLI)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segue.broker import EmbeddedBroker, ensure_topics
+from segue.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    log = tmp_path_factory.mktemp("broker") / "tansu.log"
+    b = EmbeddedBroker(log_path=log).start()
+    yield b
+    b.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and "broker" in getattr(item, "fixturenames", ()):
+        b = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
+        if b is not None:
+            rep.sections.append(("Tansu broker log (tail)", b.log()))
+
+
+class Job:
+    """A test's own topics and state, and the ``segue`` commands to run against them."""
+
+    def __init__(self, broker: EmbeddedBroker, tmp: Path, overrides: dict | None = None) -> None:
+        self.broker = broker
+        self.prefix = f"t{uuid.uuid4().hex[:8]}."
+        data = {"prefix": self.prefix, "partitions": 4, **(overrides or {})}
+        self.config = tmp / "segue.yaml"
+        self.config.write_text(yaml.safe_dump(data))
+        self.settings: Settings = load_settings(self.config)
+        self.state_dir = tmp / "state"
+        self.logs = tmp / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self._n = 0
+        ensure_topics(broker.bootstrap, self.settings)
+
+    @property
+    def topics(self):  # noqa: ANN201
+        return self.settings.topics
+
+    def cli(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "segue.cli", *args]
+
+    def start_run(self, *extra: str, state_dir: Path | None = None) -> subprocess.Popen:
+        """Start ``segue run`` in the background; its output goes to a log file."""
+        self._n += 1
+        log = open(self.logs / f"run-{self._n}.log", "wb")  # noqa: SIM115
+        return subprocess.Popen(
+            self.cli("run", "--brokers", self.broker.bootstrap, "--state-dir",
+                     str(state_dir or self.state_dir), "--config", str(self.config),
+                     "--progress-every", "0", *extra),
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+
+    def run_until_eof(self, state_dir: Path | None = None, timeout: float = 300) -> str:
+        p = self.start_run("--until-eof", state_dir=state_dir)
+        try:
+            rc = p.wait(timeout)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        out = (self.logs / f"run-{self._n}.log").read_text()
+        assert rc == 0, f"segue run exited {rc}:\n{out[-3000:]}"
+        return out
+
+    def last_log(self) -> str:
+        return (self.logs / f"run-{self._n}.log").read_text()
+
+
+@pytest.fixture
+def job_factory(broker: EmbeddedBroker, tmp_path: Path):  # noqa: ANN201
+    made: list[subprocess.Popen] = []
+
+    def make(**overrides: object) -> Job:
+        sub = tmp_path / f"job{len(made)}"
+        sub.mkdir()
+        made.append(sub)  # type: ignore[arg-type]
+        return Job(broker, sub, overrides)
+
+    return make
+
+
+def kill9(p: subprocess.Popen) -> None:
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(10)
+
+
+def wait_for(predicate, timeout: float, every: float = 0.05, what: str = "condition"):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -1,0 +1,93 @@
+"""The per-partition processor on a real RocksDB store, without Kafka."""
+
+import orjson
+
+from models.events import InEvent
+from operators.orchestrate import PartitionProcessor
+from segue.config import Settings
+from state import keys
+from state.store import PartitionStore
+
+DAY = 86_400_000
+T0 = 1_767_225_600_000
+
+
+def ev(offset, name, cid="u1", ts=T0, mid=None):
+    return InEvent(type="track", message_id=mid or f"m{offset}", customer_id=cid, key=name,
+                   ts_ms=ts, offset=offset, part="e#0")
+
+
+def make(tmp_path, **lifecycle):
+    s = Settings(lifecycle={"min_stage_duration_s": 0, **lifecycle})
+    return PartitionProcessor(PartitionStore(tmp_path / "p0"), s), s
+
+
+def test_applied_offsets_are_never_applied_again(tmp_path):
+    proc, _ = make(tmp_path)
+    proc.process([ev(0, "Signed Up"), ev(1, "Signed In")])
+    proc.process([ev(1, "Signed In"), ev(2, "Signed In")])  # 1 is a replay
+    p = orjson.loads(proc.store.get(keys.profile("u1")))
+    assert p["events"] == 3
+    assert proc.stats["skipped_already_applied"] == 1
+    assert proc.store.get(keys.APPLIED) == b"2"
+
+
+def test_same_message_id_is_deduplicated(tmp_path):
+    proc, _ = make(tmp_path)
+    proc.process([ev(0, "Signed In", mid="x"), ev(1, "Signed In", mid="x")])
+    p = orjson.loads(proc.store.get(keys.profile("u1")))
+    assert p["events"] == 1 and proc.stats["deduplicated"] == 1
+
+
+def test_lifecycle_change_is_emitted_once_with_stable_key(tmp_path):
+    proc, s = make(tmp_path)
+    out = proc.process([ev(0, "page:Home"), ev(1, "Signed Up")])
+    recs = [orjson.loads(o.value) for _, o in out]
+    assert [(r["from_stage"], r["to_stage"]) for r in recs] == [
+        (None, "awareness"), ("awareness", "activation")]
+    assert all(o.topic == s.topics.customer_events for _, o in out)
+    assert recs[1]["cause"] == {"message_id": "m1"}
+    # The same input on a fresh store gives the same bytes (determinism).
+    other = PartitionProcessor(PartitionStore(tmp_path / "p1"), s)
+    again = other.process([ev(0, "page:Home"), ev(1, "Signed Up")])
+    assert [o.value for _, o in again] == [o.value for _, o in out]
+
+
+def test_inactivity_timer_fires_in_event_time_and_is_pushed_back_by_activity(tmp_path):
+    proc, _ = make(tmp_path, inactivity_s=86_400)
+    proc.process([ev(0, "Signed Up", ts=T0)])
+    assert proc.next_timer_due() == T0 + DAY
+    proc.process([ev(1, "Signed In", ts=T0 + DAY // 2)])
+    out = proc.process([ev(2, "page:Home", cid="other", ts=T0 + DAY + 1)])  # watermark moves
+    assert not [o for _, o in out if b"at-risk" in o.value]  # pushed back by activity
+    assert proc.next_timer_due() == T0 + DAY + DAY // 2
+    out = proc.process([], clock_ms=T0 + 2 * DAY)
+    recs = [orjson.loads(o.value) for _, o in out]
+    assert [(r["customer_id"], r["to_stage"], r["at_ms"]) for r in recs] == [
+        ("u1", "at-risk", T0 + DAY + DAY // 2)]
+
+
+def test_min_stage_duration_defers_change_to_a_timer(tmp_path):
+    proc, _ = make(tmp_path, min_stage_duration_s=3 * 86_400)
+    out = proc.process([ev(0, "Signed Up", ts=T0), ev(1, "Order Completed", ts=T0 + DAY)])
+    assert [orjson.loads(o.value)["to_stage"] for _, o in out] == ["activation"]
+    p = orjson.loads(proc.store.get(keys.profile("u1")))
+    assert p["lifecycle"]["pending"]["stage"] == "retention"
+    out = proc.process([], clock_ms=T0 + 3 * DAY)
+    recs = [orjson.loads(o.value) for _, o in out]
+    assert [(r["to_stage"], r["at_ms"], r["cause"]) for r in recs] == [
+        ("retention", T0 + 3 * DAY, {"message_id": "m1"})]
+
+
+def test_outbox_keeps_outputs_until_acknowledged(tmp_path):
+    proc, s = make(tmp_path)
+    out = proc.process([ev(0, "Signed Up")])
+    assert [seq for seq, _ in proc.unacknowledged()] == [seq for seq, _ in out]
+    # A new processor on the same store (a restart) sees the same unacknowledged outputs.
+    proc.store.close()
+    again = PartitionProcessor(PartitionStore(tmp_path / "p0"), s)
+    assert [o.value for _, o in again.unacknowledged()] == [o.value for _, o in out]
+    for seq, _ in out:
+        again.acknowledge(seq)
+    again.process([])
+    assert again.unacknowledged() == []
