@@ -87,7 +87,9 @@ class PartitionLogic(StatefulBatchLogic):
         self.part_key = ""
         self.proc: PartitionProcessor | None = None
         self.producer = producer_for_thread(ctx.brokers)
-        self.inflight: dict[int, Output] = {}
+        # Sequence numbers produced but not yet acknowledged. The bytes stay in the outbox
+        # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
+        self.inflight: set[int] = set()
         self.caught_up = False
         self._next_due: int | None = None
 
@@ -102,16 +104,21 @@ class PartitionLogic(StatefulBatchLogic):
         return proc
 
     def _delivered(self, seq: int, err: KafkaError | None, _msg: Message) -> None:
-        out = self.inflight.pop(seq, None)
+        self.inflight.discard(seq)
+        proc = self.proc
+        assert proc is not None
         if err is None:
-            self.proc.acknowledge(seq)  # type: ignore[union-attr]
-        elif out is not None:  # librdkafka gave up retrying: try again, same bytes
-            self.proc.stats["produce_retries"] += 1  # type: ignore[union-attr]
+            proc.acknowledge(seq)
+            return
+        # librdkafka gave up retrying: send it again, same bytes, from the outbox.
+        out = proc.outbox_entry(seq)
+        if out is not None:
+            proc.stats["produce_retries"] += 1
             self._send([(seq, out)])
 
     def _send(self, entries: list[tuple[int, Output]]) -> None:
         for seq, out in entries:
-            self.inflight[seq] = out
+            self.inflight.add(seq)
             self.producer.send(out, partial(self._delivered, seq))
 
     def _clock(self) -> int | None:

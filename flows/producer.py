@@ -19,7 +19,7 @@ PRODUCER_CONFIG = {
     "linger.ms": 2,
     "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 500_000,
-    "queue.buffering.max.kbytes": 512 * 1024,
+    "queue.buffering.max.kbytes": 32 * 1024,
     "acks": "all",
     "message.timeout.ms": 60_000,
     "log.connection.close": False,

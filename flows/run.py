@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,4 +43,31 @@ def run_flow(
     return sink.progress
 
 
-__all__ = ["run_flow", "BrokerError"]
+def run_local_cluster(argv: list[str], processes: int) -> int:
+    """Run ``segue run`` as ``processes`` cooperating bytewax processes on this machine.
+
+    ``argv`` is the ``segue run`` argument list without ``--processes``. Each child gets its
+    ``--process-id`` and the shared ``--addresses``; input partitions and partition stores
+    are spread over all workers. SIGINT/SIGTERM are passed on to the children.
+    """
+    from segue.broker import free_port
+
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    children = [
+        subprocess.Popen([sys.executable, "-m", "segue.cli", "run", *argv,
+                          "--process-id", str(i), "--addresses", addresses])
+        for i in range(processes)
+    ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [c.wait() for c in children]
+    return max(abs(c) for c in codes)
+
+
+__all__ = ["run_flow", "run_local_cluster", "BrokerError"]

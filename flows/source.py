@@ -41,7 +41,7 @@ def consumer_config(brokers: str) -> dict:
         "enable.auto.commit": False,
         "enable.partition.eof": True,
         "fetch.queue.backoff.ms": 20,
-        "queued.max.messages.kbytes": 65536,
+        "queued.max.messages.kbytes": 2048,  # per partition: bounds memory, not speed
         "fetch.wait.max.ms": 50,
         "log.connection.close": False,
     }

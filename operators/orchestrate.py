@@ -90,6 +90,10 @@ class PartitionProcessor:
             for k, v in self.store.scan(keys.OUTBOX)
         ]
 
+    def outbox_entry(self, seq: int) -> Output | None:
+        raw = self.store.get(keys.outbox(seq))
+        return Output.decode(raw) if raw is not None else None
+
     def acknowledge(self, seq: int) -> None:
         """Kafka has the output with this sequence number; drop it from the outbox next batch."""
         self._acked.append(seq)

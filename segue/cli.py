@@ -49,9 +49,16 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.run import run_flow
+    from flows.run import run_flow, run_local_cluster
 
     settings = _settings(args)
+    if args.processes > 1 and args.process_id is None:
+        argv = ["--brokers", args.brokers, "--state-dir", args.state_dir,
+                "--workers", str(args.workers), "--progress-every", str(args.progress_every)]
+        argv += ["--until-eof"] if args.until_eof else []
+        argv += ["--config", args.config] if args.config else []
+        argv += ["--prefix", args.prefix] if args.prefix else []
+        return run_local_cluster(argv, args.processes)
     addresses = args.addresses.split(",") if args.addresses else None
     print(f"[segue] run: input {settings.topics.events} on {args.brokers}, "
           f"state in {args.state_dir}, {args.workers} worker(s)", file=sys.stderr, flush=True)
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--brokers", required=True, metavar="HOST:PORT")
     r.add_argument("--state-dir", required=True, metavar="DIR")
     r.add_argument("--workers", type=int, default=1, help="worker threads in this process")
+    r.add_argument("--processes", type=int, default=1,
+                   help="run this many cooperating processes on this machine")
     r.add_argument("--process-id", type=int, help="this process's index in a bytewax cluster")
     r.add_argument("--addresses", help="comma-separated host:port of every cluster process")
     r.add_argument("--until-eof", action="store_true",

@@ -66,9 +66,12 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
     )
     stages: Counter[str] = Counter()
     profiles = 0
+    busiest = ("", -1)
     for p in iter_profiles(state):
         profiles += 1
         stages[p["lifecycle"]["stage"] or "(none)"] += 1
+        if p["events"] > busiest[1]:
+            busiest = (p["id"], p["events"])
     seen = totals["applied"] + totals["deduplicated"] + totals["dead_lettered"]
     out = [
         "",
@@ -95,8 +98,9 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
     out += ["", "Dead letters by reason:"]
     for code, n in reasons.most_common():
         out.append(f"  {code:<20} {n:>5,}")
-    out += ["", f"done in {time.monotonic() - t0:.1f}s. Inspect a customer:",
-            f"  .venv/bin/segue profile user-{seed}-1 --state-dir {state}"]
+    out += ["", f"done in {time.monotonic() - t0:.1f}s. Inspect the busiest customer "
+            f"({busiest[1]:,} events):",
+            f"  .venv/bin/segue profile {busiest[0]} --state-dir {state}"]
     _say("\n".join(out))
     return 0 if seen == len(stream) else 1
 

@@ -39,23 +39,37 @@ from rocksdict import (
     Options,
     Rdict,
     WriteBatch,
+    WriteBufferManager,
 )
 
 _caches: dict[int, Cache] = {}
+_write_buffers: dict[tuple[int, int], WriteBufferManager] = {}
+MB = 1024 * 1024
 
 
 def _shared_cache(mb: int) -> Cache:
     # One block cache for all stores of a process bounds memory whatever the partition count.
     if mb not in _caches:
-        _caches[mb] = Cache(mb * 1024 * 1024)
+        _caches[mb] = Cache(mb * MB)
     return _caches[mb]
+
+
+def _shared_write_buffers(total_mb: int, cache_mb: int) -> WriteBufferManager:
+    # Memtables of all stores share one budget, so memory does not grow with partitions.
+    key = (total_mb, cache_mb)
+    if key not in _write_buffers:
+        _write_buffers[key] = WriteBufferManager.new_write_buffer_manager_with_cache(
+            total_mb * MB, False, _shared_cache(cache_mb)
+        )
+    return _write_buffers[key]
 
 
 def _options(block_cache_mb: int, write_buffer_mb: int) -> Options:
     opts = Options(raw_mode=True)
     opts.create_if_missing(True)
-    opts.set_write_buffer_size(write_buffer_mb * 1024 * 1024)
+    opts.set_write_buffer_size(write_buffer_mb * MB)
     opts.set_max_write_buffer_number(2)
+    opts.set_write_buffer_manager(_shared_write_buffers(4 * write_buffer_mb, block_cache_mb))
     opts.set_compression_type(DBCompressionType.lz4())
     opts.set_max_open_files(256)
     opts.set_keep_log_file_num(2)
