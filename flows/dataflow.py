@@ -35,6 +35,7 @@ from flows.progress import ProgressSink
 from flows.source import KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
 from operators.decode import Rejected, decode
+from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor
 from segue.config import Settings
 from state import keys
@@ -51,6 +52,8 @@ class FlowContext:
     brokers: str
     state_dir: Path
     until_eof: bool = False
+    journeys: JourneyRegistry | None = None
+    drain_horizon_ms: int | None = None
     wall_ms: object = field(default=lambda: int(time.time() * 1000))
 
     def store(self, topic: str, partition: int) -> PartitionStore:
@@ -96,7 +99,8 @@ class PartitionLogic(StatefulBatchLogic):
     def _attach(self, part_key: str) -> PartitionProcessor:
         topic, _, part = part_key.rpartition("#")
         self.part_key = part_key
-        self.proc = proc = PartitionProcessor(self.ctx.store(topic, int(part)), self.ctx.settings)
+        self.proc = proc = PartitionProcessor(self.ctx.store(topic, int(part)), self.ctx.settings,
+                                              self.ctx.journeys)
         # Whatever a previous run committed but Kafka never acknowledged goes out again.
         resend = proc.unacknowledged()
         proc.stats["outbox_resent"] += len(resend)
@@ -128,11 +132,11 @@ class PartitionLogic(StatefulBatchLogic):
             return self.ctx.wall_ms()  # type: ignore[operator]
         return None
 
-    def _run(self, events: list[InEvent | Rejected]) -> list:
+    def _run(self, events: list[InEvent | Rejected], drain: int | None = None) -> list:
         proc = self.proc
         assert proc is not None
         self.producer.poll(0)
-        self._send(proc.process(events, self._clock()))
+        self._send(proc.process(events, self._clock(), drain_horizon_ms=drain))
         self._next_due = proc.next_timer_due()
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
 
@@ -150,6 +154,8 @@ class PartitionLogic(StatefulBatchLogic):
                 self.caught_up = False
         out = self._run(events)
         if eof:
+            if self.ctx.drain_horizon_ms:
+                out = self._run([], drain=self.ctx.drain_horizon_ms)
             self.producer.flush()
             out = self._run([])  # drop what Kafka acknowledged from the outbox
         return out, StatefulBatchLogic.RETAIN

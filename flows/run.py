@@ -11,6 +11,7 @@ from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
 from flows.progress import Progress, ProgressSink
+from operators.journeys import JourneyRegistry
 from segue.broker import BrokerError, ensure_topics, wait_for_metadata
 from segue.config import Settings
 
@@ -26,6 +27,8 @@ def run_flow(
     until_eof: bool = False,
     progress_every_s: float | None = 5.0,
     create_topics: bool = True,
+    journeys_dir: str | Path | None = None,
+    drain_horizon_ms: int | None = None,
 ) -> Progress:
     """Run until the input ends (``until_eof``) or forever; returns the run's counters."""
     wait_for_metadata(brokers, timeout_s=15)
@@ -33,7 +36,10 @@ def run_flow(
         ensure_topics(brokers, settings)
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof)
+    registry = JourneyRegistry(journeys_dir, archive=state / "journey-versions") \
+        if journeys_dir else None
+    ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
+                      journeys=registry, drain_horizon_ms=drain_horizon_ms)
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
     try:

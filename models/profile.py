@@ -24,4 +24,6 @@ def new_profile(customer_id: str, ts_ms: int) -> Profile:
         "recent_ids": [],
         "lifecycle": {"stage": None, "since": None, "pending": None, "changes": 0},
         "timers": {},
+        "journeys": {},
+        "journey_history": {},
     }

@@ -108,6 +108,9 @@ def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEven
         ev = to_in_event(event, raw.timestamp_ms, raw.offset)
     except (OverflowError, OSError, ValueError) as e:
         return _reject(raw, "timestamp.invalid", str(e), ["timestamp"])
+    if ev.ts_ms <= 0:
+        return _reject(raw, "timestamp.missing", "no timestamp or receivedAt, and no Kafka "
+                       "timestamp to fall back on", ["timestamp"])
     if raw.timestamp_ms > 0 and ev.ts_ms > raw.timestamp_ms + max_future_skew_ms:
         skew_s = (ev.ts_ms - raw.timestamp_ms) / 1000
         return _reject(

@@ -31,6 +31,7 @@ from models.events import InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from operators.decode import Rejected
+from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.lifecycle import StageRules
 from segue.config import Settings
 from state import keys
@@ -65,7 +66,8 @@ def _id_hash(message_id: str) -> int:
 class PartitionProcessor:
     """Applies events of one input partition to its store; see the module docstring."""
 
-    def __init__(self, store: PartitionStore, settings: Settings) -> None:
+    def __init__(self, store: PartitionStore, settings: Settings,
+                 journeys: JourneyRegistry | None = None) -> None:
         self.store = store
         self.settings = settings
         self.topics = settings.topics
@@ -75,6 +77,9 @@ class PartitionProcessor:
         self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
         self.watermark = int(store.get(keys.WATERMARK) or b"0")
         self.stats: Counter[str] = Counter()
+        self.journeys = journeys
+        self.engine = JourneyEngine(journeys, self.topics) if journeys is not None else None
+        self._registry_generation = -1
         self._acked: list[int] = []
         # per-transaction scratch
         self._txn: Transaction | None = None
@@ -104,11 +109,14 @@ class PartitionProcessor:
 
     # ----- the transaction -----------------------------------------------------------------
     def process(
-        self, items: list[InEvent | Rejected], clock_ms: int | None = None
+        self, items: list[InEvent | Rejected], clock_ms: int | None = None,
+        drain_horizon_ms: int | None = None,
     ) -> list[tuple[int, Output]]:
         """Apply ``items`` (in offset order) and fire timers due at ``clock_ms``.
 
-        ``clock_ms`` defaults to the event-time watermark. Returns the new outbox entries.
+        ``clock_ms`` defaults to the event-time watermark. With ``drain_horizon_ms`` (end of
+        input), every timer due within that long after its customer's last event fires too.
+        Returns the new outbox entries.
         """
         txn = self.store.begin()
         self._txn = txn
@@ -119,6 +127,7 @@ class PartitionProcessor:
             txn.delete(keys.outbox(seq))
         self._acked.clear()
         applied_before = self.applied
+        self._sync_journeys()
         for item in items:
             if item.offset <= self.applied:
                 self.stats["skipped_already_applied"] += 1
@@ -133,6 +142,8 @@ class PartitionProcessor:
             else:
                 self._apply(item)
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
+        if drain_horizon_ms is not None:
+            self._drain(drain_horizon_ms)
         for cid, profile in self._profiles.items():
             txn.put(keys.profile(cid), orjson.dumps(profile))
         entries = []
@@ -178,6 +189,9 @@ class PartitionProcessor:
             del recent[0]
         self.stats["applied"] += 1
         ts = ev.ts_ms
+        # This customer's timers due before this event fire first, whatever the batching.
+        if p["timers"] and min(p["timers"].values()) <= ts:
+            self._fire_customer(p, ts)
         if ts > self.watermark:
             self.watermark = ts
         p["events"] += 1
@@ -199,8 +213,23 @@ class PartitionProcessor:
         to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
         if to is not None:
             self._request_stage(p, to, ts, {"message_id": ev.message_id})
+        for rule in self.settings.profile_sums:
+            if ev.key == rule.event:
+                self._add_sum(p, rule.name, ev.properties.get(rule.by),
+                              ev.properties.get(rule.value))
         if "inactivity" not in p["timers"]:
             self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+        if self.engine is not None:
+            self.engine.on_event(self, p, ev)
+
+    def _add_sum(self, p: Profile, name: str, by: object, value: object) -> None:
+        if not isinstance(by, str) or not isinstance(value, int | float) \
+                or isinstance(value, bool):
+            return
+        sums = p.setdefault("sums", {}).setdefault(name, {})
+        sums[by] = sums.get(by, 0) + value
+        # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.
+        p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
 
     # ----- lifecycle -----------------------------------------------------------------------
     def _request_stage(self, p: Profile, to: str, at_ms: int, cause: dict) -> None:
@@ -236,12 +265,93 @@ class PartitionProcessor:
         self.stats["lifecycle_changes"] += 1
         self._out.append(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
 
+    # ----- the engine's host API ------------------------------------------------------------
+    def arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        """(Re)arm the customer's timer of this kind."""
+        old = p["timers"].get(kind)
+        if old is not None and old != due_ms:
+            self._txn.delete(keys.timer(old, p["id"], kind))  # type: ignore[union-attr]
+        self._arm(p, kind, due_ms)
+
+    def cancel(self, p: Profile, kind: str) -> None:
+        old = p["timers"].pop(kind, None)
+        if old is not None:
+            self._txn.delete(keys.timer(old, p["id"], kind))  # type: ignore[union-attr]
+
+    def emit(self, topic: str, key: str, record: dict) -> None:
+        self._out.append(Output(topic, key, orjson.dumps(record)))
+
+    def index_put(self, key: bytes) -> None:
+        self._txn.put(key, b"")  # type: ignore[union-attr]
+
+    def index_delete(self, key: bytes) -> None:
+        self._txn.delete(key)  # type: ignore[union-attr]
+
+    # ----- journeys: reloads, resumes -----------------------------------------------------
+    def _sync_journeys(self) -> None:
+        """After a reload (or at start), release sends held by journeys now active."""
+        reg = self.journeys
+        if reg is None or self.engine is None:
+            return
+        reg.maybe_reload()
+        if reg.generation == self._registry_generation:
+            return
+        self._registry_generation = reg.generation
+        at = self.watermark
+        for jid, spec in sorted(reg.current.items()):
+            if spec.status != "active":
+                continue
+            prefix = b"h|%s|" % jid.encode()
+            for k, _ in list(self.store.scan(prefix)):
+                if self._txn.get(k) is None:  # type: ignore[union-attr]
+                    continue
+                cid = k[len(prefix) + 17:].decode()
+                p, created = self._profile(cid, at)
+                if created:
+                    del self._profiles[cid]
+                    self._txn.delete(k)  # type: ignore[union-attr]
+                    continue
+                self.engine.release_held(self, p, jid, at)
+                self.stats["journey_sends_released"] += 1
+
     # ----- timers --------------------------------------------------------------------------
     def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
         key = keys.timer(due_ms, p["id"], kind)
         p["timers"][kind] = due_ms
         self._txn.put(key, b"")  # type: ignore[union-attr]
         self._new_timers.append((due_ms, key))
+
+    def _fire_customer(self, p: Profile, upto: int) -> None:
+        """Fire this customer's timers due at or before ``upto``, earliest first."""
+        for _ in range(1000):
+            due_now = [(d, k) for k, d in p["timers"].items() if d <= upto]
+            if not due_now:
+                return
+            first = min(d for d, _ in due_now)
+            kinds = [k for d, k in due_now if d == first]
+            for kind in kinds:
+                del p["timers"][kind]
+                self._txn.delete(keys.timer(first, p["id"], kind))  # type: ignore[union-attr]
+            self.stats["timers_fired"] += len(kinds)
+            self._on_timers(p, first, kinds)
+
+    def _drain(self, horizon_ms: int) -> None:
+        """End of input: fire every timer due within ``horizon_ms`` of its customer's last
+        event (and what those timers arm in turn), customer by customer."""
+        done: set[str] = set()
+        for k, _ in list(self.store.scan(keys.TIMER)):
+            _, cid, _ = keys.parse_timer(k)
+            if cid in done:
+                continue
+            done.add(cid)
+            p, created = self._profile(cid, 0)
+            if created:
+                del self._profiles[cid]
+                continue
+            self._fire_customer(p, p["last_seen"] + horizon_ms)
+        for cid, p in list(self._profiles.items()):
+            if cid not in done:
+                self._fire_customer(p, p["last_seen"] + horizon_ms)
 
     def _fire_timers(self, clock_ms: int) -> None:
         txn = self._txn
@@ -260,22 +370,31 @@ class PartitionProcessor:
             due, k = heapq.heappop(heap)
             if txn.get(k) is None:  # already fired or replaced in this transaction
                 continue
-            txn.delete(k)
-            fired += 1
             _, cid, kind = keys.parse_timer(k)
             p, created = self._profile(cid, due)
             if created:  # profile gone (e.g. erased): drop the stale timer
                 del self._profiles[cid]
+                txn.delete(k)
                 continue
             if p["timers"].get(kind) != due:
+                txn.delete(k)
                 continue
-            del p["timers"][kind]
-            self._on_timer(p, kind, due)
+            # All of this customer's timers due now fire together (one moment).
+            before = self.stats["timers_fired"]
+            self._fire_customer(p, due)
+            fired += self.stats["timers_fired"] - before
             for t in self._new_timers:
                 if t[0] <= clock_ms:
                     heapq.heappush(heap, t)
             self._new_timers = [t for t in self._new_timers if t[0] > clock_ms]
-        self.stats["timers_fired"] += fired
+
+    def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
+        journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]
+        for kind in kinds:
+            if kind not in journey_kinds:
+                self._on_timer(p, kind, due)
+        if journey_kinds and self.engine is not None:
+            self.engine.on_timers(self, p, due, journey_kinds)
 
     def _on_timer(self, p: Profile, kind: str, due: int) -> None:
         lc = p["lifecycle"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from models.journey import CHANNELS
 from segue.config import Settings
 
 
@@ -121,7 +122,7 @@ _KEEP = {"cleanup.policy": "delete", "retention.ms": "-1"}
 _COMPACT = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 
-def topic_specs(settings: Settings, channels: tuple[str, ...] = ()) -> dict[str, dict]:
+def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dict[str, dict]:
     t = settings.topics
     specs = {
         t.events: _KEEP,
@@ -136,7 +137,8 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = ()) -> dict[str,
 
 
 def ensure_topics(
-    bootstrap: str, settings: Settings, channels: tuple[str, ...] = (), timeout_s: float = 15
+    bootstrap: str, settings: Settings, channels: tuple[str, ...] = CHANNELS,
+    timeout_s: float = 15,
 ) -> list[str]:
     """Create Segue's topics that do not exist yet; returns the names it created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -56,18 +57,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv = ["--brokers", args.brokers, "--state-dir", args.state_dir,
                 "--workers", str(args.workers), "--progress-every", str(args.progress_every)]
         argv += ["--until-eof"] if args.until_eof else []
+        argv += ["--journeys", args.journeys] if args.journeys else []
+        argv += ["--horizon", args.horizon] if args.horizon else []
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
         return run_local_cluster(argv, args.processes)
     addresses = args.addresses.split(",") if args.addresses else None
     print(f"[segue] run: input {settings.topics.events} on {args.brokers}, "
           f"state in {args.state_dir}, {args.workers} worker(s)", file=sys.stderr, flush=True)
+    horizon = _duration(args.horizon) if args.horizon else None
     progress = run_flow(
         settings, args.brokers, args.state_dir, workers=args.workers,
         process_id=args.process_id, addresses=addresses, until_eof=args.until_eof,
-        progress_every_s=args.progress_every,
+        progress_every_s=args.progress_every, journeys_dir=args.journeys,
+        drain_horizon_ms=horizon,
     )
     print(progress.line(), file=sys.stderr, flush=True)
+    return 0
+
+
+def _duration(text: str) -> int:
+    from models.journey import parse_duration_ms
+
+    try:
+        return parse_duration_ms(text)
+    except ValueError as e:
+        raise ValueError(f"--horizon: {e}") from e
+
+
+def cmd_journeys(args: argparse.Namespace) -> int:
+    from models.journey import JourneyFileError, load_dir, load_journey
+    from segue.journey_view import as_mermaid, as_text
+
+    if args.action == "validate":
+        loaded, errors = load_dir(args.path)
+        for path, j in loaded:
+            if not any(str(path) in e for e in errors):
+                print(f"ok  {path}: {j.id} v{j.version} ({j.status}, {len(j.steps)} steps)")
+        for e in errors:
+            print(f"error  {e}", file=sys.stderr)
+        print(f"{len(loaded)} journey file(s), {len(errors)} error(s)")
+        return 1 if errors else 0
+    if args.action == "schema":
+        import json
+
+        from models.journey import json_schema
+
+        print(json.dumps(json_schema(), indent=2))
+        return 0
+    try:
+        j = load_journey(args.path)
+    except JourneyFileError as e:
+        print(f"error  {e}", file=sys.stderr)
+        return 1
+    print(as_text(j))
+    out = Path(args.mermaid or f"{j.id}-v{j.version}.mmd")
+    out.write_text(as_mermaid(j))
+    print(f"\nMermaid diagram written to {out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from operators.journeys import JourneyLoadError
+    from segue.replay import ReplayError, replay, summary_table
+
+    settings = _settings(args)
+    try:
+        summary = replay(settings, args.journeys, args.events, args.out, args.state_dir,
+                         horizon_ms=_duration(args.horizon), progress=True)
+    except (ReplayError, JourneyLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary_table(summary))
+    print(f"\nwrote {', '.join(sorted(p.name for p in Path(args.out).glob('*.json*')))} "
+          f"to {args.out}")
     return 0
 
 
@@ -172,8 +235,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once the input is drained (timers then fire in event time)")
     r.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                    help="print a progress line this often (0: never)")
+    r.add_argument("--journeys", metavar="DIR",
+                   help="journey folder (reloaded when its files change)")
+    r.add_argument("--horizon", metavar="DURATION",
+                   help="with --until-eof: at the end, fire timers due up to this long after "
+                   "each customer's last event (as segue replay does), e.g. 35d")
     common(r)
     r.set_defaults(fn=cmd_run)
+
+    jn = sub.add_parser("journeys", help="validate and show journey files",
+                        description="validate DIR: check every journey file, one clear message "
+                        "per problem (file:line: field: why). show FILE: the graph as text, "
+                        "plus a Mermaid diagram. schema: the JSON Schema for editors.")
+    jn.add_argument("action", choices=["validate", "show", "schema"])
+    jn.add_argument("path", nargs="?", default="journeys", help="folder (validate) or file")
+    jn.add_argument("--mermaid", metavar="FILE", help="where show writes the diagram "
+                    "(default: <id>-v<version>.mmd)")
+    jn.set_defaults(fn=cmd_journeys)
+
+    rp = sub.add_parser("replay", help="run journeys over an event file, offline",
+                        description="The flow's own operators over a JSON-lines event file, in "
+                        "event time, without Kafka. Writes dispatches.jsonl, decisions.jsonl, "
+                        "journey-events.jsonl, customer-events.jsonl, dlq.jsonl, summary.json.")
+    rp.add_argument("--journeys", metavar="DIR", help="journey folder")
+    rp.add_argument("--events", required=True, metavar="FILE.jsonl")
+    rp.add_argument("--out", required=True, metavar="DIR")
+    rp.add_argument("--state-dir", metavar="DIR", help="default: a fresh temporary directory")
+    rp.add_argument("--horizon", default="35d", metavar="DURATION",
+                    help="after the input, fire timers due up to this long after each "
+                    "customer's last event (default 35d)")
+    common(rp)
+    rp.set_defaults(fn=cmd_replay)
 
     s = sub.add_parser("simulate", help="generate a synthetic customer stream",
                        description="A deterministic (by --seed) population with lifecycle "
@@ -216,10 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `segue replay … | head`
+        sys.stderr.close()
+        return 0
     except Exception as e:  # a clear message, not a traceback, for expected failures
+        from operators.journeys import JourneyLoadError
         from segue.broker import BrokerError
 
-        if isinstance(e, BrokerError | ValueError | TimeoutError):
+        if isinstance(e, BrokerError | ValueError | TimeoutError | JourneyLoadError):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

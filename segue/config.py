@@ -125,6 +125,16 @@ class LifecycleRules(_Strict):
     )
 
 
+class ProfileSum(_Strict):
+    """Sum ``value`` by ``by`` over ``event``'s properties; journeys read the leader as
+    ``profile.top.<name>`` (e.g. the content category a customer spent most time on)."""
+
+    name: str
+    event: str
+    by: str
+    value: str
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -147,6 +157,9 @@ class Settings(_Strict):
     )
     batch_size: int = Field(default=2000, ge=1, description="Max messages per poll per partition.")
     lifecycle: LifecycleRules = LifecycleRules()
+    profile_sums: list[ProfileSum] = Field(default=[
+        ProfileSum(name="content_seconds", event="Content Viewed", by="category", value="seconds")
+    ])
     store: StoreSettings = StoreSettings()
 
     @property

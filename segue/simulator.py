@@ -170,7 +170,8 @@ def simulate(
             ev["properties"] = _properties(rng, kind, name)
         elif kind == "identify":
             ev["traits"] = {"plan": c.plan, "industry": c.industry,
-                            "company": f"Company {idx % 997}"}
+                            "company": f"Company {idx % 997}",
+                            "adoption_score": 20 + (idx * 37) % 81}
         n_out += 1
         yield ev
         if rng.random() < duplicate_rate:

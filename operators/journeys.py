@@ -1,0 +1,705 @@
+"""The journey engine: runs every customer's journeys inside the per-partition step.
+
+Per customer, ``profile["journeys"]`` holds one run per journey the customer is in (version,
+current step, entry time, instance, …) and ``profile["journey_history"]`` what is needed for
+re-entry rules. Waits and timeouts are durable timers of the partition store (kinds ``j:<id>``
+for the current step, ``jx:<id>:<exit>`` for time-based exits, ``jd:<id>`` for a send deferred
+by a conflict). Everything that happens is emitted to ``segue.journey-events``; each send step
+produces one decision on ``segue.decisions`` and, when it goes out, a dispatch command on
+``segue.dispatch.<channel>``. All keys derive from content: customer, journey, version, step,
+entry instance and visit.
+
+Order of work for one event of a customer: goals, then exits, then waiting steps, then new
+entries; the sends that this "moment" produced are resolved together (lifecycle priority, then
+business value, then journey id), the losers deferred.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from models.conditions import Context, compile_condition
+from models.events import InEvent
+from models.journey import (
+    Branch,
+    End,
+    Goto,
+    Holdout,
+    Journey,
+    NextBestAction,
+    Send,
+    Split,
+    Wait,
+    WaitEvent,
+    load_dir,
+)
+from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.profile import Profile
+from state.journey_versions import JourneyVersions, VersionConflict
+from state.windows import count as window_count
+
+DAY_MS = 86_400_000
+MAX_STEPS_PER_MOMENT = 200
+STAGE_PRIORITY = ("at-risk", "win-back", "activation", "retention", "expansion", "advocacy",
+                  "consideration", "awareness")
+_compiled: dict[str, Callable[[Context], bool]] = {}
+
+
+def condition(text: str) -> Callable[[Context], bool]:
+    fn = _compiled.get(text)
+    if fn is None:
+        fn = _compiled[text] = compile_condition(text)
+    return fn
+
+
+def bucket(*parts: object) -> float:
+    """A stable number in [0, 100) from content (split and holdout assignment).
+
+    >>> bucket("u1", "cart", "split") == bucket("u1", "cart", "split")
+    True
+    """
+    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h) / 2**64 * 100
+
+
+class JourneyLoadError(Exception):
+    """The journeys folder has invalid files; the message lists them."""
+
+
+class JourneyRegistry:
+    """The journeys of a folder: the newest version per id is the one new entries get.
+
+    Reloaded when files change (``maybe_reload``); an invalid folder on reload keeps the last
+    good definitions running and records the errors.
+    """
+
+    def __init__(self, folder: str | Path | None, archive: str | Path | None = None,
+                 poll_s: float = 2.0) -> None:
+        self.folder = Path(folder) if folder else None
+        self.versions = JourneyVersions(archive)
+        self.poll_s = poll_s
+        self.current: dict[str, Journey] = {}
+        self.errors: list[str] = []
+        self.generation = 0
+        self._signature: tuple = ()
+        self._checked = 0.0
+        self._lock = threading.RLock()
+        if self.folder is not None:
+            errors = self._load()
+            if errors:
+                raise JourneyLoadError("\n".join(errors))
+
+    @classmethod
+    def of(cls, journeys: list[Journey]) -> JourneyRegistry:
+        reg = cls(None)
+        reg._install(journeys)
+        return reg
+
+    def _folder_signature(self) -> tuple:
+        assert self.folder is not None
+        try:
+            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                                for p in self.folder.iterdir() if p.suffix in (".yaml", ".yml")))
+        except OSError:
+            return ()
+
+    def _load(self) -> list[str]:
+        assert self.folder is not None
+        sig = self._folder_signature()
+        loaded, errors = load_dir(self.folder)
+        if errors:
+            self._signature = sig
+            self.errors = errors
+            return errors
+        try:
+            self._install([j for _, j in loaded])
+        except VersionConflict as e:
+            self.errors = [str(e)]
+            self._signature = sig
+            return self.errors
+        self._signature = sig
+        self.errors = []
+        return []
+
+    def _install(self, journeys: list[Journey]) -> None:
+        newest: dict[str, Journey] = {}
+        for j in journeys:
+            self.versions.add(j)
+            if j.id not in newest or j.version > newest[j.id].version:
+                newest[j.id] = j
+        with self._lock:
+            self.current = newest
+            self.generation += 1
+
+    def maybe_reload(self) -> bool:
+        """Re-read the folder if its files changed (at most every ``poll_s``)."""
+        if self.folder is None:
+            return False
+        now = _time.monotonic()
+        if now - self._checked < self.poll_s:
+            return False
+        with self._lock:  # one worker thread reloads; the others see the result
+            if now - self._checked < self.poll_s:
+                return False
+            self._checked = now
+            if self._folder_signature() == self._signature:
+                return False
+            before = self.generation
+            self._load()
+            return self.generation != before
+
+    def spec(self, jid: str, version: int) -> Journey | None:
+        return self.versions.get(jid, version)
+
+    def status(self, jid: str) -> str:
+        j = self.current.get(jid)
+        return j.status if j is not None else "removed"
+
+    def entries(self) -> list[Journey]:
+        """Active journeys, in conflict-priority order."""
+        return sorted((j for j in self.current.values() if j.status == "active"),
+                      key=priority_key)
+
+
+def priority_key(j: Journey) -> tuple:
+    return (STAGE_PRIORITY.index(j.priority.stage), -j.priority.value, j.id)
+
+
+class Host(Protocol):
+    """What the engine needs from the partition processor."""
+
+    def arm(self, p: Profile, kind: str, due_ms: int) -> None: ...
+    def cancel(self, p: Profile, kind: str) -> None: ...
+    def emit(self, topic: str, key: str, record: dict) -> None: ...
+    def index_put(self, key: bytes) -> None: ...
+    def index_delete(self, key: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class _Intent:
+    """A send a journey wants to make at this moment."""
+
+    jid: str
+    run: dict
+    spec: Journey
+    node: str
+    channel: str
+    template: str
+    purpose: str
+    personalization: dict
+    action: str | None
+    nba: dict | None
+    cause: dict
+    dispatch_id: str
+
+
+def held_key(jid: str, at_ms: int, customer: str) -> bytes:
+    return b"h|%s|%016x|%s" % (jid.encode(), at_ms, customer.encode())
+
+
+class JourneyEngine:
+    """Runs journeys for one partition; see the module docstring."""
+
+    def __init__(self, registry: JourneyRegistry, topics: Any, conflict_delay_ms: int = 3_600_000,
+                 default_timezone: str = "UTC") -> None:
+        self.registry = registry
+        self.topics = topics
+        self.conflict_delay_ms = conflict_delay_ms
+        self.default_tz = default_timezone
+        self.stats: dict[str, int] = {}
+        self._moment: list[_Intent] = []
+
+    # ----- context ---------------------------------------------------------------------------
+    def context(self, p: Profile, at: int, ev: InEvent | None, run: dict | None = None) -> Context:
+        counters = p["counters"]
+
+        def counter(key: str, window: str) -> int:
+            c = counters.get(key)
+            return window_count(c, window, at) if c is not None else 0
+
+        journey = {}
+        if run is not None:
+            journey = {"days": (at - run["entered"]) / DAY_MS,
+                       "hours": (at - run["entered"]) / 3_600_000,
+                       "variant": run.get("variant"), "instance": run["instance"],
+                       "trigger": run.get("trigger") or {}}
+        return Context(
+            traits=p["traits"],
+            event_name=ev.key if ev else None,
+            event_type=ev.type if ev else None,
+            event_props=ev.properties if ev else {},
+            profile={"stage": p["lifecycle"]["stage"], "events": p["events"],
+                     "sessions": p["sessions"], "timezone": p.get("timezone"),
+                     "days_since_first_seen": (at - p["first_seen"]) / DAY_MS,
+                     "days_since_last_seen": (at - p["last_seen"]) / DAY_MS,
+                     "top": p.get("top", {})},
+            scores=p.get("scores", {}),
+            journey=journey,
+            counter=counter,
+        )
+
+    # ----- events ----------------------------------------------------------------------------
+    def on_event(self, host: Host, p: Profile, ev: InEvent) -> None:
+        at = ev.ts_ms
+        cause = {"message_id": ev.message_id}
+        runs = p.setdefault("journeys", {})
+        for jid in sorted(runs):
+            run = runs.get(jid)
+            if run is None:
+                continue
+            spec = self.registry.spec(jid, run["v"])
+            if spec is None:
+                continue
+            ctx = self.context(p, at, ev, run)
+            if self._goals(host, p, jid, run, spec, ev, ctx, at, cause):
+                continue
+            if self._exits(host, p, jid, run, spec, ev, ctx, at, cause):
+                continue
+            step = spec.steps.get(run["node"])
+            if isinstance(step, WaitEvent) and ev.key == step.event and (
+                step.where is None or condition(step.where)(ctx)
+            ):
+                host.cancel(p, f"j:{jid}")
+                run["due"] = None
+                self._advance(host, p, jid, run, spec, step.on_event, at, ev, cause)
+        self._enter_matching(host, p, ev, at, cause)
+        self._resolve(host, p, at)
+
+    def _enter_matching(self, host: Host, p: Profile, ev: InEvent, at: int, cause: dict) -> None:
+        runs = p["journeys"]
+        for spec in self.registry.entries():
+            if spec.id in runs:
+                continue
+            trig = spec.entry.events()
+            if trig and ev.key not in trig:
+                continue
+            if not self._may_reenter(p, spec, at):
+                continue
+            ctx = self.context(p, at, ev)
+            if spec.entry.when is not None and not condition(spec.entry.when)(ctx):
+                continue
+            if spec.entry.exclude is not None and condition(spec.entry.exclude)(ctx):
+                continue
+            self._enter(host, p, spec, at, ev, cause, reason="trigger")
+
+    def _may_reenter(self, p: Profile, spec: Journey, at: int) -> bool:
+        hist = p.get("journey_history", {}).get(spec.id)
+        if hist is None:
+            return True
+        rule = spec.entry.reentry
+        if rule == "never":
+            return False
+        if rule == "after_exit":
+            return True
+        return at - hist["last_exit"] >= rule.after
+
+    def _enter(self, host: Host, p: Profile, spec: Journey, at: int, ev: InEvent | None,
+               cause: dict, reason: str) -> None:
+        hist = p.setdefault("journey_history", {}).setdefault(
+            spec.id, {"entries": 0, "last_exit": None})
+        hist["entries"] += 1
+        run = {"v": spec.version, "node": spec.start, "entered": at, "instance": hist["entries"],
+               "due": None, "visits": {}, "variant": None, "holdout": False, "held": None,
+               "deferred": [], "true_exits": [],
+               "trigger": dict(ev.properties) if ev is not None else {}}
+        p["journeys"][spec.id] = run
+        ctx = self.context(p, at, ev, run)
+        run["true_exits"] = [x.name for x in spec.exits
+                             if x.when is not None and x.event is None and x.after is None
+                             and x.inactive is None and condition(x.when)(ctx)]
+        for x in spec.exits:
+            if x.after is not None:
+                host.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
+            elif x.inactive is not None:
+                host.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
+        self._journey_event(host, p, spec, run, "journey.entered", at, cause, reason=reason)
+        self._count("entered")
+        self._advance(host, p, spec.id, run, spec, spec.start, at, ev, cause)
+
+    # ----- goals and exits -------------------------------------------------------------------
+    def _goals(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, ev: InEvent,
+               ctx: Context, at: int, cause: dict) -> bool:
+        for g in spec.goals:
+            if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
+                self._journey_event(host, p, spec, run, "journey.converted", at, cause,
+                                    reason=f"goal:{g.name}")
+                self._count("converted")
+                if g.exit:
+                    self._exit(host, p, jid, run, spec, at, cause, f"goal:{g.name}")
+                    return True
+        return False
+
+    def _exits(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey,
+               ev: InEvent | None, ctx: Context, at: int, cause: dict) -> bool:
+        for x in spec.exits:
+            if x.event is not None:
+                if ev is None or ev.key != x.event:
+                    continue
+                if x.when is not None and not condition(x.when)(ctx):
+                    continue
+                return self._take_exit(host, p, jid, run, spec, x, at, cause)
+            if x.when is not None and x.after is None and x.inactive is None:
+                # Fires when the condition turns true during the journey, not if it already
+                # held at entry (e.g. "adoption > 80 → expansion").
+                now_true = condition(x.when)(ctx)
+                was = x.name in run["true_exits"]
+                if now_true and not was:
+                    return self._take_exit(host, p, jid, run, spec, x, at, cause)
+                if was and not now_true:
+                    run["true_exits"].remove(x.name)
+        return False
+
+    def _take_exit(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, x: Any,
+                   at: int, cause: dict) -> bool:
+        if x.goto and spec.min_duration and at < run["entered"] + spec.min_duration:
+            # Minimum stage duration: the transition waits until the journey has lasted long
+            # enough (unless another exit ends it first).
+            host.arm(p, f"jx:{jid}:{x.name}", run["entered"] + spec.min_duration)
+            run.setdefault("pending_exit", x.name)
+            return False
+        if x.emit:
+            self._journey_event(host, p, spec, run, f"journey.{x.emit}", at, cause,
+                                reason=f"exit:{x.name}")
+        self._exit(host, p, jid, run, spec, at, cause, f"exit:{x.name}")
+        if x.goto:
+            self._goto(host, p, x.goto, at, cause, reason=f"from:{jid}")
+        return True
+
+    def _exit(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, at: int,
+              cause: dict, reason: str) -> None:
+        host.cancel(p, f"j:{jid}")
+        host.cancel(p, f"jd:{jid}")
+        for x in spec.exits:
+            host.cancel(p, f"jx:{jid}:{x.name}")
+        if run.get("held"):
+            host.index_delete(held_key(jid, run["held"]["at"], p["id"]))
+            self._decision(host, p, spec, run, run["held"]["intent"], "drop",
+                           ["journey.exited"], at, None)
+        for d in run.get("deferred", []):
+            self._decision(host, p, spec, run, d, "drop", ["journey.exited"], at, None)
+        self._moment = [i for i in self._moment if i.run is not run]
+        del p["journeys"][jid]
+        p["journey_history"][jid]["last_exit"] = at
+        self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason=reason)
+        self._count("exited")
+
+    def _goto(self, host: Host, p: Profile, target: str, at: int, cause: dict,
+              reason: str) -> None:
+        spec = self.registry.current.get(target)
+        if spec is None or spec.status != "active" or target in p["journeys"]:
+            return
+        self._enter(host, p, spec, at, None, cause, reason=reason)
+
+    def exit_all(self, host: Host, p: Profile, at: int, cause: dict, reason: str) -> None:
+        """Take the customer out of every journey (opt-out, erasure, merge)."""
+        for jid in sorted(p.get("journeys", {})):
+            run = p["journeys"][jid]
+            spec = self.registry.spec(jid, run["v"])
+            if spec is not None:
+                self._exit(host, p, jid, run, spec, at, cause, reason)
+
+    # ----- timers ----------------------------------------------------------------------------
+    def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
+        """Journey timers of one customer due at the same moment."""
+        runs = p.setdefault("journeys", {})
+        for kind in sorted(kinds):
+            prefix, _, rest = kind.partition(":")
+            jid, _, exit_name = rest.partition(":")
+            run = runs.get(jid)
+            if run is None:
+                continue
+            spec = self.registry.spec(jid, run["v"])
+            if spec is None:
+                continue
+            cause = {"timer": kind, "due_ms": due}
+            ctx = self.context(p, due, None, run)
+            if prefix == "jx":
+                x = next((x for x in spec.exits if x.name == exit_name), None)
+                if x is None:
+                    continue
+                if x.inactive is not None and p["last_seen"] + x.inactive > due:
+                    host.arm(p, kind, p["last_seen"] + x.inactive)  # activity since: push back
+                    continue
+                if run.get("pending_exit") == x.name or x.after or x.inactive:
+                    self._take_exit(host, p, jid, run, spec, x, due, cause)
+                continue
+            if self._exits(host, p, jid, run, spec, None, ctx, due, cause):
+                continue
+            if prefix == "jd":
+                for d in run["deferred"]:
+                    self._moment.append(intent_from_dict(d, run, spec))
+                run["deferred"] = []
+            elif prefix == "j" and run.get("due") == due:
+                run["due"] = None
+                step = spec.steps[run["node"]]
+                nxt = step.on_timeout if isinstance(step, WaitEvent) else step.next
+                self._advance(host, p, jid, run, spec, nxt, due, None, cause)
+        self._resolve(host, p, due)
+
+    # ----- steps -----------------------------------------------------------------------------
+    def _advance(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey,
+                 node: str | None, at: int, ev: InEvent | None, cause: dict) -> None:
+        for _ in range(MAX_STEPS_PER_MOMENT):
+            if node is None:
+                self._exit(host, p, jid, run, spec, at, cause, "completed")
+                return
+            step = spec.steps[node]
+            run["node"] = node
+            visit = run["visits"].get(node, 0) + 1
+            run["visits"][node] = visit
+            ctx = self.context(p, at, ev, run)
+            extra: dict[str, Any] = {}
+            nxt: str | None = None
+            if isinstance(step, Send):
+                self._intend(p, jid, run, spec, node, step.channel, step.template, step.purpose,
+                             step.personalization, None, None, at, cause, ctx)
+                nxt = step.next
+                if run.get("held") is not None:  # paused: stop here until resumed
+                    self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                    return
+            elif isinstance(step, Wait):
+                due = at + step.duration if step.duration is not None else \
+                    self._next_local_time(p, at, step.until or "00:00")
+                run["due"] = due
+                host.arm(p, f"j:{jid}", due)
+                extra["until_ms"] = due
+                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                return
+            elif isinstance(step, WaitEvent):
+                due = at + step.timeout
+                run["due"] = due
+                host.arm(p, f"j:{jid}", due)
+                extra.update(event=step.event, until_ms=due)
+                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                return
+            elif isinstance(step, Branch):
+                nxt = step.default
+                extra["case"] = "default"
+                for i, case in enumerate(step.cases):
+                    if condition(case.when)(ctx):
+                        nxt = case.next
+                        extra["case"] = i
+                        break
+            elif isinstance(step, Split):
+                point = bucket(p["id"], jid, node) * sum(v.weight for v in step.variants) / 100
+                acc = 0.0
+                chosen = step.variants[-1]
+                for v in step.variants:
+                    acc += v.weight
+                    if point < acc:
+                        chosen = v
+                        break
+                run["variant"] = chosen.name
+                extra["variant"] = chosen.name
+                nxt = chosen.next
+            elif isinstance(step, Holdout):
+                run["holdout"] = bucket(p["id"], jid, node, "holdout") < step.percent
+                extra["holdout"] = run["holdout"]
+                nxt = step.next
+            elif isinstance(step, NextBestAction):
+                eligible = [a for a in step.actions if a.when is None or condition(a.when)(ctx)]
+                nba = {"model": None, "policy": "first_eligible",
+                       "note": "placeholder until the NBA model: first eligible action",
+                       "eligible": [a.action for a in eligible],
+                       "ineligible": [a.action for a in step.actions if a not in eligible]}
+                extra["action"] = eligible[0].action if eligible else None
+                if eligible:
+                    a = eligible[0]
+                    self._intend(p, jid, run, spec, node, a.channel, a.template, "marketing", [],
+                                 a.action, nba, at, cause, ctx)
+                nxt = step.next
+                if run.get("held") is not None:
+                    self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                    return
+            elif isinstance(step, Goto):
+                self._step_event(host, p, spec, run, node, step.type, at, cause,
+                                 {"journey": step.journey})
+                self._exit(host, p, jid, run, spec, at, cause, f"goto:{step.journey}")
+                self._goto(host, p, step.journey, at, cause, reason=f"from:{jid}")
+                return
+            elif isinstance(step, End):
+                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                self._exit(host, p, jid, run, spec, at, cause, "completed")
+                return
+            self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+            node = nxt
+        self._exit(host, p, jid, run, spec, at, cause, "error.too_many_steps")
+
+    def _next_local_time(self, p: Profile, at: int, hhmm: str) -> int:
+        tz_name = p.get("timezone") or self.default_tz
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            tz = ZoneInfo(self.default_tz)
+        local = datetime.fromtimestamp(at / 1000, tz)
+        h, m = (int(x) for x in hhmm.split(":")[:2])
+        target = local.replace(hour=h, minute=m, second=0, microsecond=0)
+        if target <= local:
+            # zoneinfo datetimes add in wall-clock time, so the offset of the next day is used
+            # (DST changes in between are handled).
+            target = (local + timedelta(days=1)).replace(hour=h, minute=m, second=0,
+                                                        microsecond=0)
+        return int(target.timestamp() * 1000)
+
+    # ----- sends and conflicts ---------------------------------------------------------------
+    def _intend(self, p: Profile, jid: str, run: dict, spec: Journey, node: str, channel: str,
+                template: str, purpose: str, fields: list[str], action: str | None,
+                nba: dict | None, at: int, cause: dict, ctx: Context) -> None:
+        personalization = {}
+        for path in fields:
+            parts = tuple(path.split("."))
+            if parts[0] in ("traits", "event", "profile", "scores", "journey"):
+                personalization[path] = ctx.resolve(parts)
+        dispatch_id = idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
+                                      run["visits"].get(node, 1))
+        intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
+                         action, nba, cause, dispatch_id)
+        if self.registry.status(jid) == "paused":
+            run["held"] = {"at": at, "intent": intent_to_dict(intent)}
+            return
+        self._moment.append(intent)
+
+    def _resolve(self, host: Host, p: Profile, at: int) -> None:
+        """Sends of this moment: the highest-priority journey's goes, the others wait."""
+        intents, self._moment = self._moment, []
+        for jid, run in p.get("journeys", {}).items():
+            held = run.get("held")
+            if held is not None and not held.get("indexed"):
+                held["indexed"] = True
+                host.index_put(held_key(jid, held["at"], p["id"]))
+                spec = self.registry.spec(jid, run["v"])
+                if spec is not None:
+                    self._decision(host, p, spec, run, held["intent"], "defer",
+                                   ["journey.paused"], at, None)
+        if not intents:
+            return
+        live = [i for i in intents if not i.run["holdout"]]
+        for i in intents:
+            if i.run["holdout"]:
+                self._decision(host, p, i.spec, i.run, intent_to_dict(i), "holdout",
+                               ["holdout.control"], at, None)
+        if not live:
+            return
+        live.sort(key=lambda i: priority_key(i.spec))
+        winner = live[0]
+        self._send(host, p, winner, at)
+        for i in live[1:]:
+            if i.jid == winner.jid:
+                self._send(host, p, i, at)  # one journey's own sends are not in conflict
+                continue
+            due = at + self.conflict_delay_ms
+            d = intent_to_dict(i)
+            i.run["deferred"].append(d)
+            host.arm(p, f"jd:{i.jid}", due)
+            self._decision(host, p, i.spec, i.run, d, "defer",
+                           [f"conflict.priority:{winner.jid}"], at, due)
+
+    def _send(self, host: Host, p: Profile, i: _Intent, at: int) -> None:
+        d = intent_to_dict(i)
+        self._decision(host, p, i.spec, i.run, d, "send", ["ok"], at, None)
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "type": "dispatch",
+            "idempotency_key": i.dispatch_id,
+            "dispatch_id": i.dispatch_id,
+            "customer_id": p["id"],
+            "channel": i.channel,
+            "template": i.template,
+            "purpose": i.purpose,
+            "action": i.action,
+            "personalization": i.personalization,
+            "journey": {"id": i.jid, "version": i.run["v"], "node": i.node,
+                        "instance": i.run["instance"]},
+            "at_ms": at,
+            "cause": i.cause,
+        }
+        host.emit(self.topics.dispatch(i.channel), p["id"], record)
+        self._count("dispatched")
+
+    def release_held(self, host: Host, p: Profile, jid: str, at: int) -> None:
+        """The journey was resumed: send the held message, then carry on from there."""
+        run = p.get("journeys", {}).get(jid)
+        if run is None or run.get("held") is None:
+            return
+        spec = self.registry.spec(jid, run["v"])
+        if spec is None:
+            return
+        held = run["held"]
+        run["held"] = None
+        host.index_delete(held_key(jid, held["at"], p["id"]))
+        intent = intent_from_dict(held["intent"], run, spec)
+        cause = {"resumed": jid, "held_at_ms": held["at"]}
+        self._moment.append(intent)
+        step = spec.steps[run["node"]]
+        self._advance(host, p, jid, run, spec, getattr(step, "next", None), at, None, cause)
+        self._resolve(host, p, at)
+
+    # ----- outputs ---------------------------------------------------------------------------
+    def _decision(self, host: Host, p: Profile, spec: Journey, run: dict, intent: dict,
+                  outcome: str, reasons: list[str], at: int, next_ms: int | None) -> None:
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "type": "decision",
+            "idempotency_key": idempotency_key("decision", intent["dispatch_id"], outcome, at),
+            "dispatch_id": intent["dispatch_id"],
+            "customer_id": p["id"],
+            "journey": {"id": spec.id, "version": run["v"], "node": intent["node"],
+                        "instance": run["instance"]},
+            "channel": intent["channel"],
+            "original_channel": intent["channel"],
+            "template": intent["template"],
+            "outcome": outcome,
+            "reasons": reasons,
+            "next_eligible_ms": next_ms,
+            "action": intent.get("action"),
+            "nba": intent.get("nba"),
+            "at_ms": at,
+            "cause": intent["cause"],
+        }
+        host.emit(self.topics.decisions, p["id"], record)
+        self._count(f"decision.{outcome}")
+
+    def _step_event(self, host: Host, p: Profile, spec: Journey, run: dict, node: str,
+                    step_type: str, at: int, cause: dict, extra: dict) -> None:
+        self._journey_event(host, p, spec, run, "journey.step", at, cause, node=node,
+                            step_type=step_type, **extra)
+
+    def _journey_event(self, host: Host, p: Profile, spec: Journey, run: dict, kind: str,
+                       at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
+        node = node or run["node"]
+        visit = run["visits"].get(node, 0)
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "type": kind,
+            "idempotency_key": idempotency_key(kind, p["id"], spec.id, run["v"], node,
+                                               run["instance"], visit, extra.get("reason")),
+            "customer_id": p["id"],
+            "journey": {"id": spec.id, "version": run["v"], "node": node,
+                        "instance": run["instance"]},
+            "at_ms": at,
+            "cause": cause,
+            **extra,
+        }
+        host.emit(self.topics.journey_events, p["id"], record)
+
+    def _count(self, what: str) -> None:
+        self.stats[what] = self.stats.get(what, 0) + 1
+
+
+def intent_to_dict(i: _Intent) -> dict:
+    return {"node": i.node, "channel": i.channel, "template": i.template, "purpose": i.purpose,
+            "personalization": i.personalization, "action": i.action, "nba": i.nba,
+            "cause": i.cause, "dispatch_id": i.dispatch_id}
+
+
+def intent_from_dict(d: dict, run: dict, spec: Journey) -> _Intent:
+    return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
+                   d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"])
