@@ -27,6 +27,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
@@ -58,7 +59,9 @@ def parse_duration_ms(value: Any) -> int:
     return int(float(m.group(1)) * _UNIT_MS[m.group(2)])
 
 
-DurationMs = Annotated[int, BeforeValidator(parse_duration_ms)]
+# In JSON (archive, schema dumps) a duration is written "<n>ms" so that it reads back the same.
+DurationMs = Annotated[int, BeforeValidator(parse_duration_ms),
+                       PlainSerializer(lambda v: f"{v}ms", return_type=str, when_used="json")]
 
 
 def _check_condition(v: str | None) -> str | None:
@@ -288,8 +291,9 @@ class Journey(_Spec):
         return self
 
     def fingerprint(self) -> str:
-        """Content hash: a version's content may never change once customers are on it."""
-        body = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Content hash: a version's content may never change once customers are on it.
+        ``status`` is left out: pausing and resuming a version is not a change of content."""
+        body = json.dumps(self.model_dump(mode="json", exclude={"status"}), sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 

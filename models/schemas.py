@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from models.events import ConsentProperties, Event
+from models.journey import Journey
 from models.outputs import DeadLetter, LifecycleChanged
 
 SCHEMAS = {
@@ -23,10 +24,13 @@ DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 def render() -> dict[str, str]:
-    return {
+    out = {
         name: json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
         for name, model in SCHEMAS.items()
     }
+    out["journey.schema.json"] = json.dumps(Journey.model_json_schema(), indent=2,
+                                            sort_keys=True) + "\n"
+    return out
 
 
 def main() -> int:

@@ -10,8 +10,10 @@ produces one decision on ``segue.decisions`` and, when it goes out, a dispatch c
 entry instance and visit.
 
 Order of work for one event of a customer: goals, then exits, then waiting steps, then new
-entries; the sends that this "moment" produced are resolved together (lifecycle priority, then
-business value, then journey id), the losers deferred.
+entries. A journey stops at each send step; the sends of this "moment" are resolved together
+(lifecycle priority, then business value, then journey id): the winner's goes out and its
+journey carries on (its own next sends are no conflict), the others stay on their send step
+until a deferral timer (``jd:<id>``) lets them try again.
 """
 
 from __future__ import annotations
@@ -199,6 +201,8 @@ class _Intent:
     nba: dict | None
     cause: dict
     dispatch_id: str
+    next: str | None = None          # where the journey goes on after this send
+    ev: InEvent | None = None        # the event of this moment (branches after the send)
 
 
 def held_key(jid: str, at_ms: int, customer: str) -> bytes:
@@ -308,7 +312,7 @@ class JourneyEngine:
         hist["entries"] += 1
         run = {"v": spec.version, "node": spec.start, "entered": at, "instance": hist["entries"],
                "due": None, "visits": {}, "variant": None, "holdout": False, "held": None,
-               "deferred": [], "true_exits": [],
+               "deferred": None, "true_exits": [],
                "trigger": dict(ev.properties) if ev is not None else {}}
         p["journeys"][spec.id] = run
         ctx = self.context(p, at, ev, run)
@@ -383,9 +387,9 @@ class JourneyEngine:
             host.index_delete(held_key(jid, run["held"]["at"], p["id"]))
             self._decision(host, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.exited"], at, None)
-        for d in run.get("deferred", []):
-            self._decision(host, p, spec, run, d, "drop", ["journey.exited"], at, None)
-        self._moment = [i for i in self._moment if i.run is not run]
+        if run.get("deferred"):
+            self._decision(host, p, spec, run, run["deferred"], "drop", ["journey.exited"], at,
+                           None)
         del p["journeys"][jid]
         p["journey_history"][jid]["last_exit"] = at
         self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason=reason)
@@ -434,9 +438,11 @@ class JourneyEngine:
             if self._exits(host, p, jid, run, spec, None, ctx, due, cause):
                 continue
             if prefix == "jd":
-                for d in run["deferred"]:
-                    self._moment.append(intent_from_dict(d, run, spec))
-                run["deferred"] = []
+                if run.get("deferred"):
+                    step = spec.steps[run["node"]]
+                    self._moment.append(intent_from_dict(run["deferred"], run, spec,
+                                                         getattr(step, "next", None)))
+                    run["deferred"] = None
             elif prefix == "j" and run.get("due") == due:
                 run["due"] = None
                 step = spec.steps[run["node"]]
@@ -459,12 +465,12 @@ class JourneyEngine:
             extra: dict[str, Any] = {}
             nxt: str | None = None
             if isinstance(step, Send):
+                # Stop here: the moment's sends are resolved together, then this journey
+                # carries on from step.next (see _resolve), or waits here if paused/deferred.
                 self._intend(p, jid, run, spec, node, step.channel, step.template, step.purpose,
-                             step.personalization, None, None, at, cause, ctx)
-                nxt = step.next
-                if run.get("held") is not None:  # paused: stop here until resumed
-                    self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
-                    return
+                             step.personalization, None, None, at, cause, ctx, step.next, ev)
+                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                return
             elif isinstance(step, Wait):
                 due = at + step.duration if step.duration is not None else \
                     self._next_local_time(p, at, step.until or "00:00")
@@ -511,17 +517,16 @@ class JourneyEngine:
                        "eligible": [a.action for a in eligible],
                        "ineligible": [a.action for a in step.actions if a not in eligible]}
                 extra["action"] = eligible[0].action if eligible else None
+                nxt = step.next
                 if eligible:
                     a = eligible[0]
                     self._intend(p, jid, run, spec, node, a.channel, a.template, "marketing", [],
-                                 a.action, nba, at, cause, ctx)
-                nxt = step.next
-                if run.get("held") is not None:
+                                 a.action, nba, at, cause, ctx, step.next, ev)
                     self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
                     return
             elif isinstance(step, Goto):
                 self._step_event(host, p, spec, run, node, step.type, at, cause,
-                                 {"journey": step.journey})
+                                 {"target": step.journey})
                 self._exit(host, p, jid, run, spec, at, cause, f"goto:{step.journey}")
                 self._goto(host, p, step.journey, at, cause, reason=f"from:{jid}")
                 return
@@ -552,7 +557,8 @@ class JourneyEngine:
     # ----- sends and conflicts ---------------------------------------------------------------
     def _intend(self, p: Profile, jid: str, run: dict, spec: Journey, node: str, channel: str,
                 template: str, purpose: str, fields: list[str], action: str | None,
-                nba: dict | None, at: int, cause: dict, ctx: Context) -> None:
+                nba: dict | None, at: int, cause: dict, ctx: Context, nxt: str | None,
+                ev: InEvent | None) -> None:
         personalization = {}
         for path in fields:
             parts = tuple(path.split("."))
@@ -561,15 +567,44 @@ class JourneyEngine:
         dispatch_id = idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
                                       run["visits"].get(node, 1))
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
-                         action, nba, cause, dispatch_id)
+                         action, nba, cause, dispatch_id, nxt, ev)
         if self.registry.status(jid) == "paused":
             run["held"] = {"at": at, "intent": intent_to_dict(intent)}
             return
         self._moment.append(intent)
 
     def _resolve(self, host: Host, p: Profile, at: int) -> None:
-        """Sends of this moment: the highest-priority journey's goes, the others wait."""
-        intents, self._moment = self._moment, []
+        """Sends of this moment: the highest-priority journey's go out and it carries on;
+        the others wait on their send step for ``conflict_delay`` (a ``defer`` decision)."""
+        self._index_held(host, p, at)
+        for _ in range(MAX_STEPS_PER_MOMENT):
+            intents, self._moment = self._moment, []
+            if not intents:
+                return
+            live = sorted((i for i in intents if not i.run["holdout"]),
+                          key=lambda i: priority_key(i.spec))
+            winner = live[0].jid if live else None
+            for i in intents:
+                if p["journeys"].get(i.jid) is not i.run:  # its journey ended meanwhile
+                    self._decision(host, p, i.spec, i.run, intent_to_dict(i), "drop",
+                                   ["journey.exited"], at, None)
+                elif i.run["holdout"]:
+                    self._decision(host, p, i.spec, i.run, intent_to_dict(i), "holdout",
+                                   ["holdout.control"], at, None)
+                    self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
+                elif i.jid == winner:
+                    self._send(host, p, i, at)
+                    self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
+                else:
+                    due = at + self.conflict_delay_ms
+                    d = intent_to_dict(i)
+                    i.run["deferred"] = d
+                    host.arm(p, f"jd:{i.jid}", due)
+                    self._decision(host, p, i.spec, i.run, d, "defer",
+                                   [f"conflict.priority:{winner}"], at, due)
+            self._index_held(host, p, at)
+
+    def _index_held(self, host: Host, p: Profile, at: int) -> None:
         for jid, run in p.get("journeys", {}).items():
             held = run.get("held")
             if held is not None and not held.get("indexed"):
@@ -579,28 +614,6 @@ class JourneyEngine:
                 if spec is not None:
                     self._decision(host, p, spec, run, held["intent"], "defer",
                                    ["journey.paused"], at, None)
-        if not intents:
-            return
-        live = [i for i in intents if not i.run["holdout"]]
-        for i in intents:
-            if i.run["holdout"]:
-                self._decision(host, p, i.spec, i.run, intent_to_dict(i), "holdout",
-                               ["holdout.control"], at, None)
-        if not live:
-            return
-        live.sort(key=lambda i: priority_key(i.spec))
-        winner = live[0]
-        self._send(host, p, winner, at)
-        for i in live[1:]:
-            if i.jid == winner.jid:
-                self._send(host, p, i, at)  # one journey's own sends are not in conflict
-                continue
-            due = at + self.conflict_delay_ms
-            d = intent_to_dict(i)
-            i.run["deferred"].append(d)
-            host.arm(p, f"jd:{i.jid}", due)
-            self._decision(host, p, i.spec, i.run, d, "defer",
-                           [f"conflict.priority:{winner.jid}"], at, due)
 
     def _send(self, host: Host, p: Profile, i: _Intent, at: int) -> None:
         d = intent_to_dict(i)
@@ -635,11 +648,9 @@ class JourneyEngine:
         held = run["held"]
         run["held"] = None
         host.index_delete(held_key(jid, held["at"], p["id"]))
-        intent = intent_from_dict(held["intent"], run, spec)
-        cause = {"resumed": jid, "held_at_ms": held["at"]}
-        self._moment.append(intent)
         step = spec.steps[run["node"]]
-        self._advance(host, p, jid, run, spec, getattr(step, "next", None), at, None, cause)
+        intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
+        self._moment.append(intent)
         self._resolve(host, p, at)
 
     # ----- outputs ---------------------------------------------------------------------------
@@ -700,6 +711,7 @@ def intent_to_dict(i: _Intent) -> dict:
             "cause": i.cause, "dispatch_id": i.dispatch_id}
 
 
-def intent_from_dict(d: dict, run: dict, spec: Journey) -> _Intent:
+def intent_from_dict(d: dict, run: dict, spec: Journey, nxt: str | None) -> _Intent:
     return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
-                   d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"])
+                   d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"],
+                   nxt, None)

@@ -127,7 +127,7 @@ class PartitionProcessor:
             txn.delete(keys.outbox(seq))
         self._acked.clear()
         applied_before = self.applied
-        self._sync_journeys()
+        self._sync_journeys(self.watermark if clock_ms is None else clock_ms)
         for item in items:
             if item.offset <= self.applied:
                 self.stats["skipped_already_applied"] += 1
@@ -288,7 +288,7 @@ class PartitionProcessor:
         self._txn.delete(key)  # type: ignore[union-attr]
 
     # ----- journeys: reloads, resumes -----------------------------------------------------
-    def _sync_journeys(self) -> None:
+    def _sync_journeys(self, clock_ms: int) -> None:
         """After a reload (or at start), release sends held by journeys now active."""
         reg = self.journeys
         if reg is None or self.engine is None:
@@ -297,7 +297,6 @@ class PartitionProcessor:
         if reg.generation == self._registry_generation:
             return
         self._registry_generation = reg.generation
-        at = self.watermark
         for jid, spec in sorted(reg.current.items()):
             if spec.status != "active":
                 continue
@@ -305,7 +304,9 @@ class PartitionProcessor:
             for k, _ in list(self.store.scan(prefix)):
                 if self._txn.get(k) is None:  # type: ignore[union-attr]
                     continue
+                held_at = int(k[len(prefix):len(prefix) + 16], 16)
                 cid = k[len(prefix) + 17:].decode()
+                at = max(clock_ms, held_at)  # released now, never before it was held
                 p, created = self._profile(cid, at)
                 if created:
                     del self._profiles[cid]

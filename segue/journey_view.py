@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
-
 from models.journey import (
     Branch,
     End,
@@ -63,14 +61,15 @@ def describe(step: object) -> str:
 
 
 def order(j: Journey) -> list[str]:
+    """Steps depth-first from the start: each path reads top to bottom."""
     seen: list[str] = []
-    queue = deque([j.start])
-    while queue:
-        sid = queue.popleft()
+    stack = [j.start]
+    while stack:
+        sid = stack.pop()
         if sid in seen:
             continue
         seen.append(sid)
-        queue.extend(t for t, _ in edges(j.steps[sid]) if t is not None)
+        stack.extend(reversed([t for t, _ in edges(j.steps[sid]) if t is not None]))
     return seen + [s for s in j.steps if s not in seen]
 
 
