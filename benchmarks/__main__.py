@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.state_memory"]
+BENCHMARKS = ["benchmarks.state_memory", "benchmarks.replay_throughput"]
 
 if __name__ == "__main__":
     failed = [b for b in BENCHMARKS if subprocess.call([sys.executable, "-m", b]) != 0]

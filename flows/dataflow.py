@@ -156,6 +156,8 @@ class PartitionLogic(StatefulBatchLogic):
         if eof:
             if self.ctx.drain_horizon_ms:
                 out = self._run([], drain=self.ctx.drain_horizon_ms)
+                while self.proc.drain_pending:  # type: ignore[union-attr]
+                    out = self._run([], drain=self.ctx.drain_horizon_ms)
             self.producer.flush()
             out = self._run([])  # drop what Kafka acknowledged from the outbox
         return out, StatefulBatchLogic.RETAIN

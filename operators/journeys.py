@@ -89,6 +89,9 @@ class JourneyRegistry:
         self.versions = JourneyVersions(archive)
         self.poll_s = poll_s
         self.current: dict[str, Journey] = {}
+        self._active: list[Journey] = []
+        self._by_event: dict[str, list[Journey]] = {}
+        self._always: list[Journey] = []
         self.errors: list[str] = []
         self.generation = 0
         self._signature: tuple = ()
@@ -137,8 +140,16 @@ class JourneyRegistry:
             self.versions.add(j)
             if j.id not in newest or j.version > newest[j.id].version:
                 newest[j.id] = j
+        active = sorted((j for j in newest.values() if j.status == "active"), key=priority_key)
+        by_event: dict[str, list[Journey]] = {}
+        for j in active:
+            for name in j.entry.events():
+                by_event.setdefault(name, []).append(j)
         with self._lock:
             self.current = newest
+            self._active = active
+            self._by_event = by_event
+            self._always = [j for j in active if not j.entry.events()]
             self.generation += 1
 
     def maybe_reload(self) -> bool:
@@ -167,8 +178,14 @@ class JourneyRegistry:
 
     def entries(self) -> list[Journey]:
         """Active journeys, in conflict-priority order."""
-        return sorted((j for j in self.current.values() if j.status == "active"),
-                      key=priority_key)
+        return self._active
+
+    def entries_for(self, event_key: str) -> list[Journey]:
+        """Active journeys this event may start: its trigger's, and condition-only ones."""
+        triggered = self._by_event.get(event_key, [])
+        if not self._always:
+            return triggered
+        return sorted([*triggered, *self._always], key=priority_key)
 
 
 def priority_key(j: Journey) -> tuple:
@@ -279,11 +296,8 @@ class JourneyEngine:
 
     def _enter_matching(self, host: Host, p: Profile, ev: InEvent, at: int, cause: dict) -> None:
         runs = p["journeys"]
-        for spec in self.registry.entries():
+        for spec in self.registry.entries_for(ev.key):
             if spec.id in runs:
-                continue
-            trig = spec.entry.events()
-            if trig and ev.key not in trig:
                 continue
             if not self._may_reenter(p, spec, at):
                 continue

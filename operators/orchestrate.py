@@ -40,6 +40,7 @@ from state.windows import add as count_event
 from state.windows import new_counter
 
 MAX_TIMERS_PER_PASS = 20_000
+DRAIN_CUSTOMERS = 5_000
 
 
 @dataclass(slots=True, frozen=True)
@@ -80,6 +81,8 @@ class PartitionProcessor:
         self.journeys = journeys
         self.engine = JourneyEngine(journeys, self.topics) if journeys is not None else None
         self._registry_generation = -1
+        self._drained: set[str] = set()
+        self.drain_pending = False
         self._acked: list[int] = []
         # per-transaction scratch
         self._txn: Transaction | None = None
@@ -338,13 +341,20 @@ class PartitionProcessor:
 
     def _drain(self, horizon_ms: int) -> None:
         """End of input: fire every timer due within ``horizon_ms`` of its customer's last
-        event (and what those timers arm in turn), customer by customer."""
-        done: set[str] = set()
-        for k, _ in list(self.store.scan(keys.TIMER)):
+        event (and what those timers arm in turn), customer by customer, at most
+        ``DRAIN_CUSTOMERS`` per transaction; ``drain_pending`` says whether to call again."""
+        done = self._drained
+        n = 0
+        self.drain_pending = False
+        for k, _ in self.store.scan(keys.TIMER):
             _, cid, _ = keys.parse_timer(k)
             if cid in done:
                 continue
+            if n >= DRAIN_CUSTOMERS:
+                self.drain_pending = True
+                break
             done.add(cid)
+            n += 1
             p, created = self._profile(cid, 0)
             if created:
                 del self._profiles[cid]
@@ -352,6 +362,7 @@ class PartitionProcessor:
             self._fire_customer(p, p["last_seen"] + horizon_ms)
         for cid, p in list(self._profiles.items()):
             if cid not in done:
+                done.add(cid)
                 self._fire_customer(p, p["last_seen"] + horizon_ms)
 
     def _fire_timers(self, clock_ms: int) -> None:
@@ -382,12 +393,13 @@ class PartitionProcessor:
                 continue
             # All of this customer's timers due now fire together (one moment).
             before = self.stats["timers_fired"]
+            armed = len(self._new_timers)
             self._fire_customer(p, due)
             fired += self.stats["timers_fired"] - before
-            for t in self._new_timers:
+            for t in self._new_timers[armed:]:  # what firing armed, if already due
                 if t[0] <= clock_ms:
                     heapq.heappush(heap, t)
-            self._new_timers = [t for t in self._new_timers if t[0] > clock_ms]
+        self._new_timers = []
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]

@@ -5,16 +5,20 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from pathlib import Path
 
 import orjson
 
 from flows.run import run_flow
+from models.journey import CHANNELS
 from segue.broker import EmbeddedBroker, ensure_topics
 from segue.config import STAGES, Settings
 from segue.kafka_io import consume_all, event_records, produce_records
 from segue.simulator import simulate
 from state.inspect import iter_profiles
+
+JOURNEYS = Path(__file__).resolve().parent.parent / "journeys"
 
 MALFORMED = [
     b"{not json",
@@ -53,12 +57,17 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
         _say(f"3/4 running the flow until the input is drained (state: {state})")
         t1 = time.monotonic()
         progress = run_flow(settings, broker.bootstrap, state, until_eof=True,
-                            progress_every_s=5.0)
+                            progress_every_s=5.0, journeys_dir=JOURNEYS)
         flow_s = time.monotonic() - t1
         totals = progress.totals()
         _say("4/4 reading outputs and state")
         dlq = consume_all(broker.bootstrap, t.dlq)
         changes = consume_all(broker.bootstrap, t.customer_events)
+        jevents = [orjson.loads(m.value()) for m in consume_all(broker.bootstrap,
+                                                                  t.journey_events)]
+        decisions = [orjson.loads(m.value()) for m in consume_all(broker.bootstrap,
+                                                                    t.decisions)]
+        by_channel = {ch: len(consume_all(broker.bootstrap, t.dispatch(ch))) for ch in CHANNELS}
     reasons = Counter(orjson.loads(m.value())["reason"]["code"] for m in dlq)
     moves = Counter(
         (r["from_stage"] or "(new)", r["to_stage"])
@@ -95,6 +104,19 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
     out += ["", "Most frequent stage changes:"]
     for (a, b), n in moves.most_common(8):
         out.append(f"  {a:>13} -> {b:<14} {n:>7,}")
+    journeys: dict[str, Counter] = defaultdict(Counter)
+    for e in jevents:
+        kind = e["type"].removeprefix("journey.")
+        if kind in ("entered", "converted", "exited"):
+            journeys[e["journey"]["id"]][kind] += 1
+    out += ["", f"{'Journey':<22} {'entered':>8} {'active':>8} {'exited':>8} {'converted':>9}"]
+    for jid, c in sorted(journeys.items()):
+        out.append(f"  {jid:<20} {c['entered']:>8,} {c['entered'] - c['exited']:>8,} "
+                   f"{c['exited']:>8,} {c['converted']:>9,}")
+    outcomes = Counter(d["outcome"] for d in decisions)
+    out += ["", "Decisions: " + ", ".join(f"{k} {v:,}" for k, v in outcomes.most_common()),
+            "Dispatches by channel: " + ", ".join(f"{ch} {n:,}" for ch, n in
+                                                  by_channel.items() if n)]
     out += ["", "Dead letters by reason:"]
     for code, n in reasons.most_common():
         out.append(f"  {code:<20} {n:>5,}")

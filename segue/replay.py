@@ -101,8 +101,11 @@ def replay(
                         rate = n / (time.monotonic() - t0)
                         print(f"[replay] {n:,} events ({rate:,.0f}/s)", flush=True)
             write(proc.process(batch))
+        t_events = time.monotonic() - t0
+        write(proc.process([], drain_horizon_ms=horizon_ms))
+        while proc.drain_pending:
             write(proc.process([], drain_horizon_ms=horizon_ms))
-            write(proc.process([]))
+        write(proc.process([]))
     finally:
         for fh in files.values():
             fh.close()
@@ -112,6 +115,8 @@ def replay(
         "events": n,
         "seconds": round(secs, 2),
         "events_per_s": round(n / secs) if secs else None,
+        "events_seconds": round(t_events, 2),
+        "drain_seconds": round(secs - t_events, 2),
         "applied": proc.stats["applied"],
         "deduplicated": proc.stats["deduplicated"],
         "dead_lettered": proc.stats["dead_lettered"],

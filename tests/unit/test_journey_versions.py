@@ -137,3 +137,53 @@ def test_invalid_folder_at_start_is_a_clear_error(tmp_path):
     with pytest.raises(JourneyLoadError) as e:
         JourneyRegistry(tmp_path)
     assert "j.yaml:1: id:" in str(e.value)
+
+
+MIN_STAGE = """\
+id: onboarding
+version: 1
+priority: {stage: activation}
+min_duration: 3d
+entry: {event: Signed Up}
+exits:
+  - {name: power_user, when: "traits.power == true", goto: power}
+start: w
+steps:
+  w: {type: wait, duration: 10d, next: done}
+  done: {type: end}
+"""
+POWER = """\
+id: power
+version: 1
+priority: {stage: expansion}
+entry: {event: Never}
+start: s
+steps:
+  s: {type: send, channel: email, template: power-tips, next: done}
+  done: {type: end}
+"""
+
+
+def test_minimum_stage_duration_holds_a_lifecycle_transition(tmp_path):
+    folder = tmp_path / "j"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(MIN_STAGE)
+    (folder / "b.yaml").write_text(POWER)
+    proc = PartitionProcessor(PartitionStore(tmp_path / "s"), Settings(),
+                              JourneyRegistry(folder))
+
+    def ev(off, ts, key="Signed Up", traits=None):
+        return InEvent(type="track", message_id=f"m{off}", customer_id="u", key=key, ts_ms=ts,
+                       offset=off, part="e#0", traits=traits or {})
+
+    proc.process([ev(0, T0)])
+    # Becomes a power user after one day: the move waits for the 3-day minimum.
+    out = [orjson.loads(o.value) for _, o in
+           proc.process([ev(1, T0 + DAY, "identify", {"power": True})])]
+    assert not [r for r in out if r["type"] == "journey.exited"]
+    out = [orjson.loads(o.value) for _, o in proc.process([], clock_ms=T0 + 3 * DAY)]
+    exited = [r for r in out if r["type"] == "journey.exited"
+              and r["journey"]["id"] == "onboarding"]
+    assert [(r["reason"], r["at_ms"]) for r in exited] == [("exit:power_user", T0 + 3 * DAY)]
+    assert [(r["template"], r["at_ms"]) for r in out if r["type"] == "dispatch"] == [
+        ("power-tips", T0 + 3 * DAY)]
