@@ -82,6 +82,9 @@ class PartitionProcessor:
         self.engine = JourneyEngine(journeys, self.topics) if journeys is not None else None
         self._registry_generation = -1
         self._drained: set[str] = set()
+        # No timer is due before this: scans start here, not at the first key of the prefix,
+        # which after many fired timers is a long run of RocksDB tombstones.
+        self._timer_floor = 0
         self.drain_pending = False
         self._acked: list[int] = []
         # per-transaction scratch
@@ -166,8 +169,12 @@ class PartitionProcessor:
         return entries
 
     def next_timer_due(self) -> int | None:
-        first = self.store.first(keys.TIMER)
-        return keys.parse_timer(first[0])[0] if first else None
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key()):
+            return keys.parse_timer(k)[0]
+        return None
+
+    def _floor_key(self) -> bytes:
+        return b"%s%016x" % (keys.TIMER, self._timer_floor)
 
     # ----- events --------------------------------------------------------------------------
     def _profile(self, cid: str, ts_ms: int) -> tuple[Profile, bool]:
@@ -320,6 +327,8 @@ class PartitionProcessor:
 
     # ----- timers --------------------------------------------------------------------------
     def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        if due_ms < self._timer_floor:
+            self._timer_floor = max(due_ms, 0)
         key = keys.timer(due_ms, p["id"], kind)
         p["timers"][kind] = due_ms
         self._txn.put(key, b"")  # type: ignore[union-attr]
@@ -369,9 +378,13 @@ class PartitionProcessor:
         txn = self._txn
         assert txn is not None
         heap: list[tuple[int, bytes]] = []
-        for k, _ in self.store.scan(keys.TIMER):
+        truncated = False
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key()):
             due = int(k[2:18], 16)
-            if due > clock_ms or len(heap) >= MAX_TIMERS_PER_PASS:
+            if due > clock_ms:
+                break
+            if len(heap) >= MAX_TIMERS_PER_PASS:
+                truncated = True
                 break
             heap.append((due, k))
         heap.extend(t for t in self._new_timers if t[0] <= clock_ms)
@@ -400,6 +413,11 @@ class PartitionProcessor:
                 if t[0] <= clock_ms:
                     heapq.heappush(heap, t)
         self._new_timers = []
+        if heap or truncated:  # stopped early: what is left starts the next scan
+            rest = [d for d, _ in heap]
+            self._timer_floor = min(rest) if rest else self._timer_floor
+        else:
+            self._timer_floor = max(self._timer_floor, clock_ms + 1)
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]
