@@ -32,9 +32,9 @@ from confluent_kafka import KafkaError, Message
 
 from flows.producer import producer_for_thread
 from flows.progress import ProgressSink
-from flows.source import KafkaPartitionSource, RawRecord, Tick
+from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
-from operators.decode import Rejected, decode
+from operators.decode import Rejected, decode, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor
 from segue.config import Settings
@@ -54,6 +54,8 @@ class FlowContext:
     until_eof: bool = False
     journeys: JourneyRegistry | None = None
     drain_horizon_ms: int | None = None
+    partitions: int = 1
+    end: EndOfInput = field(default_factory=EndOfInput)
     wall_ms: object = field(default=lambda: int(time.time() * 1000))
 
     def store(self, topic: str, partition: int) -> PartitionStore:
@@ -65,13 +67,17 @@ class FlowContext:
         )
 
     def resume_offset(self, topic: str, partition: int) -> int | None:
-        """The next offset to read: one past the applied offset the store recorded."""
-        path = store_dir(self.state_dir, topic, partition)
+        """The next offset of ``topic`` to read: one past what the partition's store applied.
+
+        Partition p of the input and of the repartition topic share the store of the input's
+        partition p.
+        """
+        path = store_dir(self.state_dir, self.settings.topics.events, partition)
         if not (path / "CURRENT").exists():
             return None
         ro = PartitionStore(path, read_only=True)
         try:
-            applied = ro.get(keys.APPLIED)
+            applied = ro.get(keys.applied(topic))
         finally:
             ro.close()
         return int(applied) + 1 if applied is not None else None
@@ -97,10 +103,11 @@ class PartitionLogic(StatefulBatchLogic):
         self._next_due: int | None = None
 
     def _attach(self, part_key: str) -> PartitionProcessor:
-        topic, _, part = part_key.rpartition("#")
-        self.part_key = part_key
-        self.proc = proc = PartitionProcessor(self.ctx.store(topic, int(part)), self.ctx.settings,
-                                              self.ctx.journeys)
+        part = int(part_key.rpartition("#")[2])
+        self.part_key = f"{self.ctx.settings.topics.events}#{part}"
+        self.proc = proc = PartitionProcessor(
+            self.ctx.store(self.ctx.settings.topics.events, part), self.ctx.settings,
+            self.ctx.journeys, partition=part, partitions=self.ctx.partitions)
         # Whatever a previous run committed but Kafka never acknowledged goes out again.
         resend = proc.unacknowledged()
         proc.stats["outbox_resent"] += len(resend)
@@ -138,6 +145,7 @@ class PartitionLogic(StatefulBatchLogic):
         self.producer.poll(0)
         self._send(proc.process(events, self._clock(), drain_horizon_ms=drain))
         self._next_due = proc.next_timer_due()
+        self.ctx.end.report(self.part_key, len(self.inflight), active=bool(events))
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
 
     def on_batch(self, items: list) -> tuple[list, bool]:
@@ -148,7 +156,7 @@ class PartitionLogic(StatefulBatchLogic):
         for it in items:
             if isinstance(it, Tick):
                 self.caught_up = it.caught_up
-                eof = eof or it.eof
+                eof = eof or it.final
             else:
                 events.append(it)
                 self.caught_up = False
@@ -186,20 +194,31 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
     max_bytes = s.max_event_bytes
     skew_ms = s.max_future_skew_s * 1000
 
+    internal = s.topics.repartition
+
     def keyed_decode(item: RawRecord | Tick) -> tuple[str, object]:
+        # Keyed by partition number: partition p of the input and of the repartition topic
+        # feed the same logic and store.
         if isinstance(item, Tick):
-            return item.part, item
-        return item.part_key, decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms)
+            return item.part.rpartition("#")[2], item
+        if item.topic == internal:
+            return str(item.partition), decode_routed(item, max_future_skew_ms=skew_ms)
+        return str(item.partition), decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms)
 
     flow = Dataflow("segue")
-    source = KafkaPartitionSource(
-        ctx.brokers,
-        topic,
-        resume_offset=lambda p: ctx.resume_offset(topic, p),
-        batch_size=s.batch_size,
-        until_eof=ctx.until_eof,
-    )
-    raw = op.input("events", flow, source)
+    streams = []
+    for step, name in (("in_events", topic), ("in_repartition", internal)):
+        source = KafkaPartitionSource(
+            ctx.brokers,
+            name,
+            resume_offset=lambda p, t=name: ctx.resume_offset(t, p),
+            batch_size=s.batch_size,
+            until_eof=ctx.until_eof,
+            end=ctx.end,
+            follows=name == internal,
+        )
+        streams.append(op.input(step, flow, source))
+    raw = op.merge("inputs", *streams)
     keyed = op.map("decode", raw, keyed_decode)
     stats = op.stateful_batch("orchestrate", keyed, lambda _resume: PartitionLogic(ctx))
     op.output("progress", stats, progress or ProgressSink())

@@ -23,6 +23,7 @@ PRODUCER_CONFIG = {
     "acks": "all",
     "message.timeout.ms": 60_000,
     "log.connection.close": False,
+    "partitioner": "murmur2_random",  # Kafka's default: customers stay on their home partition
 }
 
 
@@ -35,9 +36,13 @@ class OutputProducer:
     def send(self, out: Output, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         while True:
             try:
-                self._producer.produce(
-                    out.topic, value=out.value, key=out.key, on_delivery=on_delivery
-                )
+                if out.partition is None:
+                    self._producer.produce(
+                        out.topic, value=out.value, key=out.key, on_delivery=on_delivery
+                    )
+                else:
+                    self._producer.produce(out.topic, value=out.value, key=out.key,
+                                           partition=out.partition, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)

@@ -11,6 +11,7 @@ from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
 from flows.progress import Progress, ProgressSink
+from flows.source import partition_count
 from operators.journeys import JourneyRegistry
 from segue.broker import BrokerError, ensure_topics, wait_for_metadata
 from segue.config import Settings
@@ -39,7 +40,8 @@ def run_flow(
     registry = JourneyRegistry(journeys_dir, archive=state / "journey-versions") \
         if journeys_dir else None
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
-                      journeys=registry, drain_horizon_ms=drain_horizon_ms)
+                      journeys=registry, drain_horizon_ms=drain_horizon_ms,
+                      partitions=partition_count(brokers, settings.topics.events))
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
     try:

@@ -9,6 +9,7 @@ traffic) and one whenever the partition is caught up (so wall-clock timers may f
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Tick:
     caught_up: bool
     eof: bool = False
     offset: int = -1
+    final: bool = False  # the last input of this partition has ended (drain, flush)
 
 
 def consumer_config(brokers: str) -> dict:
@@ -55,10 +57,49 @@ def partition_count(brokers: str, topic: str, timeout: float = 10.0) -> int:
     return len(t.partitions)
 
 
+class EndOfInput:
+    """When a run with ``--until-eof`` may stop (one per process).
+
+    The input topic ends at its end. The repartition topic ends only once every input
+    partition of this process has ended, no partition logic has output awaiting Kafka, and
+    nothing has happened for ``grace_s``: forwarded events and identity merges produced at the
+    very end still get consumed. (Across several processes this is a grace period, not a
+    proof; tailing runs, the production mode, never stop.)
+    """
+
+    def __init__(self, grace_s: float = 1.5) -> None:
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self.inputs_open = 0
+        self.busy: dict[str, int] = {}
+        self.last_activity = time.monotonic()
+
+    def input_opened(self) -> None:
+        with self._lock:
+            self.inputs_open += 1
+
+    def input_ended(self) -> None:
+        with self._lock:
+            self.inputs_open -= 1
+            self.last_activity = time.monotonic()
+
+    def report(self, part: str, inflight: int, active: bool) -> None:
+        """A partition logic ran: how much output awaits Kafka, and whether it had input."""
+        with self._lock:
+            self.busy[part] = inflight
+            if active or inflight:
+                self.last_activity = time.monotonic()
+
+    def quiet(self) -> bool:
+        with self._lock:
+            return (self.inputs_open == 0 and not any(self.busy.values())
+                    and time.monotonic() - self.last_activity >= self.grace_s)
+
+
 class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
     def __init__(
         self, brokers: str, topic: str, partition: int, start: int, batch_size: int,
-        until_eof: bool,
+        until_eof: bool, end: EndOfInput | None = None, follows: bool = False,
     ) -> None:
         self._consumer = Consumer(consumer_config(brokers))
         self._consumer.assign([TopicPartition(topic, partition, start)])
@@ -72,6 +113,11 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         self._last_tick = 0.0
         self._done = False
         self._awake: datetime | None = None
+        self._end = end
+        self._follows = follows  # ends only when the inputs have (the repartition topic)
+        self._at_end = False
+        if end is not None and not follows:
+            end.input_opened()
 
     def next_batch(self) -> list[RawRecord | Tick]:
         if self._done:
@@ -90,6 +136,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
                     continue
                 raise RuntimeError(f"Kafka error on {self._topic}[{self._partition}]: {err}")
             at_end = False
+            self._at_end = False
             _, ts = m.timestamp()
             out.append(
                 RawRecord(
@@ -98,9 +145,13 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
                 )
             )
             self._next = m.offset() + 1
-        if at_end and self._until_eof:
+        self._at_end = self._at_end or at_end
+        if self._at_end and self._until_eof and (not self._follows or self._end is None
+                                                 or self._end.quiet()):
             self._done = True
-            out.append(Tick(self._part, caught_up=True, eof=True))
+            if self._end is not None and not self._follows:
+                self._end.input_ended()
+            out.append(Tick(self._part, caught_up=True, eof=True, final=self._follows))
         elif not out:
             # Idle: poll again shortly instead of spinning on an empty partition.
             self._awake = utc_in(IDLE_POLL_S)
@@ -138,7 +189,11 @@ class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
         resume_offset: Callable[[int], int | None],
         batch_size: int = 2000,
         until_eof: bool = False,
+        end: EndOfInput | None = None,
+        follows: bool = False,
     ) -> None:
+        self._end = end
+        self._follows = follows
         self._brokers = brokers
         self._topic = topic
         self._resume_offset = resume_offset
@@ -155,7 +210,8 @@ class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
         if start is None:
             start = resume_state if resume_state is not None else OFFSET_BEGINNING
         return _Partition(
-            self._brokers, self._topic, partition, start, self._batch_size, self._until_eof
+            self._brokers, self._topic, partition, start, self._batch_size, self._until_eof,
+            self._end, self._follows,
         )
 
 

@@ -128,6 +128,10 @@ class InEvent:
     offset: int = -1
     kafka_ts_ms: int = 0
     part: str = ""  # input "topic#partition" it came from
+    device_id: str | None = None
+    raw: dict | None = None          # the validated JSON, for forwarding to another partition
+    canonical: str | None = None     # set when forwarded: the customer it belongs to
+    hops: int = 0                    # times it was forwarded (loop guard)
 
 
 def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
@@ -147,4 +151,12 @@ def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
         timezone=e.context.timezone,
         offset=offset,
         kafka_ts_ms=kafka_ts_ms,
+        device_id=_device_id(e.context),
     )
+
+
+def _device_id(context: Context) -> str | None:
+    device = (context.model_extra or {}).get("device")
+    if isinstance(device, dict) and isinstance(device.get("id"), str | int):
+        return str(device["id"])
+    return None

@@ -11,9 +11,14 @@ from typing import Any
 Profile = dict[str, Any]
 
 
-def new_profile(customer_id: str, ts_ms: int) -> Profile:
+def new_profile(ref: str, ts_ms: int) -> Profile:
+    """A fresh profile for the customer with reference ``ref`` (``user:…``, ``anon:…``)."""
     return {
-        "id": customer_id,
+        "id": ref.split(":", 1)[1] if ":" in ref else ref,
+        "ref": ref,
+        "links": [ref],
+        "merged_from": [],
+        "trait_ts": {},
         "first_seen": ts_ms,
         "last_seen": ts_ms,
         "events": 0,

@@ -121,4 +121,33 @@ def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEven
             ["timestamp"],
         )
     ev.part = raw.part_key
+    ev.raw = data
+    return ev
+
+
+@dataclass(slots=True)
+class Routed:
+    """A message between partitions (``segue.repartition``): identity claims and merges."""
+
+    kind: str
+    body: dict
+    offset: int
+    part: str
+
+
+def decode_routed(raw: RawRecord, *, max_future_skew_ms: int) -> InEvent | Routed | Rejected:
+    """Messages on the internal repartition topic; a forwarded event is validated again."""
+    try:
+        body = orjson.loads(raw.value or b"")
+        kind = body["kind"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return _reject(raw, "internal.invalid", "not a Segue repartition message")
+    if kind != "event":
+        return Routed(kind, body, raw.offset, raw.part_key)
+    inner = RawRecord(raw.topic, raw.partition, raw.offset, raw.key,
+                      orjson.dumps(body["event"]), [], body.get("kafka_ts", 0))
+    ev = decode(inner, max_bytes=1 << 30, max_future_skew_ms=max_future_skew_ms)
+    if isinstance(ev, InEvent):
+        ev.canonical = body.get("canonical")
+        ev.hops = body.get("hops", 0)
     return ev

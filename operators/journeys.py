@@ -398,7 +398,7 @@ class JourneyEngine:
         for x in spec.exits:
             host.cancel(p, f"jx:{jid}:{x.name}")
         if run.get("held"):
-            host.index_delete(held_key(jid, run["held"]["at"], p["id"]))
+            host.index_delete(held_key(jid, run["held"]["at"], p["ref"]))
             self._decision(host, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.exited"], at, None)
         if run.get("deferred"):
@@ -423,6 +423,42 @@ class JourneyEngine:
             spec = self.registry.spec(jid, run["v"])
             if spec is not None:
                 self._exit(host, p, jid, run, spec, at, cause, reason)
+
+    def adopt_runs(self, host: Host, p: Profile, snapshot: dict, at: int) -> None:
+        """A customer merged into ``p``: journeys only it was in move over with their timers;
+        for a journey both were in, the earlier entry survives and the other run exits with
+        reason ``merged``."""
+        theirs = snapshot.get("journeys", {})
+        timers = snapshot.get("timers", {})
+        cause = {"merge": snapshot["ref"]}
+        for jid in sorted(theirs):
+            run = theirs[jid]
+            spec = self.registry.spec(jid, run["v"])
+            mine = p["journeys"].get(jid)
+            if mine is not None:
+                if mine["entered"] <= run["entered"]:  # ours survives (ties: the winner's)
+                    if spec is not None:
+                        self._drop_run(host, p, spec, run, at, cause)
+                    continue
+                my_spec = self.registry.spec(jid, mine["v"])
+                if my_spec is not None:
+                    self._exit(host, p, jid, mine, my_spec, at, cause, "merged")
+            p["journeys"][jid] = run
+            for kind, due in timers.items():
+                if kind in (f"j:{jid}", f"jd:{jid}") or kind.startswith(f"jx:{jid}:"):
+                    host.arm(p, kind, due)
+        self._index_held(host, p, at)
+
+    def _drop_run(self, host: Host, p: Profile, spec: Journey, run: dict, at: int,
+                  cause: dict) -> None:
+        if run.get("held"):
+            self._decision(host, p, spec, run, run["held"]["intent"], "drop",
+                           ["journey.merged"], at, None)
+        if run.get("deferred"):
+            self._decision(host, p, spec, run, run["deferred"], "drop", ["journey.merged"], at,
+                           None)
+        self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason="merged")
+        self._count("exited")
 
     # ----- timers ----------------------------------------------------------------------------
     def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
@@ -623,7 +659,7 @@ class JourneyEngine:
             held = run.get("held")
             if held is not None and not held.get("indexed"):
                 held["indexed"] = True
-                host.index_put(held_key(jid, held["at"], p["id"]))
+                host.index_put(held_key(jid, held["at"], p["ref"]))
                 spec = self.registry.spec(jid, run["v"])
                 if spec is not None:
                     self._decision(host, p, spec, run, held["intent"], "defer",
@@ -661,7 +697,7 @@ class JourneyEngine:
             return
         held = run["held"]
         run["held"] = None
-        host.index_delete(held_key(jid, held["at"], p["id"]))
+        host.index_delete(held_key(jid, held["at"], p["ref"]))
         step = spec.steps[run["node"]]
         intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
         self._moment.append(intent)

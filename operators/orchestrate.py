@@ -30,9 +30,19 @@ import orjson
 from models.events import InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
-from operators.decode import Rejected
-from operators.journeys import JourneyEngine, JourneyRegistry
+from operators.decode import Rejected, Routed
+from operators.identity import (
+    hash_email,
+    identifiers,
+    kind_of,
+    merge_profile_data,
+    primary_ref,
+    value_of,
+    winner,
+)
+from operators.journeys import JourneyEngine, JourneyRegistry, held_key
 from operators.lifecycle import StageRules
+from operators.routing import home_partition
 from segue.config import Settings
 from state import keys
 from state.store import PartitionStore, Transaction
@@ -50,14 +60,15 @@ class Output:
     topic: str
     key: str | None
     value: bytes
+    partition: int | None = None  # explicit for the repartition topic; else by key
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.topic, self.key, self.value.decode()])
+        return orjson.dumps([self.topic, self.key, self.value.decode(), self.partition])
 
     @staticmethod
     def decode(raw: bytes) -> Output:
-        topic, key, value = orjson.loads(raw)
-        return Output(topic, key, value.encode())
+        topic, key, value, partition = orjson.loads(raw)
+        return Output(topic, key, value.encode(), partition)
 
 
 def _id_hash(message_id: str) -> int:
@@ -68,13 +79,18 @@ class PartitionProcessor:
     """Applies events of one input partition to its store; see the module docstring."""
 
     def __init__(self, store: PartitionStore, settings: Settings,
-                 journeys: JourneyRegistry | None = None) -> None:
+                 journeys: JourneyRegistry | None = None, partition: int = 0,
+                 partitions: int = 1) -> None:
         self.store = store
         self.settings = settings
         self.topics = settings.topics
+        self.partition = partition
+        self.partitions = partitions
         self.stages = StageRules(settings.lifecycle)
         self.session_gap_ms = settings.session_gap_s * 1000
-        self.applied = int(store.get(keys.APPLIED) or b"-1")
+        # Last applied offset per input topic (events, repartition).
+        self.applied: dict[str, int] = {
+            k[len(keys.APPLIED):].decode(): int(v) for k, v in store.scan(keys.APPLIED)}
         self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
         self.watermark = int(store.get(keys.WATERMARK) or b"0")
         self.stats: Counter[str] = Counter()
@@ -132,14 +148,17 @@ class PartitionProcessor:
         for seq in self._acked:
             txn.delete(keys.outbox(seq))
         self._acked.clear()
-        applied_before = self.applied
+        applied_before = dict(self.applied)
         self._sync_journeys(self.watermark if clock_ms is None else clock_ms)
         for item in items:
-            if item.offset <= self.applied:
+            topic = item.part.rpartition("#")[0]
+            if item.offset <= self.applied.get(topic, -1):
                 self.stats["skipped_already_applied"] += 1
                 continue
-            self.applied = item.offset
-            if isinstance(item, Rejected):
+            self.applied[topic] = item.offset
+            if isinstance(item, Routed):
+                self._on_routed(item)
+            elif isinstance(item, Rejected):
                 self.stats["dead_lettered"] += 1
                 self._out.append(
                     Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
@@ -150,8 +169,11 @@ class PartitionProcessor:
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
-        for cid, profile in self._profiles.items():
-            txn.put(keys.profile(cid), orjson.dumps(profile))
+        for ref, profile in self._profiles.items():
+            if profile.get("_gone"):
+                txn.delete(keys.profile(ref))
+            else:
+                txn.put(keys.profile(ref), orjson.dumps(profile))
         entries = []
         for out in self._out:
             self.seq += 1
@@ -160,7 +182,9 @@ class PartitionProcessor:
         if entries:
             txn.put(keys.OUTBOX_SEQ, b"%d" % self.seq)
         if self.applied != applied_before:
-            txn.put(keys.APPLIED, b"%d" % self.applied)
+            for topic, off in self.applied.items():
+                if applied_before.get(topic) != off:
+                    txn.put(keys.applied(topic), b"%d" % off)
             txn.put(keys.WATERMARK, b"%d" % self.watermark)
         txn.commit()
         self._txn = None
@@ -177,18 +201,31 @@ class PartitionProcessor:
         return b"%s%016x" % (keys.TIMER, self._timer_floor)
 
     # ----- events --------------------------------------------------------------------------
-    def _profile(self, cid: str, ts_ms: int) -> tuple[Profile, bool]:
-        p = self._profiles.get(cid)
-        if p is not None:
+    def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:
+        p = self._profiles.get(ref)
+        if p is not None and not p.get("_gone"):
             return p, False
-        raw = self._txn.get(keys.profile(cid))  # type: ignore[union-attr]
+        raw = None if p is not None else self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
         created = raw is None
-        p = new_profile(cid, ts_ms) if created else orjson.loads(raw)
-        self._profiles[cid] = p
+        p = new_profile(ref, ts_ms) if created else orjson.loads(raw)
+        self._profiles[ref] = p
         return p, created
 
+    def _existing_profile(self, ref: str) -> Profile | None:
+        p = self._profiles.get(ref)
+        if p is not None:
+            return None if p.get("_gone") else p
+        raw = self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
+        if raw is None:
+            return None
+        p = self._profiles[ref] = orjson.loads(raw)
+        return p
+
     def _apply(self, ev: InEvent) -> None:
-        p, _ = self._profile(ev.customer_id, ev.ts_ms)
+        ref = self._owner(ev)
+        if ref is None:
+            return  # forwarded to the partition that owns its customer
+        p, _ = self._profile(ref, ev.ts_ms)
         h = _id_hash(ev.message_id)
         recent = p["recent_ids"]
         if h in recent:
@@ -213,7 +250,7 @@ class PartitionProcessor:
         if ts < p["first_seen"]:
             p["first_seen"] = ts
         if ev.traits:
-            p["traits"].update(ev.traits)
+            self._set_traits(p, ev.traits, ts)
         if ev.timezone:
             p["timezone"] = ev.timezone
         counter = p["counters"].get(ev.key)
@@ -229,8 +266,203 @@ class PartitionProcessor:
                               ev.properties.get(rule.value))
         if "inactivity" not in p["timers"]:
             self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+        self._link(p, ev)
         if self.engine is not None:
             self.engine.on_event(self, p, ev)
+
+    def _set_traits(self, p: Profile, traits: dict, ts: int) -> None:
+        """Latest event time wins per trait (whatever the arrival order). A raw email never
+        reaches state: it is kept as its SHA-256 only."""
+        ts_of = p.setdefault("trait_ts", {})
+        for k, v in traits.items():
+            if k == "email":
+                if not isinstance(v, str):
+                    continue
+                k, v = "email_sha256", hash_email(v)
+            if ts >= ts_of.get(k, -1):
+                p["traits"][k] = v
+                ts_of[k] = ts
+
+    # ----- identity ------------------------------------------------------------------------
+    def home(self, ref: str) -> int:
+        return home_partition(value_of(ref), self.partitions)
+
+    def _owner(self, ev: InEvent) -> str | None:
+        """The reference of the customer this event belongs to, if this partition owns it;
+        else forward the event to the partition that does and return None."""
+        if ev.canonical is None:
+            primary = primary_ref(ev.user_id, ev.anonymous_id)
+            if self.home(primary) != self.partition:  # producer used another partitioner
+                self._forward(ev, None, primary)
+                return None
+            raw = self._txn.get(keys.link(primary))  # type: ignore[union-attr]
+            ref = raw.decode() if raw is not None else primary
+        else:
+            ref = ev.canonical
+        if self.home(ref) != self.partition:
+            self._forward(ev, ref, ref)
+            return None
+        moved = self._txn.get(keys.redirect(ref))  # type: ignore[union-attr]
+        if moved is not None:
+            self._forward(ev, moved.decode(), moved.decode())
+            return None
+        return ref
+
+    def _forward(self, ev: InEvent, canonical: str | None, target: str) -> None:
+        if ev.hops >= self.settings.identity.max_hops:
+            self.stats["identity_loops"] += 1
+            self._emit_identity("identity.loop", ev.customer_id, target, ev.ts_ms,
+                                {"message_id": ev.message_id}, reason="identity.max_hops")
+            return
+        self.stats["forwarded"] += 1
+        self._route(target, {"kind": "event", "canonical": canonical, "hops": ev.hops + 1,
+                             "event": ev.raw, "kafka_ts": ev.kafka_ts_ms})
+
+    def _route(self, target: str, body: dict) -> None:
+        """Send ``body`` to the partition that owns ``target``; handle it now if that is us."""
+        part = self.home(target)
+        if part == self.partition and body["kind"] != "event":
+            self._on_routed(Routed(body["kind"], body, -1, ""))
+            return
+        self._out.append(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
+                                part))
+
+    def _link(self, p: Profile, ev: InEvent) -> None:
+        """Claim the event's identifiers this customer does not hold yet (within limits)."""
+        ids = identifiers(ev, tuple(self.settings.identity.traits))
+        new = sorted(ids.difference(p["links"]))
+        if not new:
+            return
+        limits = self.settings.identity.max_links
+        for x in new:
+            kind = kind_of(x)
+            held = sum(1 for y in p["links"] if kind_of(y) == kind)
+            if held >= limits.get(kind, 10):
+                self.stats["links_refused"] += 1
+                self._emit_identity("identity.link_refused", p["id"], p["ref"], ev.ts_ms,
+                                    {"message_id": ev.message_id},
+                                    reason=f"identity.limit.{kind}",
+                                    identifier=x if kind != "email" else "email:<hashed>")
+                continue
+            p["links"].append(x)
+            self._route(x, {"kind": "claim", "id": x, "canonical": p["ref"], "at": ev.ts_ms,
+                            "cause": ev.message_id})
+
+    def _on_routed(self, m: Routed) -> None:
+        b = m.body
+        if m.kind == "claim":
+            self._claim(b["id"], b["canonical"], b["at"], b.get("cause"))
+        elif m.kind == "merge_out":
+            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0))
+        elif m.kind == "merge":
+            self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
+        elif m.kind == "relink":
+            self._txn.put(keys.link(b["id"]), b["canonical"].encode())  # type: ignore[union-attr]
+        else:
+            self.stats["internal_unknown"] += 1
+
+    def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
+        """At x's home: x belongs to customer c. Merges when x already belongs to another."""
+        txn = self._txn
+        assert txn is not None
+        raw = txn.get(keys.link(x))
+        cur = raw.decode() if raw is not None else None
+        if cur is None:
+            moved = txn.get(keys.redirect(x))
+            if moved is not None:
+                cur = moved.decode()
+            elif x != c and self._existing_profile(x) is not None:
+                cur = x  # x is a customer of its own (e.g. anonymous history): merge it
+        if cur is None or cur == c:
+            if x != c:
+                txn.put(keys.link(x), c.encode())
+            return
+        w = winner(cur, c)
+        loser = c if w == cur else cur
+        txn.put(keys.link(x), w.encode())
+        self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0})
+
+    def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
+        """At the loser's home: hand its whole state to the winner, leave a redirect."""
+        txn = self._txn
+        assert txn is not None
+        if loser == w:
+            return
+        moved = txn.get(keys.redirect(loser))
+        if moved is not None:
+            r = moved.decode()
+            if r != w and hops < self.settings.identity.max_hops:
+                # Already merged into r: r and w are one customer too.
+                w2 = winner(r, w)
+                l2 = r if w2 == w else w
+                self._route(l2, {"kind": "merge_out", "from": l2, "into": w2, "at": at,
+                                 "hops": hops + 1})
+            return
+        txn.put(keys.redirect(loser), w.encode())
+        txn.put(keys.link(loser), w.encode())
+        p = self._existing_profile(loser)
+        snapshot = None
+        if p is not None:
+            for kind, due in list(p["timers"].items()):
+                txn.delete(keys.timer(due, loser, kind))
+            for jid, run in p.get("journeys", {}).items():
+                if run.get("held") and run["held"].get("indexed"):
+                    txn.delete(held_key(jid, run["held"]["at"], loser))
+                    run["held"]["indexed"] = False
+            snapshot = {k: v for k, v in p.items() if k != "_gone"}
+            p.clear()
+            p["_gone"] = True
+            for y in snapshot["links"]:
+                if y != loser:
+                    self._route(y, {"kind": "relink", "id": y, "canonical": w})
+        self._route(w, {"kind": "merge", "from": loser, "into": w, "profile": snapshot,
+                        "at": at, "hops": hops})
+
+    def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int) -> None:
+        """At the winner's home: fold the loser's state in, exactly once."""
+        txn = self._txn
+        assert txn is not None
+        moved = txn.get(keys.redirect(w))
+        if moved is not None and hops < self.settings.identity.max_hops:
+            r = moved.decode()
+            self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
+                            "at": at, "hops": hops + 1})
+            return
+        p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
+        if loser in p["merged_from"]:
+            return  # a redelivered merge
+        p["merged_from"].append(loser)
+        if loser not in p["links"]:
+            p["links"].append(loser)
+        if snapshot is not None:
+            merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
+            self._merge_lifecycle(p, snapshot)
+            if self.engine is not None:
+                self.engine.adopt_runs(self, p, snapshot, at)
+            if "inactivity" not in p["timers"]:
+                self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+        self.stats["merges"] += 1
+        self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
+                            merged_from=value_of(loser), merged_ref=loser)
+
+    def _merge_lifecycle(self, p: Profile, snapshot: dict) -> None:
+        # The winner's stage stands; a winner without one takes the loser's.
+        if p["lifecycle"]["stage"] is None and snapshot["lifecycle"]["stage"] is not None:
+            p["lifecycle"] = dict(snapshot["lifecycle"])
+            for kind in ("stage",):
+                due = snapshot["timers"].get(kind)
+                if due is not None:
+                    self._arm(p, kind, due)
+
+    def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,
+                       **extra: object) -> None:
+        record = {"schema_version": SCHEMA_VERSION, "type": kind,
+                  "idempotency_key": idempotency_key(kind, ref, at, orjson.dumps(cause),
+                                                     extra.get("identifier"),
+                                                     extra.get("merged_ref")),
+                  "customer_id": customer, "customer_ref": ref, "journey": None, "at_ms": at,
+                  "cause": cause, **extra}
+        self._out.append(Output(self.topics.customer_events, customer, orjson.dumps(record)))
 
     def _add_sum(self, p: Profile, name: str, by: object, value: object) -> None:
         if not isinstance(by, str) or not isinstance(value, int | float) \
@@ -280,13 +512,13 @@ class PartitionProcessor:
         """(Re)arm the customer's timer of this kind."""
         old = p["timers"].get(kind)
         if old is not None and old != due_ms:
-            self._txn.delete(keys.timer(old, p["id"], kind))  # type: ignore[union-attr]
+            self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
         self._arm(p, kind, due_ms)
 
     def cancel(self, p: Profile, kind: str) -> None:
         old = p["timers"].pop(kind, None)
         if old is not None:
-            self._txn.delete(keys.timer(old, p["id"], kind))  # type: ignore[union-attr]
+            self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
 
     def emit(self, topic: str, key: str, record: dict) -> None:
         self._out.append(Output(topic, key, orjson.dumps(record)))
@@ -329,7 +561,7 @@ class PartitionProcessor:
     def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
         if due_ms < self._timer_floor:
             self._timer_floor = max(due_ms, 0)
-        key = keys.timer(due_ms, p["id"], kind)
+        key = keys.timer(due_ms, p["ref"], kind)
         p["timers"][kind] = due_ms
         self._txn.put(key, b"")  # type: ignore[union-attr]
         self._new_timers.append((due_ms, key))
@@ -344,7 +576,7 @@ class PartitionProcessor:
             kinds = [k for d, k in due_now if d == first]
             for kind in kinds:
                 del p["timers"][kind]
-                self._txn.delete(keys.timer(first, p["id"], kind))  # type: ignore[union-attr]
+                self._txn.delete(keys.timer(first, p["ref"], kind))  # type: ignore[union-attr]
             self.stats["timers_fired"] += len(kinds)
             self._on_timers(p, first, kinds)
 

@@ -130,6 +130,7 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dic
         t.customer_events: _KEEP,
         t.decisions: _KEEP,
         t.journey_events: _KEEP,
+        t.repartition: _KEEP,
     }
     for ch in channels:
         specs[t.dispatch(ch)] = _KEEP
@@ -142,9 +143,16 @@ def ensure_topics(
 ) -> list[str]:
     """Create Segue's topics that do not exist yet; returns the names it created."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    md = admin.list_topics(timeout=timeout_s).topics
+    existing = set(md)
+    # The repartition topic must mirror the input's partitions: partition p of both belongs
+    # to the same stateful logic.
+    events = md.get(settings.topics.events)
+    n_events = len(events.partitions) if events is not None and events.partitions else None
+    want = {name: (n_events or settings.partitions) if name == settings.topics.repartition
+            else settings.partitions for name in topic_specs(settings, channels)}
     new = [
-        NewTopic(name, settings.partitions, 1, config=dict(cfg))
+        NewTopic(name, want[name], 1, config=dict(cfg))
         for name, cfg in topic_specs(settings, channels).items()
         if name not in existing
     ]
@@ -161,7 +169,7 @@ def ensure_topics(
     names = {n.topic for n in new}
     while time.monotonic() < deadline:
         topics = admin.list_topics(timeout=timeout_s).topics
-        if all(n in topics and len(topics[n].partitions) == settings.partitions for n in names):
+        if all(n in topics and len(topics[n].partitions) == want[n] for n in names):
             break
         time.sleep(0.05)
     return sorted(names)

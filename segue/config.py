@@ -53,6 +53,7 @@ class Topics:
         self.customer_events = f"{prefix}customer-events"
         self.decisions = f"{prefix}decisions"
         self.journey_events = f"{prefix}journey-events"
+        self.repartition = f"{prefix}repartition"  # internal: events and merges between partitions
 
     def dispatch(self, channel: str) -> str:
         return f"{self.prefix}dispatch.{channel}"
@@ -135,6 +136,17 @@ class ProfileSum(_Strict):
     value: str
 
 
+class IdentitySettings(_Strict):
+    """Identity resolution limits (as Segment's identity rules): links beyond a limit are
+    refused with a reason instead of growing a customer without bound."""
+
+    max_links: dict[str, int] = Field(
+        default={"user": 5, "email": 10, "device": 20, "trait": 10, "anon": 50},
+        description="most identifiers of each kind one customer may hold")
+    traits: list[str] = Field(default=[], description="traits that also identify a customer")
+    max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -160,6 +172,7 @@ class Settings(_Strict):
     profile_sums: list[ProfileSum] = Field(default=[
         ProfileSum(name="content_seconds", event="Content Viewed", by="category", value="seconds")
     ])
+    identity: IdentitySettings = IdentitySettings()
     store: StoreSettings = StoreSettings()
 
     @property

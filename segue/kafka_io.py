@@ -19,6 +19,7 @@ def produce_records(
     """Produce (key, value) pairs; ``rate`` caps messages per second. Returns the count."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
                   "queue.buffering.max.messages": 1_000_000, "acks": "all",
+                  "partitioner": "murmur2_random",
                   "log.connection.close": False})
     errors: list[str] = []
 

@@ -114,8 +114,13 @@ def simulate(
     start: str = DEFAULT_START,
     days: float = 30.0,
     duplicate_rate: float = 0.005,
+    link_anonymous: bool = True,
 ) -> Iterator[dict]:
-    """Yield about ``events`` events (plus retried duplicates) for ``customers`` customers."""
+    """Yield about ``events`` events (plus retried duplicates) for ``customers`` customers.
+
+    With ``link_anonymous``, a shopper's sign-up (identify) carries the anonymous id it browsed
+    under, so identity resolution merges the two.
+    """
     if customers < 1 or events < 1:
         raise ValueError("customers and events must be positive")
     rng = random.Random(seed)
@@ -171,7 +176,11 @@ def simulate(
         elif kind == "identify":
             ev["traits"] = {"plan": c.plan, "industry": c.industry,
                             "company": f"Company {idx % 997}",
-                            "adoption_score": 20 + (idx * 37) % 81}
+                            "adoption_score": 20 + (idx * 37) % 81,
+                            "email": f"customer{idx}@example.com"}
+            if c.archetype == "shopper" and link_anonymous:
+                # Sign-up on the device they browsed on: links the anonymous history.
+                ev["anonymousId"] = c.anon
         n_out += 1
         yield ev
         if rng.random() < duplicate_rate:

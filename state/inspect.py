@@ -27,16 +27,44 @@ def open_read_only(path: Path) -> PartitionStore:
     return PartitionStore(path, read_only=True)
 
 
+def _candidates(identifier: str) -> list[str]:
+    from operators.identity import hash_email
+
+    if ":" in identifier and identifier.split(":", 1)[0] in ("user", "anon", "email", "device",
+                                                              "trait"):
+        return [identifier]
+    if "@" in identifier:
+        return [f"email:{hash_email(identifier)}"]
+    return [f"user:{identifier}", f"anon:{identifier}", f"device:{identifier}",
+            f"email:{identifier}"]
+
+
 def find_profile(state_dir: str | Path, customer: str) -> tuple[Path, dict] | None:
-    for path in partition_stores(state_dir):
-        store = open_read_only(path)
-        try:
-            raw = store.get(keys.profile(customer))
-        finally:
+    """The customer behind any identifier: a user id, anonymous id, email address, device id
+    or ``kind:value``; links and merges are followed to the canonical customer."""
+    stores = [(path, open_read_only(path)) for path in partition_stores(state_dir)]
+    try:
+        refs = _candidates(customer)
+        for _ in range(8):  # follow links/redirects a few hops at most
+            for ref in refs:
+                for path, store in stores:
+                    raw = store.get(keys.profile(ref))
+                    if raw is not None:
+                        return path, orjson.loads(raw)
+            nxt = []
+            for ref in refs:
+                for _, store in stores:
+                    for key in (keys.link(ref), keys.redirect(ref)):
+                        v = store.get(key)
+                        if v is not None:
+                            nxt.append(v.decode())
+            if not nxt:
+                return None
+            refs = nxt
+        return None
+    finally:
+        for _, store in stores:
             store.close()
-        if raw is not None:
-            return path, orjson.loads(raw)
-    return None
 
 
 def iter_profiles(state_dir: str | Path) -> Iterator[dict]:

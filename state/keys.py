@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 PROFILE = b"c|"
+LINK = b"i|"        # i|<identifier> -> the customer reference it belongs to
+REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
 TIMER = b"t|"
 OUTBOX = b"o|"
-APPLIED = b"m|applied"
+APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
 WATERMARK = b"m|watermark"
 
 
-def profile(customer: str) -> bytes:
-    return PROFILE + customer.encode()
+def profile(ref: str) -> bytes:
+    return PROFILE + ref.encode()
+
+
+def link(identifier: str) -> bytes:
+    return LINK + identifier.encode()
+
+
+def redirect(ref: str) -> bytes:
+    return REDIRECT + ref.encode()
+
+
+def applied(topic: str) -> bytes:
+    return APPLIED + topic.encode()
 
 
 def timer(due_ms: int, customer: str, kind: str) -> bytes:

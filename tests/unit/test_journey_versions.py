@@ -53,7 +53,7 @@ class Harness:
     def event(self, cid, ts, name="Promo Start"):
         self.offset += 1
         return InEvent(type="track", message_id=f"m{self.offset}", customer_id=cid, key=name,
-                       ts_ms=ts, offset=self.offset, part="e#0")
+                       ts_ms=ts, offset=self.offset, part="e#0", user_id=cid)
 
     def run(self, events=(), clock=None):
         out = self.proc.process(list(events), clock)
@@ -174,7 +174,7 @@ def test_minimum_stage_duration_holds_a_lifecycle_transition(tmp_path):
 
     def ev(off, ts, key="Signed Up", traits=None):
         return InEvent(type="track", message_id=f"m{off}", customer_id="u", key=key, ts_ms=ts,
-                       offset=off, part="e#0", traits=traits or {})
+                       offset=off, part="e#0", traits=traits or {}, user_id="u")
 
     proc.process([ev(0, T0)])
     # Becomes a power user after one day: the move waits for the 3-day minimum.

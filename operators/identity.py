@@ -1,0 +1,144 @@
+"""Identity: the identifiers an event carries, which customer wins a merge, and how two
+profiles merge.
+
+An identifier is ``kind:value``: ``user:<userId>``, ``anon:<anonymousId>``,
+``email:<sha256 of the normalised address>``, ``device:<context.device.id>``, or
+``trait:<name>:<value>`` for configured traits. A customer's reference (its state key) is the
+identifier it was created under; when two customers join, the one whose reference ranks first
+(user, then email, device, trait, anon; then by value) survives, whatever order events arrive
+in. Raw email addresses are hashed here and never reach state, logs or metrics.
+
+>>> sorted(i[:12] for i in identifiers({"userId": "u1", "anonymousId": "a1",
+...                                      "traits": {"email": " Ann@X.io"}}))
+['anon:a1', 'email:311227', 'user:u1']
+>>> winner("anon:a1", "user:u1")
+'user:u1'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from state.windows import _LEVELS
+
+KIND_RANK = {"user": 0, "email": 1, "device": 2, "trait": 3, "anon": 4}
+
+
+def hash_email(email: str) -> str:
+    """SHA-256 of the trimmed, lower-cased address.
+
+    >>> hash_email(" Ann@Example.COM ") == hash_email("ann@example.com")
+    True
+    """
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def kind_of(ref: str) -> str:
+    return ref.split(":", 1)[0]
+
+
+def value_of(ref: str) -> str:
+    return ref.split(":", 1)[1]
+
+
+def primary_ref(user_id: str | None, anonymous_id: str | None) -> str:
+    return f"user:{user_id}" if user_id else f"anon:{anonymous_id}"
+
+
+def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[str]:
+    """Every identifier an event (dict or ``InEvent``) carries."""
+    if isinstance(event, dict):
+        uid, aid = event.get("userId"), event.get("anonymousId")
+        traits = event.get("traits") or {}
+        device = ((event.get("context") or {}).get("device") or {}).get("id")
+    else:
+        uid, aid, traits, device = event.user_id, event.anonymous_id, event.traits, event.device_id
+    out = set()
+    if uid:
+        out.add(f"user:{uid}")
+    if aid:
+        out.add(f"anon:{aid}")
+    email = traits.get("email") if isinstance(traits, dict) else None
+    if isinstance(email, str) and "@" in email:
+        out.add(f"email:{hash_email(email)}")
+    if isinstance(device, str) and device:
+        out.add(f"device:{device}")
+    for name in traits_as_ids:
+        v = traits.get(name) if isinstance(traits, dict) else None
+        if isinstance(v, str | int) and not isinstance(v, bool) and v != "":
+            out.add(f"trait:{name}:{v}")
+    return out
+
+
+def rank(ref: str) -> tuple[int, str]:
+    return (KIND_RANK.get(kind_of(ref), 9), ref)
+
+
+def winner(a: str, b: str) -> str:
+    """The reference that survives when ``a`` and ``b`` turn out to be one customer."""
+    return min(a, b, key=rank)
+
+
+# ----- merging profiles ------------------------------------------------------------------------
+
+def _merge_pairs(a: list, b: list, keep: int) -> list:
+    counts: dict[int, int] = {}
+    for idx, c in a:
+        counts[idx] = counts.get(idx, 0) + c
+    for idx, c in b:
+        counts[idx] = counts.get(idx, 0) + c
+    if not counts:
+        return []
+    newest = max(counts)
+    return [[i, counts[i]] for i in sorted(counts) if i > newest - keep]
+
+
+def merge_counter(a: list, b: list) -> list:
+    out = [a[0] + b[0], [], [], []]
+    for level, _width, keep in _LEVELS:
+        out[level] = _merge_pairs(a[level], b[level], keep)
+    return out
+
+
+def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
+    """Fold ``frm``'s behaviour into ``into`` (counts add, traits by timestamp, …).
+
+    Commutative for what is order-independent (counters, totals, first/last seen, traits,
+    sums, links); journeys, timers and lifecycle are reconciled by the caller.
+    """
+    into["events"] += frm["events"]
+    into["sessions"] += frm["sessions"]
+    into["first_seen"] = min(into["first_seen"], frm["first_seen"])
+    if frm["last_seen"] > into["last_seen"] or (
+            frm["last_seen"] == into["last_seen"] and frm.get("timezone")
+            and not into.get("timezone")):
+        into["timezone"] = frm.get("timezone") or into.get("timezone")
+    into["last_seen"] = max(into["last_seen"], frm["last_seen"])
+    ts_in = into.setdefault("trait_ts", {})
+    for k, v in frm["traits"].items():
+        t_frm = frm.get("trait_ts", {}).get(k, 0)
+        t_in = ts_in.get(k)
+        if t_in is None or (t_frm, repr(v)) > (t_in, repr(into["traits"].get(k))):
+            into["traits"][k] = v
+            ts_in[k] = t_frm
+    for key, c in frm["counters"].items():
+        mine = into["counters"].get(key)
+        into["counters"][key] = merge_counter(mine, c) if mine is not None else c
+    for name, sums in frm.get("sums", {}).items():
+        mine = into.setdefault("sums", {}).setdefault(name, {})
+        for k, v in sums.items():
+            mine[k] = mine.get(k, 0) + v
+        into.setdefault("top", {})[name] = min(mine, key=lambda k: (-mine[k], k))
+    recent = sorted(set(into["recent_ids"]) | set(frm["recent_ids"]))
+    into["recent_ids"] = recent[-max_recent:] if len(recent) > max_recent else recent
+    into["links"] = sorted(set(into.get("links", [])) | set(frm.get("links", [])))
+    hist = into.setdefault("journey_history", {})
+    for jid, h in frm.get("journey_history", {}).items():
+        mine = hist.get(jid)
+        if mine is None:
+            hist[jid] = dict(h)
+        else:
+            mine["entries"] = max(mine["entries"], h["entries"])
+            exits = [x for x in (mine["last_exit"], h["last_exit"]) if x is not None]
+            mine["last_exit"] = max(exits) if exits else None
