@@ -78,12 +78,14 @@ def test_sigkill_three_times_then_drain_is_exact(job_factory):
     for target in sorted(rng.uniform(lo, hi) for lo, hi in ((0.1, 0.3), (0.35, 0.6),
                                                               (0.65, 0.9))):
         run = crash.start_run("--until-eof")
-        wait_for(lambda t=target, r=run: applied_total(crash.state_dir, crash.topics.events) >= t * total
-                 or r.poll() is not None, timeout=180, every=0.02, what=f"{target:.0%} applied")
+        wait_for(lambda t=target, r=run: applied_total(crash.state_dir, crash.topics.events)
+                 >= t * total or r.poll() is not None, timeout=180, every=0.02,
+                 what=f"{target:.0%} applied")
         assert run.poll() is None, f"run ended before the kill:\n{crash.last_log()[-2000:]}"
         kill9(run)
         kills += 1
-        assert applied_total(crash.state_dir, crash.topics.events) < total  # killed mid-run, not after
+        # killed mid-run, not after
+        assert applied_total(crash.state_dir, crash.topics.events) < total
     assert kills == 3
     crash.run_until_eof()
 
