@@ -100,6 +100,7 @@ class PartitionLogic(StatefulBatchLogic):
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
         self.inflight: set[int] = set()
         self.caught_up = False
+        self._caught_up_inputs: dict[str, bool] = {}
         self._next_due: int | None = None
 
     def _attach(self, part_key: str) -> PartitionProcessor:
@@ -153,13 +154,16 @@ class PartitionLogic(StatefulBatchLogic):
             self._attach(items[0].part)
         events: list[InEvent | Rejected] = []
         eof = False
+        inputs = self._caught_up_inputs
         for it in items:
             if isinstance(it, Tick):
-                self.caught_up = it.caught_up
+                inputs[it.part] = it.caught_up
                 eof = eof or it.final
             else:
                 events.append(it)
-                self.caught_up = False
+                inputs[it.part.rpartition("#")[0] + "#" + it.part.rpartition("#")[2]] = False
+        # Caught up only when every input of this partition (events, repartition) is.
+        self.caught_up = len(inputs) >= 2 and all(inputs.values())
         out = self._run(events)
         if eof:
             if self.ctx.drain_horizon_ms:

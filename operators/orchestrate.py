@@ -299,7 +299,8 @@ class PartitionProcessor:
             ref = raw.decode() if raw is not None else primary
         else:
             ref = ev.canonical
-        if self.home(ref) != self.partition:
+            primary = ""
+        if ref != primary and self.home(ref) != self.partition:
             self._forward(ev, ref, ref)
             return None
         moved = self._txn.get(keys.redirect(ref))  # type: ignore[union-attr]
