@@ -292,6 +292,9 @@ class PartitionProcessor:
         else forward the event to the partition that does and return None."""
         if ev.canonical is None:
             primary = primary_ref(ev.user_id, ev.anonymous_id)
+            cached = self._profiles.get(primary)
+            if cached is not None and not cached.get("_gone"):
+                return primary  # owned here, already loaded in this batch: no lookups
             if self.home(primary) != self.partition:  # producer used another partitioner
                 self._forward(ev, None, primary)
                 return None

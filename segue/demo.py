@@ -69,10 +69,10 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
                                                                     t.decisions)]
         by_channel = {ch: len(consume_all(broker.bootstrap, t.dispatch(ch))) for ch in CHANNELS}
     reasons = Counter(orjson.loads(m.value())["reason"]["code"] for m in dlq)
-    moves = Counter(
-        (r["from_stage"] or "(new)", r["to_stage"])
-        for r in (orjson.loads(m.value()) for m in changes)
-    )
+    cust_events = [orjson.loads(m.value()) for m in changes]
+    moves = Counter((r["from_stage"] or "(new)", r["to_stage"]) for r in cust_events
+                    if r["type"] == "lifecycle.changed")
+    merges = sum(1 for r in cust_events if r["type"] == "identity.merged")
     stages: Counter[str] = Counter()
     profiles = 0
     busiest = ("", -1)
@@ -92,6 +92,7 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
         f"  dead-lettered       {totals['dead_lettered']:>10,}   -> {t.dlq}",
         f"flow throughput       {seen / flow_s:>10,.0f} events/s ({flow_s:.1f}s, 1 worker)",
         f"customers in state    {profiles:>10,}",
+        f"identity merges       {merges:>10,}   (anonymous history joined to sign-ups)",
         f"lifecycle changes     {sum(moves.values()):>10,}   -> {t.customer_events}",
         f"timers fired          {totals['timers_fired']:>10,}   (inactivity, min stage duration)",
         "",
