@@ -133,6 +133,24 @@ def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
     recent = sorted(set(into["recent_ids"]) | set(frm["recent_ids"]))
     into["recent_ids"] = recent[-max_recent:] if len(recent) > max_recent else recent
     into["links"] = sorted(set(into.get("links", [])) | set(frm.get("links", [])))
+    # Consent: the most restrictive wins; suppressions and sends add up (caps stay correct).
+    for ch, purposes in frm.get("consent", {}).items():
+        mine = into.setdefault("consent", {}).setdefault(ch, {})
+        for purpose, status in purposes.items():
+            if mine.get(purpose) != "opted_out":
+                mine[purpose] = status if purpose not in mine or status == "opted_out" \
+                    else mine[purpose]
+    for ch, why in frm.get("suppressed", {}).items():
+        into.setdefault("suppressed", {}).setdefault(ch, why)
+    seen = {e[3] for e in into.get("ledger", [])}
+    into["ledger"] = sorted([*into.get("ledger", []),
+                             *(e for e in frm.get("ledger", []) if e[3] not in seen)],
+                            key=lambda e: (e[0], e[3]))
+    into.setdefault("sent", {}).update(frm.get("sent", {}))
+    for ch, kinds in frm.get("engagement", {}).items():
+        mine_e = into.setdefault("engagement", {}).setdefault(ch, {})
+        for k, n in kinds.items():
+            mine_e[k] = mine_e.get(k, 0) + n
     hist = into.setdefault("journey_history", {})
     for jid, h in frm.get("journey_history", {}).items():
         mine = hist.get(jid)

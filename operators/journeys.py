@@ -45,6 +45,8 @@ from models.journey import (
 )
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
+from operators.policy import DeliveryPolicy
+from segue.config import PolicySettings
 from state.journey_versions import JourneyVersions, VersionConflict
 from state.windows import count as window_count
 
@@ -230,9 +232,10 @@ class JourneyEngine:
     """Runs journeys for one partition; see the module docstring."""
 
     def __init__(self, registry: JourneyRegistry, topics: Any, conflict_delay_ms: int = 3_600_000,
-                 default_timezone: str = "UTC") -> None:
+                 default_timezone: str = "UTC", policy: DeliveryPolicy | None = None) -> None:
         self.registry = registry
         self.topics = topics
+        self.policy = policy or DeliveryPolicy(PolicySettings())
         self.conflict_delay_ms = conflict_delay_ms
         self.default_tz = default_timezone
         self.stats: dict[str, int] = {}
@@ -643,8 +646,8 @@ class JourneyEngine:
                                    ["holdout.control"], at, None)
                     self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
                 elif i.jid == winner:
-                    self._send(host, p, i, at)
-                    self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
+                    if self._deliver(host, p, i, at):
+                        self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
                 else:
                     due = at + self.conflict_delay_ms
                     d = intent_to_dict(i)
@@ -665,27 +668,84 @@ class JourneyEngine:
                     self._decision(host, p, spec, run, held["intent"], "defer",
                                    ["journey.paused"], at, None)
 
-    def _send(self, host: Host, p: Profile, i: _Intent, at: int) -> None:
+    def _deliver(self, host: Host, p: Profile, i: _Intent, at: int) -> bool:
+        """Ask delivery policy; returns whether the journey moves on (sent or dropped)."""
+        caps = {ch: c.model_dump(exclude_none=True) for ch, c in i.spec.caps.items()}
+        v = self.policy.decide(p, i.channel, i.purpose, caps, i.jid, at)
         d = intent_to_dict(i)
-        self._decision(host, p, i.spec, i.run, d, "send", ["ok"], at, None)
+        if v.outcome == "defer":
+            i.run["deferred"] = d
+            host.arm(p, f"jd:{i.jid}", v.next_ms or at)
+            self._decision(host, p, i.spec, i.run, d, "defer", v.reasons, at, v.next_ms,
+                           channel=v.channel)
+            return False
+        if v.outcome == "drop":
+            if v.channel == "enrich":  # silent enrichment: remember what was not sent
+                p.setdefault("enrichment", {})[i.template] = at
+            self._decision(host, p, i.spec, i.run, d, "drop", v.reasons, at, None,
+                           channel=v.channel)
+            return True
+        self.policy.record(p, v.channel, i.jid, i.dispatch_id, at)
+        self._decision(host, p, i.spec, i.run, d, "send", v.reasons, at, None, channel=v.channel)
+        self._dispatch(host, p, d, i.jid, i.run["v"], i.run["instance"], v.channel, at, 1)
+        return True
+
+    def _dispatch(self, host: Host, p: Profile, d: dict, jid: str, version: int,
+                  instance: int, channel: str, at: int, attempt: int) -> None:
+        dispatch_id = d["dispatch_id"] if channel == d["channel"] else \
+            idempotency_key(d["dispatch_id"], "fallback", channel)
         record = {
             "schema_version": SCHEMA_VERSION,
             "type": "dispatch",
-            "idempotency_key": i.dispatch_id,
-            "dispatch_id": i.dispatch_id,
+            "idempotency_key": dispatch_id if attempt == 1 else
+            idempotency_key(dispatch_id, "attempt", attempt),
+            "dispatch_id": dispatch_id,
+            "attempt": attempt,
             "customer_id": p["id"],
-            "channel": i.channel,
-            "template": i.template,
-            "purpose": i.purpose,
-            "action": i.action,
-            "personalization": i.personalization,
-            "journey": {"id": i.jid, "version": i.run["v"], "node": i.node,
-                        "instance": i.run["instance"]},
+            "channel": channel,
+            "original_channel": d["channel"],
+            "template": d["template"],
+            "purpose": d["purpose"],
+            "action": d.get("action"),
+            "personalization": d["personalization"],
+            "journey": {"id": jid, "version": version, "node": d["node"], "instance": instance},
             "at_ms": at,
-            "cause": i.cause,
+            "cause": d["cause"],
         }
-        host.emit(self.topics.dispatch(i.channel), p["id"], record)
+        host.emit(self.topics.dispatch(channel), p["id"], record)
+        sent = p.setdefault("sent", {})
+        sent[dispatch_id] = {"d": d, "jid": jid, "v": version, "inst": instance,
+                             "ch": channel, "attempt": attempt, "at": at}
+        for k in [k for k, v in sent.items() if v["at"] < at - 7 * DAY_MS]:
+            del sent[k]
         self._count("dispatched")
+
+    def on_delivery_failed(self, host: Host, p: Profile, dispatch_id: str, at: int,
+                           cause: dict) -> None:
+        """A channel reported a dispatch failed: retry once, then the backup channel."""
+        s = p.get("sent", {}).get(dispatch_id)
+        if s is None:
+            return
+        self._count("delivery_failed")
+        spec = self.registry.spec(s["jid"], s["v"])
+        run = {"v": s["v"], "instance": s["inst"]}
+        d = dict(s["d"], cause=cause)
+        if s["attempt"] == 1:
+            if spec is not None:
+                self._decision(host, p, spec, run, d, "send", ["delivery.failed", "retry"], at,
+                               None, channel=s["ch"])
+            self._dispatch(host, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
+                           s["v"], s["inst"], s["ch"], at, 2)
+            return
+        v = self.policy.decide(p, s["ch"], d["purpose"], {}, s["jid"], at, exclude=(s["ch"],))
+        if spec is not None:
+            self._decision(host, p, spec, run, d, v.outcome if v.outcome != "defer" else "send",
+                           ["delivery.failed", *v.reasons], at, None, channel=v.channel)
+        if v.outcome != "drop" and v.channel != "enrich":
+            self.policy.record(p, v.channel, s["jid"], idempotency_key(dispatch_id, v.channel),
+                               at)
+            self._dispatch(host, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
+                           s["v"], s["inst"], v.channel, at, 1)
 
     def release_held(self, host: Host, p: Profile, jid: str, at: int) -> None:
         """The journey was resumed: send the held message, then carry on from there."""
@@ -705,16 +765,18 @@ class JourneyEngine:
 
     # ----- outputs ---------------------------------------------------------------------------
     def _decision(self, host: Host, p: Profile, spec: Journey, run: dict, intent: dict,
-                  outcome: str, reasons: list[str], at: int, next_ms: int | None) -> None:
+                  outcome: str, reasons: list[str], at: int, next_ms: int | None,
+                  channel: str | None = None) -> None:
         record = {
             "schema_version": SCHEMA_VERSION,
             "type": "decision",
-            "idempotency_key": idempotency_key("decision", intent["dispatch_id"], outcome, at),
+            "idempotency_key": idempotency_key("decision", intent["dispatch_id"], outcome, at,
+                                               channel, *reasons),
             "dispatch_id": intent["dispatch_id"],
             "customer_id": p["id"],
             "journey": {"id": spec.id, "version": run["v"], "node": intent["node"],
                         "instance": run["instance"]},
-            "channel": intent["channel"],
+            "channel": channel or intent["channel"],
             "original_channel": intent["channel"],
             "template": intent["template"],
             "outcome": outcome,

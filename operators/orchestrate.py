@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from models.events import InEvent
+from models.events import CONSENT_UPDATED, ERASURE_REQUESTED, InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from operators.decode import Rejected, Routed
@@ -42,6 +42,7 @@ from operators.identity import (
 )
 from operators.journeys import JourneyEngine, JourneyRegistry, held_key
 from operators.lifecycle import StageRules
+from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
 from segue.config import Settings
 from state import keys
@@ -49,6 +50,17 @@ from state.store import PartitionStore, Transaction
 from state.windows import add as count_event
 from state.windows import new_counter
 
+ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
+BOUNCES = {"Email Bounced": "email", "Push Notification Bounced": "push", "SMS Failed": "sms"}
+FAILURES = ("Dispatch Failed",)
+ENGAGEMENT = {
+    "Email Delivered": ("email", "delivered"), "Email Opened": ("email", "opened"),
+    "Email Link Clicked": ("email", "clicked"), "Push Notification Received": ("push", "delivered"),
+    "Push Notification Tapped": ("push", "clicked"), "SMS Delivered": ("sms", "delivered"),
+    "Dispatch Delivered": ("unknown", "delivered"),
+}
+FEEDBACK_EVENTS = frozenset((CONSENT_UPDATED, "Unsubscribed", "Email Marked as Spam", *BOUNCES,
+                             *FAILURES, *ENGAGEMENT))
 MAX_TIMERS_PER_PASS = 20_000
 DRAIN_CUSTOMERS = 5_000
 
@@ -95,7 +107,9 @@ class PartitionProcessor:
         self.watermark = int(store.get(keys.WATERMARK) or b"0")
         self.stats: Counter[str] = Counter()
         self.journeys = journeys
-        self.engine = JourneyEngine(journeys, self.topics) if journeys is not None else None
+        self.policy = DeliveryPolicy(settings.policy)
+        self.engine = JourneyEngine(journeys, self.topics, policy=self.policy) \
+            if journeys is not None else None
         self._registry_generation = -1
         self._drained: set[str] = set()
         # No timer is due before this: scans start here, not at the first key of the prefix,
@@ -225,7 +239,19 @@ class PartitionProcessor:
         ref = self._owner(ev)
         if ref is None:
             return  # forwarded to the partition that owns its customer
-        p, _ = self._profile(ref, ev.ts_ms)
+        if ev.key in ERASURE_EVENTS:
+            self._erase(ref, ev)
+            return
+        p, created = self._profile(ref, ev.ts_ms)
+        if created:
+            erased = self._txn.get(keys.erased(ref))  # type: ignore[union-attr]
+            if erased is not None:
+                p["erased_at"] = int(erased)
+        if p.get("erased_at") is not None and ev.ts_ms <= p["erased_at"]:
+            if created:
+                del self._profiles[ref]
+            self.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
+            return
         h = _id_hash(ev.message_id)
         recent = p["recent_ids"]
         if h in recent:
@@ -267,8 +293,97 @@ class PartitionProcessor:
         if "inactivity" not in p["timers"]:
             self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
         self._link(p, ev)
+        if ev.key in FEEDBACK_EVENTS:
+            self._feedback(p, ev)
         if self.engine is not None:
             self.engine.on_event(self, p, ev)
+
+    # ----- consent, suppression, channel feedback ------------------------------------------
+    def _feedback(self, p: Profile, ev: InEvent) -> None:
+        props = ev.properties
+        key = ev.key
+        cause = {"message_id": ev.message_id}
+        if key == CONSENT_UPDATED:
+            channel = props.get("channel", "all")
+            purpose = props.get("purpose", "marketing")
+            status = props.get("status")
+            p.setdefault("consent", {}).setdefault(channel, {})[purpose] = status
+            if status == "opted_out" and purpose in ("marketing", "all"):
+                self._opted_out(p, channel, ev.ts_ms, cause)
+        elif key == "Unsubscribed":
+            channel = props.get("channel", "email")
+            p.setdefault("consent", {}).setdefault(channel, {})["marketing"] = "opted_out"
+            self._opted_out(p, channel, ev.ts_ms, cause)
+        elif key == "Email Marked as Spam":
+            p.setdefault("suppressed", {})["email"] = "complaint"
+            p.setdefault("consent", {}).setdefault("email", {})["marketing"] = "opted_out"
+            self._opted_out(p, "email", ev.ts_ms, cause)
+        elif key in BOUNCES:
+            if props.get("bounce_type", "hard") == "hard":
+                p.setdefault("suppressed", {})[BOUNCES[key]] = "bounce"
+        elif key in FAILURES:
+            dispatch_id = props.get("dispatch_id")
+            self.stats["delivery_failures"] += 1
+            if isinstance(dispatch_id, str) and self.engine is not None:
+                self.engine.on_delivery_failed(self, p, dispatch_id, ev.ts_ms, cause)
+        elif key in ENGAGEMENT:
+            channel, what = ENGAGEMENT[key]
+            channel = props.get("channel", channel)
+            eng = p.setdefault("engagement", {}).setdefault(channel, {})
+            eng[what] = eng.get(what, 0) + 1
+
+    def _opted_out(self, p: Profile, channel: str, at: int, cause: dict) -> None:
+        """An opt-out takes effect at once and takes the customer out of active journeys."""
+        self.stats["opt_outs"] += 1
+        if self.engine is not None:
+            self.engine.exit_all(self, p, at, cause, f"consent.{channel}.opted_out")
+
+    # ----- erasure ---------------------------------------------------------------------------
+    def _erased_since(self, ref: str, at: int) -> bool:
+        """Was this customer erased at or after ``at``? (Then data from ``at`` is stale.)"""
+        raw = self._txn.get(keys.erased(ref))  # type: ignore[union-attr]
+        return raw is not None and at <= int(raw)
+
+    def _erase(self, ref: str, ev: InEvent) -> None:
+        """Right to erasure: everything held on the customer goes, before any later event of
+        theirs; what remains is an audit record without personal data."""
+        txn = self._txn
+        assert txn is not None
+        p = self._existing_profile(ref)
+        deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
+        if p is not None:
+            deleted["profile"] = 1
+            for kind, due in p["timers"].items():
+                txn.delete(keys.timer(due, ref, kind))
+                deleted["timers"] += 1
+            for jid, run in p.get("journeys", {}).items():
+                if run.get("held") and run["held"].get("indexed"):
+                    txn.delete(held_key(jid, run["held"]["at"], ref))
+                    deleted["held"] += 1
+            for x in sorted(set(p["links"]) | set(p["merged_from"])):
+                if x != ref:
+                    deleted["links"] += 1
+                    self._route(x, {"kind": "unlink", "id": x, "ref": ref})
+            # Outputs decided before the request still go out (they are already on their way),
+            # but their copies in the outbox go now instead of on Kafka's acknowledgement.
+            for k, v in self.store.scan(keys.OUTBOX):
+                if Output.decode(v).key == p["id"]:
+                    txn.delete(k)
+                    self.stats["erased_outbox_entries"] += 1
+            p.clear()
+            p["_gone"] = True
+        self._profiles.setdefault(ref, {"_gone": True})
+        txn.delete(keys.profile(ref))
+        txn.delete(keys.link(ref))
+        txn.delete(keys.redirect(ref))
+        txn.put(keys.erased(ref), b"%d" % ev.ts_ms)  # late data from before this is dropped
+        self.stats["erasures"] += 1
+        digest = hashlib.sha256(ref.encode()).hexdigest()
+        record = {"schema_version": SCHEMA_VERSION, "type": "privacy.erased",
+                  "idempotency_key": idempotency_key("erased", digest, ev.message_id),
+                  "customer_id": None, "customer_ref_sha256": digest, "journey": None,
+                  "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
+        self._out.append(Output(self.topics.customer_events, digest, orjson.dumps(record)))
 
     def _set_traits(self, p: Profile, traits: dict, ts: int) -> None:
         """Latest event time wins per trait (whatever the arrival order). A raw email never
@@ -362,6 +477,13 @@ class PartitionProcessor:
             self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
         elif m.kind == "relink":
             self._txn.put(keys.link(b["id"]), b["canonical"].encode())  # type: ignore[union-attr]
+        elif m.kind == "unlink":  # erasure of the customer it pointed to
+            txn = self._txn
+            assert txn is not None
+            for key in (keys.link(b["id"]), keys.redirect(b["id"])):
+                v = txn.get(key)
+                if v is not None and v.decode() == b["ref"]:
+                    txn.delete(key)
         else:
             self.stats["internal_unknown"] += 1
 
@@ -431,6 +553,9 @@ class PartitionProcessor:
             r = moved.decode()
             self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
                             "at": at, "hops": hops + 1})
+            return
+        if self._erased_since(w, at):  # merged history from before an erasure: dropped
+            self.stats["dropped_erased"] += 1
             return
         p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
         if loser in p["merged_from"]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 STAGES = (
     "awareness",
@@ -147,6 +147,43 @@ class IdentitySettings(_Strict):
     max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
 
 
+class PolicySettings(_Strict):
+    """Delivery policy: caps, send windows, consent defaults, fallback (seeds 000 and 001)."""
+
+    caps: dict[str, dict[Literal["day", "week"], int]] = Field(default={
+        "email": {"day": 2, "week": 2},
+        "push": {"day": 3, "week": 3},
+        "sms": {"day": 1, "week": 1},
+        "in_app": {"week": 5},
+        "ads": {"day": 5},
+        "total": {"week": 8},
+    }, description="per channel and 'total' across channels; sliding windows in event time")
+    send_windows: dict[str, str] = Field(default={
+        "email": "09:00-20:00", "push": "08:00-22:00", "sms": "09:00-21:00",
+    }, description="local time of the customer; channels not listed send around the clock")
+    blackout_dates: list[str] = Field(default=[], description="YYYY-MM-DD, customer's local date")
+    default_timezone: str = "UTC"
+    consent_defaults: dict[str, Literal["opted_in", "opted_out"]] = Field(
+        default={"sms": "opted_out"},
+        description="marketing consent before any Consent Updated event (others: opted_in)")
+    fallback: dict[str, str] = Field(default={
+        "sms": "email", "push": "inbox", "email": "in_app", "in_app": "badge",
+    }, description="next channel when one is capped, unconsented, suppressed or failing; "
+                   "'enrich' ends a chain with a silent profile update")
+    max_defer_s: int = Field(default=7 * DAY_S, ge=0,
+                             description="a capped send waits at most this long, else drops")
+
+    @field_validator("send_windows")
+    @classmethod
+    def _windows(cls, v: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for ch, w in v.items():
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", w):
+                raise ValueError(f"{ch}: {w!r} is not a window like 09:00-20:00")
+        return v
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -173,6 +210,7 @@ class Settings(_Strict):
         ProfileSum(name="content_seconds", event="Content Viewed", by="category", value="seconds")
     ])
     identity: IdentitySettings = IdentitySettings()
+    policy: PolicySettings = PolicySettings()
     store: StoreSettings = StoreSettings()
 
     @property

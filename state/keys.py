@@ -5,6 +5,7 @@ from __future__ import annotations
 PROFILE = b"c|"
 LINK = b"i|"        # i|<identifier> -> the customer reference it belongs to
 REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
+ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
 APPLIED = b"m|applied|"  # + input topic
@@ -22,6 +23,12 @@ def link(identifier: str) -> bytes:
 
 def redirect(ref: str) -> bytes:
     return REDIRECT + ref.encode()
+
+
+def erased(ref: str) -> bytes:
+    import hashlib
+
+    return ERASED + hashlib.sha256(ref.encode()).hexdigest().encode()
 
 
 def applied(topic: str) -> bytes:

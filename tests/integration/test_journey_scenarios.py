@@ -130,7 +130,10 @@ def outputs(broker, tmp_path_factory):
     events_file.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in stream.events))
     cfg = tmp / "segue.yaml"
     prefix = "scn."
-    cfg.write_text(f"prefix: {prefix}\npartitions: 4\n")
+    # Journey mechanics only: no caps, no quiet hours, SMS allowed (test_policy.py covers
+    # delivery policy).
+    cfg.write_text(f"prefix: {prefix}\npartitions: 4\n"
+                   "policy: {caps: {}, send_windows: {}, consent_defaults: {}}\n")
 
     replay_out = tmp / "replay"
     r = subprocess.run([sys.executable, "-m", "segue.cli", "replay", "--journeys", str(jdir),
