@@ -134,6 +134,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from segue.config import Settings
+
+    if args.action == "validate":
+        if not args.file:
+            print("error: config validate needs a FILE", file=sys.stderr)
+            return 2
+        settings = load_settings(args.file)  # ConfigError -> one line per problem, exit 2
+        t = settings.topics
+        print(f"ok  {args.file}: topics {t.events}, {t.dlq}, …; "
+              f"{len(settings.lifecycle.transitions)} lifecycle rules; caps on "
+              f"{', '.join(sorted(settings.policy.caps))}")
+        return 0
+    settings = load_settings(args.file) if args.file else Settings()
+    sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True),
+                                    sort_keys=False))
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from segue.kafka_io import event_records, produce_records
     from segue.simulator import simulate
@@ -242,6 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "each customer's last event (as segue replay does), e.g. 35d")
     common(r)
     r.set_defaults(fn=cmd_run)
+
+    cf = sub.add_parser("config", help="validate a settings file, or show the effective one",
+                        description="validate FILE: check a segue.yaml (one line per problem). "
+                        "show [FILE]: print every setting with its value (defaults included).")
+    cf.add_argument("action", choices=["validate", "show"])
+    cf.add_argument("file", nargs="?", help="segue.yaml")
+    cf.set_defaults(fn=cmd_config)
 
     jn = sub.add_parser("journeys", help="validate and show journey files",
                         description="validate DIR: check every journey file, one clear message "

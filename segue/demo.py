@@ -115,7 +115,10 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
         out.append(f"  {jid:<20} {c['entered']:>8,} {c['entered'] - c['exited']:>8,} "
                    f"{c['exited']:>8,} {c['converted']:>9,}")
     outcomes = Counter(d["outcome"] for d in decisions)
+    why = Counter(r for d in decisions if d["outcome"] != "send" for r in d["reasons"])
     out += ["", "Decisions: " + ", ".join(f"{k} {v:,}" for k, v in outcomes.most_common()),
+            "  not sent now, because: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                      why.most_common(4)),
             "Dispatches by channel: " + ", ".join(f"{ch} {n:,}" for ch, n in
                                                   by_channel.items() if n)]
     out += ["", "Dead letters by reason:"]
