@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from state.ledger import merge_ledgers
 from state.windows import _LEVELS
 
 KIND_RANK = {"user": 0, "email": 1, "device": 2, "trait": 3, "anon": 4}
@@ -142,10 +143,7 @@ def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
                     else mine[purpose]
     for ch, why in frm.get("suppressed", {}).items():
         into.setdefault("suppressed", {}).setdefault(ch, why)
-    seen = {e[3] for e in into.get("ledger", [])}
-    into["ledger"] = sorted([*into.get("ledger", []),
-                             *(e for e in frm.get("ledger", []) if e[3] not in seen)],
-                            key=lambda e: (e[0], e[3]))
+    merge_ledgers(into, frm)
     into.setdefault("sent", {}).update(frm.get("sent", {}))
     for ch, kinds in frm.get("engagement", {}).items():
         mine_e = into.setdefault("engagement", {}).setdefault(ch, {})

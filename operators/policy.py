@@ -22,12 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from segue.config import PolicySettings
+from state.ledger import record_send, sends_within
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -40,10 +40,6 @@ class Verdict:
     channel: str                      # the channel it goes (or would go) out on
     reasons: list[str] = field(default_factory=list)
     next_ms: int | None = None        # for defer: the next eligible moment
-
-
-def send_hash(dispatch_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(dispatch_id.encode(), digest_size=6).digest())
 
 
 class DeliveryPolicy:
@@ -89,7 +85,6 @@ class DeliveryPolicy:
     def _cap_block(self, p: dict, channel: str, jid: str, journey_caps: dict,
                    at: int) -> tuple[str, int] | None:
         """(reason, next eligible ms) for the first cap this send would break, else None."""
-        ledger = p.get("ledger", [])
         checks: list[tuple[str, int, int, object]] = []
         for name, caps in ((channel, self.s.caps.get(channel, {})),
                            ("total", self.s.caps.get("total", {}))):
@@ -107,7 +102,7 @@ class DeliveryPolicy:
                                    (lambda e, n=name: e[2] == jid and
                                     (n == "total" or e[1] == n))))
         for reason, limit, span, match in checks:
-            inside = sorted(e[0] for e in ledger if at - span < e[0] <= at and match(e))
+            inside = sends_within(p, at, span, match)  # type: ignore[arg-type]
             if len(inside) >= limit:
                 # Eligible again once enough of these sends have left the window.
                 return reason, inside[len(inside) - limit] + span
@@ -115,14 +110,7 @@ class DeliveryPolicy:
 
     def record(self, p: dict, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
         """Count a send in the ledger; a dispatch already counted (replay, retry) is not."""
-        ledger = p.setdefault("ledger", [])
-        h = send_hash(dispatch_id)
-        if any(e[3] == h for e in ledger):
-            return False
-        ledger.append([at, channel, jid, h])
-        horizon = max((e[0] for e in ledger), default=at) - WEEK_MS
-        p["ledger"] = sorted((e for e in ledger if e[0] > horizon), key=lambda e: (e[0], e[3]))
-        return True
+        return record_send(p, channel, jid, dispatch_id, at)
 
     # ----- windows ---------------------------------------------------------------------------
     def _window_open(self, p: dict, channel: str, at: int) -> int | None:
