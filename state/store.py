@@ -55,11 +55,14 @@ def _shared_cache(mb: int) -> Cache:
 
 
 def _shared_write_buffers(total_mb: int, cache_mb: int) -> WriteBufferManager:
-    # Memtables of all stores share one budget, so memory does not grow with partitions.
+    # Memtables of all stores share one budget, so memory does not grow with partitions. The
+    # budget is charged to the block cache, so the cache is sized for both: charging memtables
+    # to a cache only as large as the budget would leave no room for data, index and filter
+    # blocks (every read a miss).
     key = (total_mb, cache_mb)
     if key not in _write_buffers:
         _write_buffers[key] = WriteBufferManager.new_write_buffer_manager_with_cache(
-            total_mb * MB, False, _shared_cache(cache_mb)
+            total_mb * MB, False, _shared_cache(cache_mb + total_mb)
         )
     return _write_buffers[key]
 
@@ -69,14 +72,16 @@ def _options(block_cache_mb: int, write_buffer_mb: int) -> Options:
     opts.create_if_missing(True)
     opts.set_write_buffer_size(write_buffer_mb * MB)
     opts.set_max_write_buffer_number(2)
-    opts.set_write_buffer_manager(_shared_write_buffers(4 * write_buffer_mb, block_cache_mb))
+    memtables_mb = 2 * write_buffer_mb
+    opts.set_write_buffer_manager(_shared_write_buffers(memtables_mb, block_cache_mb))
     opts.set_compression_type(DBCompressionType.lz4())
     opts.set_max_open_files(256)
     opts.set_keep_log_file_num(2)
     table = BlockBasedOptions()
-    table.set_block_cache(_shared_cache(block_cache_mb))
+    table.set_block_cache(_shared_cache(block_cache_mb + memtables_mb))
     table.set_bloom_filter(10, False)
     table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     opts.set_block_based_table_factory(table)
     return opts
 
