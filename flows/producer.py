@@ -59,3 +59,11 @@ def producer_for_thread(brokers: str) -> OutputProducer:
     if p is None:
         p = _local.producer = OutputProducer(brokers)
     return p
+
+
+def close_thread_producer(timeout: float = 10) -> None:
+    """Flush and drop this thread's producer (end of a run in this thread)."""
+    p = getattr(_local, "producer", None)
+    if p is not None:
+        p.flush(timeout)
+        del _local.producer

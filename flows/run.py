@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
+from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
 from operators.journeys import JourneyRegistry
@@ -48,6 +49,8 @@ def run_flow(
         cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses)
     except KeyboardInterrupt:
         print("[segue] interrupted; state is committed per micro-batch", file=sys.stderr)
+    finally:
+        close_thread_producer()
     return sink.progress
 
 
