@@ -30,6 +30,15 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from confluent_kafka import KafkaError, Message
 
+from flows.metrics import (
+    BATCH,
+    LATENCY,
+    OUTBOX,
+    STATE_BYTES,
+    STATE_KEYS,
+    TIMER_LATENESS,
+    PartitionMetrics,
+)
 from flows.producer import producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
@@ -56,6 +65,7 @@ class FlowContext:
     drain_horizon_ms: int | None = None
     partitions: int = 1
     end: EndOfInput = field(default_factory=EndOfInput)
+    metrics: bool = False
     wall_ms: object = field(default=lambda: int(time.time() * 1000))
 
     def store(self, topic: str, partition: int) -> PartitionStore:
@@ -99,6 +109,9 @@ class PartitionLogic(StatefulBatchLogic):
         # Sequence numbers produced but not yet acknowledged. The bytes stay in the outbox
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
         self.inflight: set[int] = set()
+        self.src: dict[int, tuple[int, int]] = {}  # dispatch seq -> causing event's times
+        self.metrics: PartitionMetrics | None = None
+        self._state_checked = 0.0
         self.caught_up = False
         self._caught_up_inputs: dict[str, bool] = {}
         self._next_due: int | None = None
@@ -109,18 +122,25 @@ class PartitionLogic(StatefulBatchLogic):
         self.proc = proc = PartitionProcessor(
             self.ctx.store(self.ctx.settings.topics.events, part), self.ctx.settings,
             self.ctx.journeys, partition=part, partitions=self.ctx.partitions)
+        if self.ctx.metrics:
+            self.metrics = PartitionMetrics(str(part))
         # Whatever a previous run committed but Kafka never acknowledged goes out again.
         resend = proc.unacknowledged()
         proc.stats["outbox_resent"] += len(resend)
         self._send(resend)
         return proc
 
-    def _delivered(self, seq: int, err: KafkaError | None, _msg: Message) -> None:
+    def _delivered(self, seq: int, err: KafkaError | None, msg: Message) -> None:
         self.inflight.discard(seq)
         proc = self.proc
         assert proc is not None
+        src = self.src.pop(seq, None)
         if err is None:
             proc.acknowledge(seq)
+            if src is not None:
+                out_ms = msg.timestamp()[1]
+                LATENCY.labels("event").observe(max(out_ms - src[0], 0) / 1000)
+                LATENCY.labels("kafka").observe(max(out_ms - src[1], 0) / 1000)
             return
         # librdkafka gave up retrying: send it again, same bytes, from the outbox.
         out = proc.outbox_entry(seq)
@@ -129,8 +149,11 @@ class PartitionLogic(StatefulBatchLogic):
             self._send([(seq, out)])
 
     def _send(self, entries: list[tuple[int, Output]]) -> None:
+        dispatch = f"{self.ctx.settings.topics.prefix}dispatch."
         for seq, out in entries:
             self.inflight.add(seq)
+            if self.metrics is not None and out.src is not None and out.topic.startswith(dispatch):
+                self.src[seq] = out.src
             self.producer.send(out, partial(self._delivered, seq))
 
     def _clock(self) -> int | None:
@@ -144,10 +167,32 @@ class PartitionLogic(StatefulBatchLogic):
         proc = self.proc
         assert proc is not None
         self.producer.poll(0)
+        started = time.perf_counter()
         self._send(proc.process(events, self._clock(), drain_horizon_ms=drain))
+        if self.metrics is not None:
+            self._observe(proc, time.perf_counter() - started, bool(events))
         self._next_due = proc.next_timer_due()
         self.ctx.end.report(self.part_key, len(self.inflight), active=bool(events))
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
+
+    def _observe(self, proc: PartitionProcessor, seconds: float, had_events: bool) -> None:
+        assert self.metrics is not None
+        if had_events:
+            BATCH.observe(seconds)
+        self.metrics.update(proc.counts)
+        if proc.engine is not None:
+            self.metrics.update(proc.engine.counts)
+        for ms in proc.timer_lateness:
+            TIMER_LATENESS.observe(max(ms, 0) / 1000)
+        proc.timer_lateness.clear()
+        part = self.metrics.partition
+        OUTBOX.labels(part).set(len(self.inflight))
+        now = time.monotonic()
+        if now - self._state_checked > 5:
+            self._state_checked = now
+            keys_n, size = proc.store.approximate_size()
+            STATE_KEYS.labels(part).set(keys_n)
+            STATE_BYTES.labels(part).set(size)
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         if self.proc is None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
+from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
@@ -31,6 +32,7 @@ def run_flow(
     create_topics: bool = True,
     journeys_dir: str | Path | None = None,
     drain_horizon_ms: int | None = None,
+    metrics_port: int | None = None,
 ) -> Progress:
     """Run until the input ends (``until_eof``) or forever; returns the run's counters."""
     wait_for_metadata(brokers, timeout_s=15)
@@ -42,7 +44,10 @@ def run_flow(
         if journeys_dir else None
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,
-                      partitions=partition_count(brokers, settings.topics.events))
+                      partitions=partition_count(brokers, settings.topics.events),
+                      metrics=metrics_port is not None)
+    if metrics_port is not None:
+        serve(metrics_port)
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
     try:
@@ -64,9 +69,15 @@ def run_local_cluster(argv: list[str], processes: int) -> int:
     from segue.broker import free_port
 
     addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    metrics_port = None
+    if "--metrics-port" in argv:  # one endpoint per process: port, port+1, …
+        i = argv.index("--metrics-port")
+        metrics_port = int(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     children = [
         subprocess.Popen([sys.executable, "-m", "segue.cli", "run", *argv,
-                          "--process-id", str(i), "--addresses", addresses])
+                          "--process-id", str(i), "--addresses", addresses,
+                          *(["--metrics-port", str(metrics_port + i)] if metrics_port else [])])
         for i in range(processes)
     ]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time as _time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -239,6 +240,9 @@ class JourneyEngine:
         self.conflict_delay_ms = conflict_delay_ms
         self.default_tz = default_timezone
         self.stats: dict[str, int] = {}
+        # Labelled counts for metrics: ("journey", kind, id), ("dispatch", channel),
+        # ("decision", outcome, reason).
+        self.counts: Counter[tuple] = Counter()
         self._moment: list[_Intent] = []
 
     # ----- context ---------------------------------------------------------------------------
@@ -343,6 +347,7 @@ class JourneyEngine:
                 host.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
         self._journey_event(host, p, spec, run, "journey.entered", at, cause, reason=reason)
         self._count("entered")
+        self.counts[("journey", "entered", spec.id)] += 1
         self._advance(host, p, spec.id, run, spec, spec.start, at, ev, cause)
 
     # ----- goals and exits -------------------------------------------------------------------
@@ -353,6 +358,7 @@ class JourneyEngine:
                 self._journey_event(host, p, spec, run, "journey.converted", at, cause,
                                     reason=f"goal:{g.name}")
                 self._count("converted")
+                self.counts[("journey", "converted", spec.id)] += 1
                 if g.exit:
                     self._exit(host, p, jid, run, spec, at, cause, f"goal:{g.name}")
                     return True
@@ -411,6 +417,7 @@ class JourneyEngine:
         p["journey_history"][jid]["last_exit"] = at
         self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason=reason)
         self._count("exited")
+        self.counts[("journey", "exited", spec.id)] += 1
 
     def _goto(self, host: Host, p: Profile, target: str, at: int, cause: dict,
               reason: str) -> None:
@@ -713,6 +720,7 @@ class JourneyEngine:
             "cause": d["cause"],
         }
         host.emit(self.topics.dispatch(channel), p["id"], record)
+        self.counts[("dispatch", channel)] += 1
         sent = p.setdefault("sent", {})
         sent[dispatch_id] = {"d": d, "jid": jid, "v": version, "inst": instance,
                              "ch": channel, "attempt": attempt, "at": at}
@@ -727,6 +735,7 @@ class JourneyEngine:
         if s is None:
             return
         self._count("delivery_failed")
+        self.counts[("dispatch_failed", s["ch"])] += 1
         spec = self.registry.spec(s["jid"], s["v"])
         run = {"v": s["v"], "instance": s["inst"]}
         d = dict(s["d"], cause=cause)
@@ -789,6 +798,8 @@ class JourneyEngine:
         }
         host.emit(self.topics.decisions, p["id"], record)
         self._count(f"decision.{outcome}")
+        for reason in reasons:
+            self.counts[("decision", outcome, reason.split(":", 1)[0])] += 1
 
     def _step_event(self, host: Host, p: Profile, spec: Journey, run: dict, node: str,
                     step_type: str, at: int, cause: dict, extra: dict) -> None:

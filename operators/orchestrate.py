@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -73,6 +73,8 @@ class Output:
     key: str | None
     value: bytes
     partition: int | None = None  # explicit for the repartition topic; else by key
+    # (event time, Kafka time) of the event that caused it, for latency metrics; not stored.
+    src: tuple[int, int] | None = field(default=None, compare=False)
 
     def encode(self) -> bytes:
         return orjson.dumps([self.topic, self.key, self.value.decode(), self.partition])
@@ -106,6 +108,10 @@ class PartitionProcessor:
         self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
         self.watermark = int(store.get(keys.WATERMARK) or b"0")
         self.stats: Counter[str] = Counter()
+        # Labelled counts for metrics: ("events", topic, result).
+        self.counts: Counter[tuple] = Counter()
+        # Wall-clock lateness (ms) of timers fired by the wall clock, drained by the caller.
+        self.timer_lateness: list[int] = []
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
         self.engine = JourneyEngine(journeys, self.topics, policy=self.policy) \
@@ -118,6 +124,8 @@ class PartitionProcessor:
         self.drain_pending = False
         self._acked: list[int] = []
         # per-transaction scratch
+        self._current: InEvent | None = None  # the event being applied, if any
+        self._wall = False
         self._txn: Transaction | None = None
         self._profiles: dict[str, Profile] = {}
         self._new_timers: list[tuple[int, bytes]] = []
@@ -168,18 +176,23 @@ class PartitionProcessor:
             topic = item.part.rpartition("#")[0]
             if item.offset <= self.applied.get(topic, -1):
                 self.stats["skipped_already_applied"] += 1
+                self.counts[("events", topic, "skipped")] += 1
                 continue
             self.applied[topic] = item.offset
             if isinstance(item, Routed):
                 self._on_routed(item)
             elif isinstance(item, Rejected):
                 self.stats["dead_lettered"] += 1
+                self.counts[("events", topic, "dead_lettered")] += 1
                 self._out.append(
                     Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
                            else None, orjson.dumps(item.record))
                 )
             else:
+                self._current = item
                 self._apply(item)
+                self._current = None
+        self._wall = clock_ms is not None
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
@@ -254,13 +267,16 @@ class PartitionProcessor:
             return
         h = _id_hash(ev.message_id)
         recent = p["recent_ids"]
+        topic = ev.part.rpartition("#")[0]
         if h in recent:
             self.stats["deduplicated"] += 1
+            self.counts[("events", topic, "deduplicated")] += 1
             return
         recent.append(h)
         if len(recent) > self.settings.dedup_recent_ids:
             del recent[0]
         self.stats["applied"] += 1
+        self.counts[("events", topic, "applied")] += 1
         ts = ev.ts_ms
         # This customer's timers due before this event fire first, whatever the batching.
         if p["timers"] and min(p["timers"].values()) <= ts:
@@ -650,7 +666,9 @@ class PartitionProcessor:
             self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
 
     def emit(self, topic: str, key: str, record: dict) -> None:
-        self._out.append(Output(topic, key, orjson.dumps(record)))
+        ev = self._current
+        src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
+        self._out.append(Output(topic, key, orjson.dumps(record), src=src))
 
     def index_put(self, key: bytes) -> None:
         self._txn.put(key, b"")  # type: ignore[union-attr]
@@ -765,6 +783,8 @@ class PartitionProcessor:
             if p["timers"].get(kind) != due:
                 txn.delete(k)
                 continue
+            if self._wall and len(self.timer_lateness) < 10_000:
+                self.timer_lateness.append(clock_ms - due)
             # All of this customer's timers due now fire together (one moment).
             before = self.stats["timers_fired"]
             armed = len(self._new_timers)

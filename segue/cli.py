@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--until-eof"] if args.until_eof else []
         argv += ["--journeys", args.journeys] if args.journeys else []
         argv += ["--horizon", args.horizon] if args.horizon else []
+        argv += ["--metrics-port", str(args.metrics_port)] if args.metrics_port else []
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
         return run_local_cluster(argv, args.processes)
@@ -70,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings, args.brokers, args.state_dir, workers=args.workers,
         process_id=args.process_id, addresses=addresses, until_eof=args.until_eof,
         progress_every_s=args.progress_every, journeys_dir=args.journeys,
-        drain_horizon_ms=horizon,
+        drain_horizon_ms=horizon, metrics_port=args.metrics_port,
     )
     print(progress.line(), file=sys.stderr, flush=True)
     return 0
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once the input is drained (timers then fire in event time)")
     r.add_argument("--progress-every", type=float, default=5.0, metavar="SECONDS",
                    help="print a progress line this often (0: never)")
+    r.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus /metrics here (with --processes N: PORT..PORT+N-1)")
     r.add_argument("--journeys", metavar="DIR",
                    help="journey folder (reloaded when its files change)")
     r.add_argument("--horizon", metavar="DURATION",

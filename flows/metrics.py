@@ -1,0 +1,73 @@
+"""Prometheus metrics of a ``segue run`` process (``--metrics-port``; one endpoint per process).
+
+Names follow Prometheus conventions (``segue_`` prefix, ``_total`` counters, base units).
+The partition logics feed them after each micro-batch from the processor's and the journey
+engine's labelled counts, so operators stay free of metrics code.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client import Counter as PCounter
+from prometheus_client import Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+EVENTS = PCounter("segue_events_total", "Input messages by topic and what became of them",
+                  ["topic", "result"])
+DISPATCHES = PCounter("segue_dispatches_total", "Dispatch commands by channel and outcome",
+                      ["channel", "outcome"])
+DECISIONS = PCounter("segue_decisions_total", "Delivery decisions by outcome and reason code",
+                     ["outcome", "reason"])
+JOURNEYS = PCounter("segue_journey_events_total", "Journey entries, exits and conversions",
+                    ["journey", "kind"])
+LATENCY = Histogram("segue_event_to_dispatch_seconds",
+                    "From the causing event's time (clock=event) or Kafka timestamp "
+                    "(clock=kafka) to the dispatch's Kafka timestamp", ["clock"],
+                    buckets=LATENCY_BUCKETS)
+BATCH = Histogram("segue_batch_seconds", "Time to decide one micro-batch (state, journeys, "
+                  "policy) in a partition", buckets=LATENCY_BUCKETS)
+TIMER_LATENESS = Histogram("segue_timer_lateness_seconds", "Wall-clock lateness of fired timers",
+                           buckets=LATENCY_BUCKETS)
+STATE_KEYS = Gauge("segue_state_keys", "Estimated keys in a partition store", ["partition"])
+STATE_BYTES = Gauge("segue_state_bytes", "SST bytes of a partition store", ["partition"])
+INPUT_LAG = Gauge("segue_input_lag_messages", "End offset minus next offset to read",
+                  ["topic", "partition"])
+OUTBOX = Gauge("segue_outbox_inflight", "Outputs produced and not yet acknowledged",
+               ["partition"])
+
+_started: set[int] = set()
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (once per process)."""
+    if port not in _started:
+        start_http_server(port)
+        _started.add(port)
+
+
+class PartitionMetrics:
+    """Turns a partition's cumulative labelled counts into Prometheus increments."""
+
+    def __init__(self, partition: str) -> None:
+        self.partition = partition
+        self._seen: Counter[tuple] = Counter()
+
+    def update(self, counts: Counter[tuple]) -> None:
+        for key, total in counts.items():
+            delta = total - self._seen[key]
+            if delta <= 0:
+                continue
+            self._seen[key] = total
+            kind = key[0]
+            if kind == "events":
+                EVENTS.labels(key[1], key[2]).inc(delta)
+            elif kind == "dispatch":
+                DISPATCHES.labels(key[1], "sent").inc(delta)
+            elif kind == "dispatch_failed":
+                DISPATCHES.labels(key[1], "failed").inc(delta)
+            elif kind == "decision":
+                DECISIONS.labels(key[1], key[2]).inc(delta)
+            elif kind == "journey":
+                JOURNEYS.labels(key[2], key[1]).inc(delta)
