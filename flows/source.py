@@ -113,6 +113,8 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         self._last_tick = 0.0
         self._done = False
         self._awake: datetime | None = None
+        self._lag_checked = 0.0
+        self._lag_gauge = None
         self._end = end
         self._follows = follows  # ends only when the inputs have (the repartition topic)
         self._at_end = False
@@ -145,6 +147,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
                 )
             )
             self._next = m.offset() + 1
+        self._report_lag()
         self._at_end = self._at_end or at_end
         if self._at_end and self._until_eof and (not self._follows or self._end is None
                                                  or self._end.quiet()):
@@ -160,6 +163,25 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
                 self._last_tick = now
                 out.append(Tick(self._part, caught_up=True))
         return out
+
+    def _report_lag(self) -> None:
+        """Input lag gauge (end offset - next offset), at most once a second."""
+        now = time.monotonic()
+        if now - self._lag_checked < 1.0:
+            return
+        self._lag_checked = now
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, self._partition), cached=True)
+        except Exception:  # noqa: BLE001 - a metric must never stop the input
+            return
+        if high is None or high < 0 or self._next < 0:
+            return
+        if self._lag_gauge is None:
+            from flows.metrics import INPUT_LAG
+
+            self._lag_gauge = INPUT_LAG.labels(self._topic, str(self._partition))
+        self._lag_gauge.set(max(high - self._next, 0))
 
     def next_awake(self) -> datetime | None:
         return self._awake
