@@ -214,6 +214,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from segue.broker import wait_for_metadata
+    from segue.dashboard import run_dashboard
+
+    settings = _settings(args)
+    wait_for_metadata(args.brokers)
+    return run_dashboard(args.brokers, settings, once=args.once, every_s=args.every)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from segue.demo import run_demo
 
@@ -320,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("customer")
     pr.add_argument("--state-dir", required=True, metavar="DIR")
     pr.set_defaults(fn=cmd_profile)
+
+    db = sub.add_parser("dashboard", help="the journey orchestration dashboard, in the terminal",
+                        description="Active journeys, trigger activity in the last hour, NBA "
+                        "stats, dispatches and alerts, from Segue's output topics; refreshes "
+                        "live (Ctrl-C quits), or --once prints a snapshot.")
+    db.add_argument("--brokers", required=True, metavar="HOST:PORT")
+    db.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    db.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="refresh period")
+    common(db)
+    db.set_defaults(fn=cmd_dashboard)
 
     d = sub.add_parser("demo", help="everything on the embedded broker, then a summary",
                        description="Start Tansu, simulate customers, run the flow to the end of "

@@ -9,11 +9,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import orjson
+from rich.console import Console
 
 from flows.run import run_flow
 from models.journey import CHANNELS
 from segue.broker import EmbeddedBroker, ensure_topics
 from segue.config import STAGES, Settings
+from segue.dashboard import DashboardState, TopicTail
 from segue.kafka_io import consume_all, event_records, produce_records
 from segue.simulator import simulate
 from state.inspect import iter_profiles
@@ -68,6 +70,8 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
         decisions = [orjson.loads(m.value()) for m in consume_all(broker.bootstrap,
                                                                     t.decisions)]
         by_channel = {ch: len(consume_all(broker.bootstrap, t.dispatch(ch))) for ch in CHANNELS}
+        dash = DashboardState()
+        TopicTail(broker.bootstrap, settings).poll(dash, 60)
     reasons = Counter(orjson.loads(m.value())["reason"]["code"] for m in dlq)
     cust_events = [orjson.loads(m.value()) for m in changes]
     moves = Counter((r["from_stage"] or "(new)", r["to_stage"]) for r in cust_events
@@ -128,6 +132,8 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
             f"({busiest[1]:,} events):",
             f"  .venv/bin/segue profile {busiest[0]} --state-dir {state}"]
     _say("\n".join(out))
+    _say("\nJOURNEY ORCHESTRATION DASHBOARD (segue dashboard --once)\n")
+    Console().print(dash.render())
     return 0 if seen == len(stream) else 1
 
 

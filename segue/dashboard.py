@@ -1,0 +1,182 @@
+"""``segue dashboard``: the seed's "Journey Orchestration Dashboard", live in the terminal.
+
+It reads Segue's output topics (journey events, decisions, dispatches, customer events, DLQ)
+from the beginning and keeps reading; ``--once`` prints one snapshot and exits. "Last hour"
+is measured in event time, ending at the newest record seen, so a replayed or simulated
+history shows what its last hour looked like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka.admin import AdminClient
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from models.journey import CHANNELS
+from segue.config import Settings
+
+HOUR_MS = 3_600_000
+
+
+class DashboardState:
+    """Aggregates of the output topics, updated record by record."""
+
+    def __init__(self) -> None:
+        self.entered: Counter[str] = Counter()
+        self.exited: Counter[str] = Counter()
+        self.completed: Counter[str] = Counter()
+        self.converted: Counter[str] = Counter()
+        self.decisions: list[tuple[int, str, list[str], str | None, str]] = []
+        self.dispatches: Counter[str] = Counter()
+        self.dlq = 0
+        self.merges = 0
+        self.newest = 0
+
+    def add(self, kind: str, r: dict) -> None:
+        at = r.get("at_ms") or 0
+        self.newest = max(self.newest, at)
+        if kind == "journey":
+            jid = r["journey"]["id"]
+            t = r["type"]
+            if t == "journey.entered":
+                self.entered[jid] += 1
+            elif t == "journey.exited":
+                self.exited[jid] += 1
+                reason = str(r.get("reason", ""))
+                if not reason.startswith("consent.") and reason != "merged":
+                    self.completed[jid] += 1  # ran to its end or left by a planned exit
+            elif t == "journey.converted":
+                self.converted[jid] += 1
+        elif kind == "decision":
+            self.decisions.append((at, r["outcome"], r["reasons"], r.get("action"),
+                                   r.get("channel") or ""))
+        elif kind == "dispatch":
+            self.dispatches[r["channel"]] += 1
+        elif kind == "dlq":
+            self.dlq += 1
+        elif kind == "customer" and r.get("type") == "identity.merged":
+            self.merges += 1
+
+    def render(self) -> Group:
+        now = self.newest
+        title = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") \
+            if now else "no data yet"
+        active = {j: self.entered[j] - self.exited[j] for j in self.entered}
+        head = Text(f"ACTIVE JOURNEYS: {sum(1 for v in active.values() if v > 0)} | "
+                    f"Total customers in journeys: {sum(max(v, 0) for v in active.values()):,}"
+                    f"   (as of {title})", style="bold")
+        table = Table(title="JOURNEY PIPELINE", expand=False)
+        for col in ("Journey", "Active", "Completed", "Converted", "Conv. Rate"):
+            table.add_column(col, justify="left" if col == "Journey" else "right")
+        for jid in sorted(self.entered, key=lambda j: -self.entered[j]):
+            rate = self.converted[jid] / self.entered[jid] if self.entered[jid] else 0
+            table.add_row(jid, f"{max(active[jid], 0):,}", f"{self.completed[jid]:,}",
+                          f"{self.converted[jid]:,}", f"{rate:.1%}")
+        window, label = HOUR_MS, "last hour"
+        recent = [d for d in self.decisions if d[0] > now - window]
+        if not recent and self.decisions:  # a quiet hour at the end of a history: widen
+            window, label = 24 * HOUR_MS, "last 24 hours"
+            recent = [d for d in self.decisions if d[0] > now - window]
+        fired = len(recent)
+        executed = sum(1 for d in recent if d[1] == "send")
+        failed = sum(1 for d in recent if "delivery.failed" in d[2])
+        capped = sum(1 for d in recent if d[1] != "send" and any(x.startswith("cap.")
+                                                                  for x in d[2]))
+        opted = sum(1 for d in recent if d[1] != "send" and any(
+            x.startswith(("consent.", "suppressed.")) for x in d[2]))
+        quiet = sum(1 for d in recent if d[1] == "defer" and "quiet_hours" in d[2])
+        rate = executed / fired if fired else 0
+        activity = Text("\n".join([
+            f"Triggers fired: {fired:,}",
+            f"Actions executed: {executed:,} ({rate:.1%} delivery rate)",
+            f"Failed deliveries: {failed:,}",
+            f"Suppressed (frequency cap): {capped:,}",
+            f"Suppressed (opt-out): {opted:,}",
+            f"Deferred (quiet hours): {quiet:,}",
+        ]))
+        nba = [d for d in self.decisions if d[3] is not None and d[1] == "send"]
+        top = Counter(f"{d[3]} ({d[4]})" for d in nba).most_common(5)
+        nba_lines = [f"NBA decisions: {len(nba):,} | Avg confidence: n/a (first-eligible "
+                     "policy until the NBA model is promoted)", "Top recommended actions:"]
+        nba_lines += [f"  {i}. {name}: {n:,} [{n / len(nba):.1%}]"
+                      for i, (name, n) in enumerate(top, 1)] or ["  (none yet)"]
+        channels = ", ".join(f"{ch} {self.dispatches[ch]:,}" for ch in CHANNELS
+                             if self.dispatches[ch])
+        alerts = []
+        if fired and failed / fired > 0.1:
+            alerts.append(f"channel failures: {failed / fired:.0%} of sends in the last hour")
+        if self.dlq:
+            alerts.append(f"{self.dlq:,} messages dead-lettered (see the DLQ topic)")
+        return Group(
+            head,
+            table,
+            Panel(activity, title=f"REAL-TIME TRIGGER ACTIVITY ({label})", expand=False),
+            Panel(Text("\n".join(nba_lines)), title="NEXT BEST ACTION STATS", expand=False),
+            Text(f"Dispatches by channel: {channels or 'none'} | identity merges: "
+                 f"{self.merges:,}"),
+            Panel(Text("\n".join(alerts) or "none"), title="ALERTS", expand=False),
+        )
+
+
+class TopicTail:
+    """Reads topics from the beginning with assign(), then keeps reading new records."""
+
+    def __init__(self, brokers: str, settings: Settings) -> None:
+        t = settings.topics
+        self.kinds = {t.journey_events: "journey", t.decisions: "decision", t.dlq: "dlq",
+                      t.customer_events: "customer",
+                      **{t.dispatch(ch): "dispatch" for ch in CHANNELS}}
+        md = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10).topics
+        parts = [TopicPartition(name, p, 0) for name in self.kinds if name in md
+                 for p in md[name].partitions]
+        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": "segue-dashboard",
+                                  "enable.auto.commit": False, "enable.partition.eof": True,
+                                  "log.connection.close": False})
+        self.consumer.assign(parts)
+        self.open = {(tp.topic, tp.partition) for tp in parts}
+
+    def poll(self, state: DashboardState, max_s: float) -> bool:
+        """Read what is there (up to ``max_s``); True once every partition reached its end."""
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline:
+            msgs = self.consumer.consume(5000, 0.2)
+            if not msgs and not self.open:
+                return True
+            for m in msgs:
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        self.open.discard((m.topic(), m.partition()))
+                    continue
+                if m.value():
+                    state.add(self.kinds[m.topic()], orjson.loads(m.value()))
+            if not self.open and not msgs:
+                return True
+        return not self.open
+
+
+def run_dashboard(brokers: str, settings: Settings, once: bool, every_s: float = 2.0,
+                  console: Console | None = None) -> int:
+    console = console or Console()
+    state = DashboardState()
+    tail = TopicTail(brokers, settings)
+    if once:
+        tail.poll(state, 60)
+        console.print(state.render())
+        return 0
+    from rich.live import Live
+
+    with Live(state.render(), console=console, refresh_per_second=1) as live:
+        try:
+            while True:
+                tail.poll(state, every_s)
+                live.update(state.render())
+        except KeyboardInterrupt:
+            return 0
