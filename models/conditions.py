@@ -279,7 +279,11 @@ class _Parser:
                 raise ConditionError("count(key, window) takes one or two arguments")
             key = args[0]
             win = args[1] if len(args) == 2 else (lambda c: "total")
-            return lambda c: c.count(key(c), win(c))
+            probe = win(Context())
+            if isinstance(probe, str) and probe not in WINDOWS:
+                raise ConditionError(f"count(): unknown window {probe!r} "
+                                     f"(one of {', '.join(WINDOWS)})")
+            return lambda c: c.count(key(c), win(c)) if win(c) in WINDOWS else 0
         if name == "exists":
             if len(args) != 1:
                 raise ConditionError("exists(path) takes one argument")

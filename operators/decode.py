@@ -21,6 +21,18 @@ from pydantic import ValidationError
 from models.events import Event, InEvent, to_in_event
 from models.outputs import SCHEMA_VERSION, idempotency_key
 
+MAX_DEPTH = 64  # state is JSON too: what cannot be stored must not get in
+
+
+def _too_deep(value: object, budget: int) -> bool:
+    if budget <= 0:
+        return True
+    if isinstance(value, dict):
+        return any(_too_deep(v, budget - 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_too_deep(v, budget - 1) for v in value)
+    return False
+
 
 @dataclass(slots=True, frozen=True)
 class RawRecord:
@@ -97,6 +109,8 @@ def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEven
         return _reject(raw, "json.invalid", str(e))
     if not isinstance(data, dict):
         return _reject(raw, "json.not_object", f"expected a JSON object, got {type(data).__name__}")
+    if _too_deep(data, MAX_DEPTH):
+        return _reject(raw, "json.too_deep", f"nested deeper than {MAX_DEPTH} levels")
     try:
         event = Event.model_validate(data)
     except ValidationError as e:

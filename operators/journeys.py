@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from models.conditions import Context, compile_condition
 from models.events import InEvent
@@ -498,7 +498,10 @@ class JourneyEngine:
             if self._exits(host, p, jid, run, spec, None, ctx, due, cause):
                 continue
             if prefix == "jd":
-                if run.get("deferred"):
+                if run.get("deferred") and self.registry.status(jid) == "paused":
+                    run["held"] = {"at": due, "intent": run["deferred"]}  # held, not sent
+                    run["deferred"] = None
+                elif run.get("deferred"):
                     step = spec.steps[run["node"]]
                     self._moment.append(intent_from_dict(run["deferred"], run, spec,
                                                          getattr(step, "next", None)))
@@ -599,10 +602,10 @@ class JourneyEngine:
         self._exit(host, p, jid, run, spec, at, cause, "error.too_many_steps")
 
     def _next_local_time(self, p: Profile, at: int, hhmm: str) -> int:
-        tz_name = p.get("timezone") or self.default_tz
+        tz_name = p.get("timezone")
         try:
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
+            tz = ZoneInfo(tz_name if isinstance(tz_name, str) and tz_name else self.default_tz)
+        except Exception:  # noqa: BLE001 - an unusable zone name means the default
             tz = ZoneInfo(self.default_tz)
         local = datetime.fromtimestamp(at / 1000, tz)
         h, m = (int(x) for x in hhmm.split(":")[:2])
@@ -624,8 +627,10 @@ class JourneyEngine:
             parts = tuple(path.split("."))
             if parts[0] in ("traits", "event", "profile", "scores", "journey"):
                 personalization[path] = ctx.resolve(parts)
+        # The entry time identifies the entry instance even where instance numbers restart
+        # (after a merge or an erasure).
         dispatch_id = idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
-                                      run["visits"].get(node, 1))
+                                      run["visits"].get(node, 1), run["entered"])
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
                          action, nba, cause, dispatch_id, nxt, ev)
         if self.registry.status(jid) == "paused":
@@ -747,10 +752,11 @@ class JourneyEngine:
                            s["v"], s["inst"], s["ch"], at, 2)
             return
         v = self.policy.decide(p, s["ch"], d["purpose"], {}, s["jid"], at, exclude=(s["ch"],))
+        backup = v.outcome == "send" and v.channel not in (s["ch"], "enrich")
         if spec is not None:
-            self._decision(host, p, spec, run, d, v.outcome if v.outcome != "defer" else "send",
+            self._decision(host, p, spec, run, d, "send" if backup else "drop",
                            ["delivery.failed", *v.reasons], at, None, channel=v.channel)
-        if v.outcome != "drop" and v.channel != "enrich":
+        if backup:
             self.policy.record(p, v.channel, s["jid"], idempotency_key(dispatch_id, v.channel),
                                at)
             self._dispatch(host, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
@@ -814,7 +820,8 @@ class JourneyEngine:
             "schema_version": SCHEMA_VERSION,
             "type": kind,
             "idempotency_key": idempotency_key(kind, p["id"], spec.id, run["v"], node,
-                                               run["instance"], visit, extra.get("reason")),
+                                               run["instance"], visit, extra.get("reason"),
+                                               run["entered"]),
             "customer_id": p["id"],
             "journey": {"id": spec.id, "version": run["v"], "node": node,
                         "instance": run["instance"]},

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 import orjson
 
 from models.events import CONSENT_UPDATED, ERASURE_REQUESTED, InEvent
+from models.journey import CHANNELS
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
-from operators.decode import Rejected, Routed
+from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.identity import (
     hash_email,
     identifiers,
@@ -62,6 +63,7 @@ ENGAGEMENT = {
 FEEDBACK_EVENTS = frozenset((CONSENT_UPDATED, "Unsubscribed", "Email Marked as Spam", *BOUNCES,
                              *FAILURES, *ENGAGEMENT))
 MAX_TIMERS_PER_PASS = 20_000
+SUM_LIMIT = 2**53
 DRAIN_CUSTOMERS = 5_000
 
 
@@ -83,6 +85,11 @@ class Output:
     def decode(raw: bytes) -> Output:
         topic, key, value, partition = orjson.loads(raw)
         return Output(topic, key, value.encode(), partition)
+
+
+def _channel(value: object, default: str) -> str:
+    """A channel named in event properties: one of ours, else the default."""
+    return value if isinstance(value, str) and value in CHANNELS else default
 
 
 def _id_hash(message_id: str) -> int:
@@ -123,6 +130,10 @@ class PartitionProcessor:
         self._timer_floor = 0
         self.drain_pending = False
         self._acked: list[int] = []
+        # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
+        self._poisoned: dict[object, str] = {}
+        self._culprit: object = None
+        self._touched: dict[str, object] = {}
         # per-transaction scratch
         self._current: InEvent | None = None  # the event being applied, if any
         self._wall = False
@@ -161,10 +172,61 @@ class PartitionProcessor:
         ``clock_ms`` defaults to the event-time watermark. With ``drain_horizon_ms`` (end of
         input), every timer due within that long after its customer's last event fires too.
         Returns the new outbox entries.
+
+        A bug must not stop the flow: if applying an item (or firing a timer) raises, the
+        transaction is thrown away, the batch is done again from the same starting point, and
+        that item goes to the dead-letter topic (``processing.error``) instead; the timer is
+        dropped with a ``timer.error`` record.
         """
+        for _ in range(len(items) + 16):
+            saved = self._save()
+            try:
+                return self._process_once(items, clock_ms, drain_horizon_ms)
+            except Exception as e:  # noqa: BLE001 - see the docstring
+                culprit = self._culprit
+                self._restore(saved)
+                if culprit is None or culprit in self._poisoned:
+                    raise
+                self._poisoned[culprit] = f"{type(e).__name__}: {e}"[:500]
+                self.stats["processing_errors"] += 1
+        raise RuntimeError("too many failing items in one batch")
+
+    def _save(self) -> tuple:
+        eng = self.engine
+        return (dict(self.applied), self.seq, self.watermark, self._timer_floor,
+                Counter(self.stats), Counter(self.counts), list(self._acked),
+                set(self._drained), self.drain_pending, self._registry_generation,
+                (dict(eng.stats), Counter(eng.counts)) if eng is not None else None)
+
+    def _restore(self, saved: tuple) -> None:
+        (self.applied, self.seq, self.watermark, self._timer_floor, self.stats, self.counts,
+         self._acked, self._drained, self.drain_pending, self._registry_generation,
+         eng) = saved
+        if self.engine is not None and eng is not None:
+            self.engine.stats, self.engine.counts = eng
+            self.engine._moment = []
+        self._txn = None
+        self._profiles = {}
+        self._current = None
+        self._culprit = None
+
+    def _dead_letter_poisoned(self, item: object, topic: str, why: str) -> None:
+        body = getattr(item, "raw", None) or getattr(item, "body", None) or {}
+        raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
+                        None, orjson.dumps(body), [], 0)
+        rec = _reject(raw, "processing.error", why)
+        self.stats["dead_lettered"] += 1
+        self.counts[("events", topic, "dead_lettered")] += 1
+        self._out.append(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
+
+    def _process_once(
+        self, items: list[InEvent | Rejected], clock_ms: int | None,
+        drain_horizon_ms: int | None,
+    ) -> list[tuple[int, Output]]:
         txn = self.store.begin()
         self._txn = txn
         self._profiles = {}
+        self._touched = {}
         self._new_timers = []
         self._out = []
         for seq in self._acked:
@@ -179,7 +241,11 @@ class PartitionProcessor:
                 self.counts[("events", topic, "skipped")] += 1
                 continue
             self.applied[topic] = item.offset
-            if isinstance(item, Routed):
+            self._culprit = (topic, item.offset)
+            why = self._poisoned.get(self._culprit)
+            if why is not None:
+                self._dead_letter_poisoned(item, topic, why)
+            elif isinstance(item, Routed):
                 self._on_routed(item)
             elif isinstance(item, Rejected):
                 self.stats["dead_lettered"] += 1
@@ -192,6 +258,7 @@ class PartitionProcessor:
                 self._current = item
                 self._apply(item)
                 self._current = None
+        self._culprit = None
         self._wall = clock_ms is not None
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
         if drain_horizon_ms is not None:
@@ -200,7 +267,9 @@ class PartitionProcessor:
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
             else:
+                self._culprit = self._touched.get(ref)  # who to blame if it cannot be stored
                 txn.put(keys.profile(ref), orjson.dumps(profile))
+        self._culprit = None
         entries = []
         for out in self._out:
             self.seq += 1
@@ -229,6 +298,8 @@ class PartitionProcessor:
 
     # ----- events --------------------------------------------------------------------------
     def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:
+        if self._culprit is not None:
+            self._touched[ref] = self._culprit
         p = self._profiles.get(ref)
         if p is not None and not p.get("_gone"):
             return p, False
@@ -319,23 +390,26 @@ class PartitionProcessor:
         props = ev.properties
         key = ev.key
         cause = {"message_id": ev.message_id}
-        if key == CONSENT_UPDATED:
+        if key == CONSENT_UPDATED:  # properties validated at the edge (ConsentProperties)
             channel = props.get("channel", "all")
             purpose = props.get("purpose", "marketing")
             status = props.get("status")
             p.setdefault("consent", {}).setdefault(channel, {})[purpose] = status
+            p.setdefault("consent_ts", {})[f"{channel}/{purpose}"] = ev.ts_ms
             if status == "opted_out" and purpose in ("marketing", "all"):
                 self._opted_out(p, channel, ev.ts_ms, cause)
         elif key == "Unsubscribed":
-            channel = props.get("channel", "email")
+            channel = _channel(props.get("channel"), "email")
             p.setdefault("consent", {}).setdefault(channel, {})["marketing"] = "opted_out"
+            p.setdefault("consent_ts", {})[f"{channel}/marketing"] = ev.ts_ms
             self._opted_out(p, channel, ev.ts_ms, cause)
         elif key == "Email Marked as Spam":
             p.setdefault("suppressed", {})["email"] = "complaint"
             p.setdefault("consent", {}).setdefault("email", {})["marketing"] = "opted_out"
+            p.setdefault("consent_ts", {})["email/marketing"] = ev.ts_ms
             self._opted_out(p, "email", ev.ts_ms, cause)
         elif key in BOUNCES:
-            if props.get("bounce_type", "hard") == "hard":
+            if props.get("bounce_type") != "soft":
                 p.setdefault("suppressed", {})[BOUNCES[key]] = "bounce"
         elif key in FAILURES:
             dispatch_id = props.get("dispatch_id")
@@ -344,7 +418,7 @@ class PartitionProcessor:
                 self.engine.on_delivery_failed(self, p, dispatch_id, ev.ts_ms, cause)
         elif key in ENGAGEMENT:
             channel, what = ENGAGEMENT[key]
-            channel = props.get("channel", channel)
+            channel = _channel(props.get("channel"), channel)
             eng = p.setdefault("engagement", {}).setdefault(channel, {})
             eng[what] = eng.get(what, 0) + 1
 
@@ -365,6 +439,9 @@ class PartitionProcessor:
         theirs; what remains is an audit record without personal data."""
         txn = self._txn
         assert txn is not None
+        if self._erased_since(ref, ev.ts_ms):
+            self.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
+            return
         p = self._existing_profile(ref)
         deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
         if p is not None:
@@ -577,6 +654,10 @@ class PartitionProcessor:
         if loser in p["merged_from"]:
             return  # a redelivered merge
         p["merged_from"].append(loser)
+        if snapshot is not None:  # what the loser had absorbed counts as merged here too
+            for ref in snapshot.get("merged_from", []):
+                if ref not in p["merged_from"]:
+                    p["merged_from"].append(ref)
         if loser not in p["links"]:
             p["links"].append(loser)
         if snapshot is not None:
@@ -614,7 +695,8 @@ class PartitionProcessor:
                 or isinstance(value, bool):
             return
         sums = p.setdefault("sums", {}).setdefault(name, {})
-        sums[by] = sums.get(by, 0) + value
+        # Clamped: one absurd value must not overflow what the profile can store.
+        sums[by] = max(min(sums.get(by, 0) + value, SUM_LIMIT), -SUM_LIMIT)
         # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.
         p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
 
@@ -725,7 +807,15 @@ class PartitionProcessor:
                 del p["timers"][kind]
                 self._txn.delete(keys.timer(first, p["ref"], kind))  # type: ignore[union-attr]
             self.stats["timers_fired"] += len(kinds)
-            self._on_timers(p, first, kinds)
+            outer = self._culprit
+            self._culprit = ("timer", p["ref"], first)
+            why = self._poisoned.get(self._culprit)
+            if why is None:
+                self._on_timers(p, first, kinds)
+            else:  # it raised before: dropped, and said so
+                self._emit_identity("timer.error", p["id"], p["ref"], first,
+                                    {"timer": ",".join(kinds), "due_ms": first}, reason=why)
+            self._culprit = outer
 
     def _drain(self, horizon_ms: int) -> None:
         """End of input: fire every timer due within ``horizon_ms`` of its customer's last

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from segue.config import PolicySettings
 from state.ledger import record_send, sends_within
@@ -49,25 +49,36 @@ class DeliveryPolicy:
 
     # ----- helpers ---------------------------------------------------------------------------
     def tz(self, p: dict) -> ZoneInfo:
-        name = p.get("timezone") or p.get("traits", {}).get("timezone") or self.s.default_timezone
+        name = p.get("timezone") or p.get("traits", {}).get("timezone")
+        if not isinstance(name, str) or not name:
+            name = self.s.default_timezone
         z = self._tz.get(name)
         if z is None:
             try:
                 z = ZoneInfo(name)
-            except (ZoneInfoNotFoundError, ValueError):
+            except Exception:  # noqa: BLE001 - any unusable zone name means the default
                 z = ZoneInfo(self.s.default_timezone)
-            self._tz[name] = z
+            if len(self._tz) < 10_000:
+                self._tz[name] = z
         return z
 
     def consent(self, p: dict, channel: str, purpose: str) -> str:
-        c = p.get("consent", {}).get(channel, {})
-        if purpose in c:
-            return c[purpose]
-        if "all" in c:
-            return c["all"]
-        every = p.get("consent", {}).get("all", {})
-        if purpose in every:
-            return every[purpose]
+        """The most recent statement that covers this channel and purpose (a channel's own,
+        'all' channels, 'all' purposes); without one, the configured default."""
+        consent = p.get("consent", {})
+        stamps = p.get("consent_ts", {})
+        best: tuple[int, int, str] | None = None
+        for specificity, (ch, pu) in enumerate(((channel, purpose), (channel, "all"),
+                                                 ("all", purpose), ("all", "all"))):
+            status = consent.get(ch, {}).get(pu)
+            if status is None:
+                continue
+            # Newest wins; at the same time the more specific statement does.
+            rank = (stamps.get(f"{ch}/{pu}", 0), -specificity, status)
+            if best is None or rank > best:
+                best = rank
+        if best is not None:
+            return best[2]
         if purpose == "transactional":
             return "opted_in"
         return self.s.consent_defaults.get(channel, "opted_in")

@@ -181,6 +181,9 @@ class PolicySettings(_Strict):
         for ch, w in v.items():
             if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", w):
                 raise ValueError(f"{ch}: {w!r} is not a window like 09:00-20:00")
+            if w[:5] >= w[6:]:
+                raise ValueError(f"{ch}: {w!r} must end after it starts (windows do not "
+                                 "cross midnight; 00:00-24:00 is around the clock)")
         return v
 
 

@@ -31,8 +31,8 @@ def ms(d: datetime) -> int:
     return int(d.timestamp() * 1000)
 
 
-def dispatch_id(cid: str, jid: str, node: str) -> str:
-    return idempotency_key("dispatch", cid, jid, 1, node, 1, 1)
+def dispatch_id(cid: str, jid: str, node: str, entered: datetime = T0) -> str:
+    return idempotency_key("dispatch", cid, jid, 1, node, 1, 1, ms(entered))
 
 
 def stream() -> list[dict]:
