@@ -109,7 +109,7 @@ def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEven
         return _reject(raw, "json.invalid", str(e))
     if not isinstance(data, dict):
         return _reject(raw, "json.not_object", f"expected a JSON object, got {type(data).__name__}")
-    if _too_deep(data, MAX_DEPTH):
+    if value.count(b"{") + value.count(b"[") >= MAX_DEPTH and _too_deep(data, MAX_DEPTH):
         return _reject(raw, "json.too_deep", f"nested deeper than {MAX_DEPTH} levels")
     try:
         event = Event.model_validate(data)

@@ -16,14 +16,26 @@ from pathlib import Path
 
 import orjson
 
-from operators.decode import RawRecord, decode
+from operators.decode import RawRecord, decode, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor
+from operators.routing import home_partition
 from segue.config import Settings
 from state.store import PartitionStore
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq")
 BATCH = 5000
+
+
+def _partition_of(line: bytes, partitions: int) -> int:
+    """The partition upstream's producer would pick: the customer id (userId, else
+    anonymousId) through Kafka's default partitioner; unreadable lines go to 0."""
+    try:
+        d = orjson.loads(line)
+        key = (d.get("userId") or d.get("anonymousId")) if isinstance(d, dict) else None
+    except orjson.JSONDecodeError:
+        key = None
+    return home_partition(key, partitions) if isinstance(key, str) and key else 0
 
 
 def _file_for(settings: Settings, topic: str) -> str:
@@ -58,14 +70,34 @@ def replay(
     out.mkdir(parents=True, exist_ok=True)
     registry = JourneyRegistry(journeys_dir, archive=state / "journey-versions") \
         if journeys_dir else None
-    store = PartitionStore(state / "replay", block_cache_mb=settings.store.block_cache_mb)
-    proc = PartitionProcessor(store, settings, registry)
+    # One processor per partition, as the live flow has: each event goes to its key's home
+    # partition (Kafka's default partitioner), so timers follow the same per-partition
+    # event-time watermark as live, and identity messages between partitions are delivered
+    # through in-memory queues instead of the repartition topic.
+    n_parts = settings.partitions
+    procs = [
+        PartitionProcessor(PartitionStore(state / f"partition-{i}",
+                                          block_cache_mb=settings.store.block_cache_mb),
+                           settings, registry, partition=i, partitions=n_parts)
+        for i in range(n_parts)
+    ]
+    internal_offsets = [0] * n_parts
     files = {name: open(out / f"{name}.jsonl", "wb") for name in FILES}  # noqa: SIM115
     counts: Counter[str] = Counter()
     journey_rows: dict[tuple, Counter] = defaultdict(Counter)
+    skew_ms = settings.max_future_skew_s * 1000
+    internal: list[list] = [[] for _ in range(n_parts)]
 
-    def write(entries: list[tuple[int, Output]]) -> None:
+    def write(proc: PartitionProcessor, entries: list[tuple[int, Output]]) -> None:
         for seq, o in entries:
+            proc.acknowledge(seq)
+            if o.topic == settings.topics.repartition:
+                part = o.partition or 0
+                internal_offsets[part] += 1
+                raw = RawRecord("replay.internal", part, internal_offsets[part], None, o.value,
+                                [], 0)
+                internal[part].append(decode_routed(raw, max_future_skew_ms=skew_ms))
+                continue
             name = _file_for(settings, o.topic)
             files[name].write(o.value + b"\n")
             counts[name] += 1
@@ -79,37 +111,59 @@ def replay(
                     journey_rows[(j["id"], j["version"], "")][f"exited:{r['reason']}"] += 1
                 else:
                     journey_rows[(j["id"], j["version"], "")][kind] += 1
-            proc.acknowledge(seq)
+
+    def run_all(batches: list[list], **kw: int) -> None:
+        for i, proc in enumerate(procs):
+            if batches[i] or kw:
+                write(proc, proc.process(batches[i], **kw))
+        for _ in range(64):  # identity messages, until quiet
+            if not any(internal):
+                return
+            pending = [list(q) for q in internal]
+            for q in internal:
+                q.clear()
+            for i, proc in enumerate(procs):
+                if pending[i]:
+                    write(proc, proc.process(pending[i]))
 
     t0 = time.monotonic()
     n = 0
+    offsets = [0] * n_parts
     try:
         with events.open("rb") as f:
-            batch = []
-            for lineno, line in enumerate(f, 1):
+            batches: list[list] = [[] for _ in range(n_parts)]
+            for line in f:
                 line = line.rstrip(b"\n")
                 if not line.strip():
                     continue
-                raw = RawRecord("replay", 0, lineno, None, line, [], 0)
-                batch.append(decode(raw, max_bytes=settings.max_event_bytes,
-                                    max_future_skew_ms=settings.max_future_skew_s * 1000))
+                part = _partition_of(line, n_parts)
+                offsets[part] += 1
+                raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
+                batches[part].append(decode(raw, max_bytes=settings.max_event_bytes,
+                                            max_future_skew_ms=skew_ms))
                 n += 1
-                if len(batch) >= BATCH:
-                    write(proc.process(batch))
-                    batch = []
+                if n % BATCH == 0:
+                    run_all(batches)
+                    batches = [[] for _ in range(n_parts)]
                     if progress and n % 100_000 < BATCH:
                         rate = n / (time.monotonic() - t0)
                         print(f"[replay] {n:,} events ({rate:,.0f}/s)", flush=True)
-            write(proc.process(batch))
+            run_all(batches)
         t_events = time.monotonic() - t0
-        write(proc.process([], drain_horizon_ms=horizon_ms))
-        while proc.drain_pending:
-            write(proc.process([], drain_horizon_ms=horizon_ms))
-        write(proc.process([]))
+        empty: list[list] = [[] for _ in range(n_parts)]
+        run_all(empty, drain_horizon_ms=horizon_ms)
+        while any(p.drain_pending for p in procs):
+            run_all(empty, drain_horizon_ms=horizon_ms)
+        for proc in procs:
+            write(proc, proc.process([]))
     finally:
         for fh in files.values():
             fh.close()
-        store.close()
+        for proc in procs:
+            proc.store.close()
+    stats: Counter[str] = Counter()
+    for proc in procs:
+        stats.update(proc.stats)
     secs = time.monotonic() - t0
     summary = {
         "events": n,
@@ -117,9 +171,10 @@ def replay(
         "events_per_s": round(n / secs) if secs else None,
         "events_seconds": round(t_events, 2),
         "drain_seconds": round(secs - t_events, 2),
-        "applied": proc.stats["applied"],
-        "deduplicated": proc.stats["deduplicated"],
-        "dead_lettered": proc.stats["dead_lettered"],
+        "partitions": n_parts,
+        "applied": stats["applied"],
+        "deduplicated": stats["deduplicated"],
+        "dead_lettered": stats["dead_lettered"],
         "outputs": dict(counts),
         "journeys": [
             {"journey": jid, "version": v, "step": step or None, **dict(c)}

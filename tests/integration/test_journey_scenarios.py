@@ -110,6 +110,8 @@ def scenario_stream() -> Stream:
         s.add(f"split-{i}", timedelta(days=1, minutes=i), name="Test Started")
     # Two journeys want to send at the same moment.
     s.add("conflict", timedelta(days=3), name="Conflict Test")
+    # In time order, as a live stream arrives (timers fire as event time passes).
+    s.events.sort(key=lambda e: e["timestamp"])
     return s
 
 

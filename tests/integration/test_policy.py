@@ -65,7 +65,9 @@ def stream() -> list[dict]:
     add("erase-me", T0 + timedelta(minutes=2), "Keep Start")
     add("erase-me", T0 + timedelta(hours=1), "Erasure Requested")
     add("erase-me", T0 + timedelta(days=2), "Signed In")  # starts afresh
-    return out
+    # In time order, as a live stream arrives: timers fire as event time passes, so an event
+    # arriving after a much later one would meet timers that already fired.
+    return sorted(out, key=lambda e: e["timestamp"])
 
 
 @pytest.fixture(scope="module")
