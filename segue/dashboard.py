@@ -80,11 +80,11 @@ class DashboardState:
             rate = self.converted[jid] / self.entered[jid] if self.entered[jid] else 0
             table.add_row(jid, f"{max(active[jid], 0):,}", f"{self.completed[jid]:,}",
                           f"{self.converted[jid]:,}", f"{rate:.1%}")
-        window, label = HOUR_MS, "last hour"
-        recent = [d for d in self.decisions if d[0] > now - window]
-        if not recent and self.decisions:  # a quiet hour at the end of a history: widen
-            window, label = 24 * HOUR_MS, "last 24 hours"
-            recent = [d for d in self.decisions if d[0] > now - window]
+        # The hour up to the newest decision: a replayed or simulated history ends in a quiet
+        # stretch, and an empty panel would say nothing.
+        end = max((d[0] for d in self.decisions), default=now)
+        label = "last hour" if now - end < HOUR_MS else "last hour of activity"
+        recent = [d for d in self.decisions if d[0] > end - HOUR_MS]
         fired = len(recent)
         executed = sum(1 for d in recent if d[1] == "send")
         failed = sum(1 for d in recent if "delivery.failed" in d[2])
