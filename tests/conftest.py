@@ -115,3 +115,30 @@ def wait_for(predicate, timeout: float, every: float = 0.05, what: str = "condit
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+OUTPUT_FILES = ("dispatches", "decisions", "journey-events", "customer-events")
+
+
+def live_outputs(bootstrap: str, topics) -> dict[str, list[dict]]:  # noqa: ANN001
+    """Every record of the output topics, by the name replay gives its file."""
+    import orjson
+
+    from models.journey import CHANNELS
+    from segue.kafka_io import consume_all
+
+    def read(topic: str) -> list[dict]:
+        return [orjson.loads(m.value()) for m in consume_all(bootstrap, topic)]
+
+    return {"dispatches": [r for ch in CHANNELS for r in read(topics.dispatch(ch))],
+            "decisions": read(topics.decisions),
+            "journey-events": read(topics.journey_events),
+            "customer-events": read(topics.customer_events)}
+
+
+def replay_outputs(out_dir: Path) -> dict[str, list[dict]]:
+    """What ``segue replay`` wrote to ``out_dir``, by file."""
+    import orjson
+
+    return {name: [orjson.loads(x) for x in (out_dir / f"{name}.jsonl").read_bytes()
+                   .splitlines()] for name in OUTPUT_FILES}

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from segue.kafka_io import consume_all, produce_records
-from tests.conftest import ROOT
+from segue.kafka_io import produce_records
+from tests.conftest import ROOT, live_outputs, replay_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -143,9 +143,7 @@ def outputs(broker, tmp_path_factory):
                         HORIZON, "--config", str(cfg)], capture_output=True, text=True,
                        cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
-    replay = {name: [orjson.loads(x) for x in (replay_out / f"{name}.jsonl").read_bytes()
-                     .splitlines()]
-              for name in ("dispatches", "decisions", "journey-events", "customer-events")}
+    replay = replay_outputs(replay_out)
 
     from segue.broker import ensure_topics
     from segue.config import load_settings
@@ -158,19 +156,7 @@ def outputs(broker, tmp_path_factory):
                         str(jdir), "--until-eof", "--horizon", HORIZON, "--progress-every", "0"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    t = settings.topics
-    live = {"dispatches": [], "decisions": [], "journey-events": [], "customer-events": []}
-    from models.journey import CHANNELS
-    for ch in CHANNELS:
-        live["dispatches"] += [orjson.loads(m.value()) for m in
-                               consume_all(broker.bootstrap, t.dispatch(ch))]
-    live["decisions"] = [orjson.loads(m.value()) for m in consume_all(broker.bootstrap,
-                                                                       t.decisions)]
-    live["journey-events"] = [orjson.loads(m.value()) for m in
-                              consume_all(broker.bootstrap, t.journey_events)]
-    live["customer-events"] = [orjson.loads(m.value()) for m in
-                               consume_all(broker.bootstrap, t.customer_events)]
-    return replay, live
+    return replay, live_outputs(broker.bootstrap, settings.topics)
 
 
 def _canon(records: list[dict]) -> Counter:

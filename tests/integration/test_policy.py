@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from models.journey import CHANNELS
 from models.outputs import idempotency_key
 from segue.kafka_io import consume_all, produce_records
 from state.inspect import find_profile, open_read_only, partition_stores
-from tests.conftest import ROOT
+from tests.conftest import ROOT, live_outputs, replay_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -84,9 +83,7 @@ def outputs(broker, tmp_path_factory):
                         "--horizon", "20d", "--config", str(cfg), "--state-dir",
                         str(tmp / "replay-state")], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    names = ("dispatches", "decisions", "journey-events", "customer-events")
-    replay = {n: [orjson.loads(x) for x in (tmp / "replay" / f"{n}.jsonl").read_bytes()
-                  .splitlines()] for n in names}
+    replay = replay_outputs(tmp / "replay")
 
     from segue.broker import ensure_topics
     from segue.config import load_settings
@@ -101,14 +98,7 @@ def outputs(broker, tmp_path_factory):
                         "--until-eof", "--horizon", "20d", "--progress-every", "0"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    live = {"dispatches": [orjson.loads(m.value()) for ch in CHANNELS
-                           for m in consume_all(broker.bootstrap, t.dispatch(ch))]}
-    live["decisions"] = [orjson.loads(m.value()) for m in consume_all(broker.bootstrap,
-                                                                       t.decisions)]
-    live["journey-events"] = [orjson.loads(m.value()) for m in
-                              consume_all(broker.bootstrap, t.journey_events)]
-    live["customer-events"] = [orjson.loads(m.value()) for m in
-                               consume_all(broker.bootstrap, t.customer_events)]
+    live = live_outputs(broker.bootstrap, t)
     return {"replay": replay, "live": live, "state": state, "settings": settings,
             "broker": broker, "records": records, "cfg": cfg, "jdir": jdir}
 
