@@ -20,6 +20,7 @@ DISPATCHES = PCounter("segue_dispatches_total", "Dispatch commands by channel an
                       ["channel", "outcome"])
 DECISIONS = PCounter("segue_decisions_total", "Delivery decisions by outcome and reason code",
                      ["outcome", "reason"])
+ALERTS = PCounter("segue_alerts_total", "Alerts raised (segue.alerts) by kind", ["kind"])
 JOURNEYS = PCounter("segue_journey_events_total", "Journey entries, exits and conversions",
                     ["journey", "kind"])
 LATENCY = Histogram("segue_event_to_dispatch_seconds",
@@ -71,3 +72,5 @@ class PartitionMetrics:
                 DECISIONS.labels(key[1], key[2]).inc(delta)
             elif kind == "journey":
                 JOURNEYS.labels(key[2], key[1]).inc(delta)
+            elif kind == "alert":
+                ALERTS.labels(key[1]).inc(delta)

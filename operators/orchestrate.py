@@ -31,6 +31,7 @@ from models.events import CONSENT_UPDATED, ERASURE_REQUESTED, InEvent
 from models.journey import CHANNELS
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
+from operators.alerts import AlertWindow
 from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.identity import (
     hash_email,
@@ -119,6 +120,9 @@ class PartitionProcessor:
         self.counts: Counter[tuple] = Counter()
         # Wall-clock lateness (ms) of timers fired by the wall clock, drained by the caller.
         self.timer_lateness: list[int] = []
+        raw_alerts = store.get(keys.ALERTS)
+        self.alerts = AlertWindow(settings.alerts,
+                                  orjson.loads(raw_alerts) if raw_alerts else None)
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
         self.engine = JourneyEngine(journeys, self.topics, policy=self.policy) \
@@ -193,15 +197,18 @@ class PartitionProcessor:
 
     def _save(self) -> tuple:
         eng = self.engine
-        return (dict(self.applied), self.seq, self.watermark, self._timer_floor,
+        return (orjson.dumps(self.alerts.state), dict(self.applied), self.seq, self.watermark,
+                self._timer_floor,
                 Counter(self.stats), Counter(self.counts), list(self._acked),
                 set(self._drained), self.drain_pending, self._registry_generation,
                 (dict(eng.stats), Counter(eng.counts)) if eng is not None else None)
 
     def _restore(self, saved: tuple) -> None:
-        (self.applied, self.seq, self.watermark, self._timer_floor, self.stats, self.counts,
+        (alerts, self.applied, self.seq, self.watermark, self._timer_floor, self.stats,
+         self.counts,
          self._acked, self._drained, self.drain_pending, self._registry_generation,
          eng) = saved
+        self.alerts.state = orjson.loads(alerts)
         if self.engine is not None and eng is not None:
             self.engine.stats, self.engine.counts = eng
             self.engine._moment = []
@@ -250,6 +257,7 @@ class PartitionProcessor:
             elif isinstance(item, Rejected):
                 self.stats["dead_lettered"] += 1
                 self.counts[("events", topic, "dead_lettered")] += 1
+                self.alerts.message(self.watermark, dead=True)
                 self._out.append(
                     Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
                            else None, orjson.dumps(item.record))
@@ -263,6 +271,15 @@ class PartitionProcessor:
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
+        for alert in self.alerts.check(self.partition):
+            self.counts[("alert", alert["kind"])] += 1
+            self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
+                "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
+                "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"],
+                                                   alert["hour_start_ms"], self.partition),
+                "customer_id": None, "journey": None, "at_ms": self.watermark,
+                "cause": {"window_start_ms": alert["hour_start_ms"]}, **alert})))
+        txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         for ref, profile in self._profiles.items():
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
@@ -348,6 +365,7 @@ class PartitionProcessor:
             del recent[0]
         self.stats["applied"] += 1
         self.counts[("events", topic, "applied")] += 1
+        self.alerts.message(ev.ts_ms, dead=False)
         ts = ev.ts_ms
         # This customer's timers due before this event fire first, whatever the batching.
         if p["timers"] and min(p["timers"].values()) <= ts:
@@ -414,6 +432,9 @@ class PartitionProcessor:
         elif key in FAILURES:
             dispatch_id = props.get("dispatch_id")
             self.stats["delivery_failures"] += 1
+            failed = p.get("sent", {}).get(dispatch_id) if isinstance(dispatch_id, str) else None
+            self.alerts.failed(failed["ch"] if failed else _channel(props.get("channel"),
+                                                                     "unknown"), ev.ts_ms)
             if isinstance(dispatch_id, str) and self.engine is not None:
                 self.engine.on_delivery_failed(self, p, dispatch_id, ev.ts_ms, cause)
         elif key in ENGAGEMENT:
@@ -748,6 +769,8 @@ class PartitionProcessor:
             self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
 
     def emit(self, topic: str, key: str, record: dict) -> None:
+        if record.get("type") == "dispatch":
+            self.alerts.sent(record["channel"], record["at_ms"])
         ev = self._current
         src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
         self._out.append(Output(topic, key, orjson.dumps(record), src=src))

@@ -131,6 +131,7 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dic
         t.decisions: _KEEP,
         t.journey_events: _KEEP,
         t.repartition: _KEEP,
+        t.alerts: _KEEP,
     }
     for ch in channels:
         specs[t.dispatch(ch)] = _KEEP

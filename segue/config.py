@@ -54,12 +54,13 @@ class Topics:
         self.decisions = f"{prefix}decisions"
         self.journey_events = f"{prefix}journey-events"
         self.repartition = f"{prefix}repartition"  # internal: events and merges between partitions
+        self.alerts = f"{prefix}alerts"
 
     def dispatch(self, channel: str) -> str:
         return f"{self.prefix}dispatch.{channel}"
 
     def all_outputs(self) -> list[str]:
-        return [self.dlq, self.customer_events, self.decisions, self.journey_events]
+        return [self.dlq, self.customer_events, self.decisions, self.journey_events, self.alerts]
 
 
 class LifecycleTransition(_Strict):
@@ -187,6 +188,17 @@ class PolicySettings(_Strict):
         return v
 
 
+class AlertSettings(_Strict):
+    """Thresholds for alerts on ``segue.alerts`` (evaluated per partition, per hour of event
+    time)."""
+
+    channel_failure_rate: float = Field(default=0.2, gt=0, le=1,
+                                        description="failed / sent dispatches of a channel")
+    channel_min_sends: int = Field(default=20, ge=1, description="no verdict on fewer sends")
+    dlq_rate: float = Field(default=0.05, gt=0, le=1, description="dead letters / messages")
+    dlq_min_messages: int = Field(default=100, ge=1)
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -214,6 +226,7 @@ class Settings(_Strict):
     ])
     identity: IdentitySettings = IdentitySettings()
     policy: PolicySettings = PolicySettings()
+    alerts: AlertSettings = AlertSettings()
     store: StoreSettings = StoreSettings()
 
     @property

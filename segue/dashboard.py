@@ -38,6 +38,7 @@ class DashboardState:
         self.dispatches: Counter[str] = Counter()
         self.dlq = 0
         self.merges = 0
+        self.alerts: list[dict] = []
         self.newest = 0
 
     def add(self, kind: str, r: dict) -> None:
@@ -64,6 +65,8 @@ class DashboardState:
             self.dlq += 1
         elif kind == "customer" and r.get("type") == "identity.merged":
             self.merges += 1
+        elif kind == "alert":
+            self.alerts.append(r)
 
     def render(self) -> Group:
         now = self.newest
@@ -110,7 +113,9 @@ class DashboardState:
                       for i, (name, n) in enumerate(top, 1)] or ["  (none yet)"]
         channels = ", ".join(f"{ch} {self.dispatches[ch]:,}" for ch in CHANNELS
                              if self.dispatches[ch])
-        alerts = []
+        alerts = [f"{a['type'].removeprefix('alert.')} on {a['subject']}: rate {a['rate']:.0%} "
+                  f"(threshold {a['threshold']:.0%}), partition {a['partition']}"
+                  for a in self.alerts[-5:]]
         if fired and failed / fired > 0.1:
             alerts.append(f"channel failures: {failed / fired:.0%} of sends in the last hour")
         if self.dlq:
@@ -132,7 +137,7 @@ class TopicTail:
     def __init__(self, brokers: str, settings: Settings) -> None:
         t = settings.topics
         self.kinds = {t.journey_events: "journey", t.decisions: "decision", t.dlq: "dlq",
-                      t.customer_events: "customer",
+                      t.customer_events: "customer", t.alerts: "alert",
                       **{t.dispatch(ch): "dispatch" for ch in CHANNELS}}
         md = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10).topics
         parts = [TopicPartition(name, p, 0) for name in self.kinds if name in md

@@ -11,6 +11,7 @@ OUTBOX = b"o|"
 APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
 WATERMARK = b"m|watermark"
+ALERTS = b"m|alerts"
 
 
 def profile(ref: str) -> bytes:

@@ -1,0 +1,47 @@
+"""Alerts fire on an injected channel outage and stay quiet on a healthy run (replay: the
+flow's own operators, event time)."""
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from models.outputs import idempotency_key
+from segue.config import Settings
+from segue.replay import replay
+from tests.conftest import ROOT
+
+T0 = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
+OPEN = {"partitions": 2, "policy": {"caps": {}, "send_windows": {}, "consent_defaults": {}}}
+
+
+def run(tmp_path, failures: int) -> list[dict]:
+    lines = []
+    for i in range(40):
+        cid = f"c{i}"
+        lines.append({"type": "track", "messageId": f"s{i}", "userId": cid,
+                      "event": "Alert Start", "timestamp": (T0 + timedelta(seconds=i)).isoformat()})
+    for i in range(failures):  # the push provider reports failures for the first ones
+        cid = f"c{i}"
+        entered = int((T0 + timedelta(seconds=i)).timestamp() * 1000)
+        did = idempotency_key("dispatch", cid, "push-alert", 1, "p1", 1, 1, entered)
+        lines.append({"type": "track", "messageId": f"f{i}", "userId": cid,
+                      "event": "Dispatch Failed", "properties": {"dispatch_id": did},
+                      "timestamp": (T0 + timedelta(minutes=5, seconds=i)).isoformat()})
+    f = tmp_path / f"ev{failures}.jsonl"
+    f.write_bytes(b"".join(orjson.dumps(x) + b"\n" for x in lines))
+    out = tmp_path / f"out{failures}"
+    replay(Settings(**OPEN), ROOT / "tests" / "journeys-policy", f, out,
+           tmp_path / f"state{failures}", horizon_ms=0)
+    return [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
+
+
+def test_channel_outage_raises_one_alert_per_partition_and_hour(tmp_path):
+    alerts = run(tmp_path, failures=30)
+    assert alerts and {a["type"] for a in alerts} == {"alert.channel_failure"}
+    assert {a["subject"] for a in alerts} == {"push"}
+    assert all(a["rate"] >= 0.2 and a["sent"] >= 20 for a in alerts)
+    assert len({(a["partition"], a["hour_start_ms"]) for a in alerts}) == len(alerts)
+
+
+def test_healthy_run_raises_no_alert(tmp_path):
+    assert run(tmp_path, failures=2) == []
