@@ -131,8 +131,11 @@ def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
         for k, v in sums.items():
             mine[k] = mine.get(k, 0) + v
         into.setdefault("top", {})[name] = min(mine, key=lambda k: (-mine[k], k))
-    recent = sorted(set(into["recent_ids"]) | set(frm["recent_ids"]))
-    into["recent_ids"] = recent[-max_recent:] if len(recent) > max_recent else recent
+    # The loser's recent ids come first, the winner's (its newest) last: trimming keeps the
+    # newest rather than the numerically largest hashes.
+    mine = set(into["recent_ids"])
+    recent = [h for h in frm["recent_ids"] if h not in mine] + into["recent_ids"]
+    into["recent_ids"] = recent[-max_recent:]
     into["links"] = sorted(set(into.get("links", [])) | set(frm.get("links", [])))
     # Consent: the most restrictive wins; suppressions and sends add up (caps stay correct).
     for ch, purposes in frm.get("consent", {}).items():
