@@ -40,4 +40,6 @@ def write_result(name: str, result: dict) -> Path:
            "commit": git_commit(), "machine": machine(), **result}
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"wrote {path}")
     return path

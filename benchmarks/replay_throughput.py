@@ -48,9 +48,7 @@ def main() -> int:
                 "drain that fires every timer due within 35 days of each customer's last event",
         "outputs": summary["outputs"],
     }
-    path = write_result("replay_throughput", result)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"wrote {path}")
+    write_result("replay_throughput", result)
     return 0
 
 

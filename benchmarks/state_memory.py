@@ -86,9 +86,7 @@ def main() -> int:
         "state_disk_mb": round(disk / 2**20, 1),
         "disk_bytes_per_customer": round(disk / args.customers),
     }
-    path = write_result("state_memory", result)
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"wrote {path}")
+    write_result("state_memory", result)
     return 0
 
 

@@ -274,18 +274,23 @@ class JourneyEngine:
             counter=counter,
         )
 
+    def _run(self, p: Profile, jid: str) -> tuple[dict, Journey] | None:
+        """The customer's run of journey ``jid`` and the spec of its version, if both exist."""
+        run = p["journeys"].get(jid)
+        if run is None:
+            return None
+        spec = self.registry.spec(jid, run["v"])
+        return None if spec is None else (run, spec)
+
     # ----- events ----------------------------------------------------------------------------
     def on_event(self, host: Host, p: Profile, ev: InEvent) -> None:
         at = ev.ts_ms
         cause = {"message_id": ev.message_id}
-        runs = p.setdefault("journeys", {})
-        for jid in sorted(runs):
-            run = runs.get(jid)
-            if run is None:
-                continue
-            spec = self.registry.spec(jid, run["v"])
-            if spec is None:
-                continue
+        for jid in sorted(p.setdefault("journeys", {})):
+            found = self._run(p, jid)
+            if found is None:
+                continue  # ended earlier in this moment (e.g. by a goto)
+            run, spec = found
             ctx = self.context(p, at, ev, run)
             if self._goals(host, p, jid, run, spec, ev, ctx, at, cause):
                 continue
@@ -473,16 +478,14 @@ class JourneyEngine:
     # ----- timers ----------------------------------------------------------------------------
     def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
         """Journey timers of one customer due at the same moment."""
-        runs = p.setdefault("journeys", {})
+        p.setdefault("journeys", {})
         for kind in sorted(kinds):
             prefix, _, rest = kind.partition(":")
             jid, _, exit_name = rest.partition(":")
-            run = runs.get(jid)
-            if run is None:
+            found = self._run(p, jid)
+            if found is None:
                 continue
-            spec = self.registry.spec(jid, run["v"])
-            if spec is None:
-                continue
+            run, spec = found
             cause = {"timer": kind, "due_ms": due}
             ctx = self.context(p, due, None, run)
             if prefix == "jx":
