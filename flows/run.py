@@ -14,7 +14,7 @@ from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
-from operators.journeys import JourneyRegistry
+from operators.journeys import journey_registry
 from segue.broker import BrokerError, ensure_topics, wait_for_metadata
 from segue.config import Settings
 
@@ -40,8 +40,7 @@ def run_flow(
         ensure_topics(brokers, settings)
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    registry = JourneyRegistry(journeys_dir, archive=state / "journey-versions") \
-        if journeys_dir else None
+    registry = journey_registry(settings, journeys_dir, state / "journey-versions")
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,
                       partitions=partition_count(brokers, settings.topics.events),

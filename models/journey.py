@@ -172,10 +172,12 @@ class Action(_Spec):
 
 
 class NextBestAction(_Spec):
-    """Pick an action for this customer (until the NBA model lands: the first eligible one)."""
+    """Score the eligible actions with the promoted NBA model and execute the best (the next
+    two are backups); without ``actions``, the whole inventory of ``nba.actions`` in the
+    settings. Inventory rules (eligibility, cost) apply to actions of the same name."""
 
     type: Literal["nba"]
-    actions: list[Action] = Field(min_length=1)
+    actions: list[Action] = Field(default_factory=list)
     next: str | None = None
 
 

@@ -110,6 +110,8 @@ def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
     """
     into["events"] += frm["events"]
     into["sessions"] += frm["sessions"]
+    if frm.get("revenue"):
+        into["revenue"] = round(into.get("revenue", 0.0) + frm["revenue"], 2)
     into["first_seen"] = min(into["first_seen"], frm["first_seen"])
     if frm["last_seen"] > into["last_seen"] or (
             frm["last_seen"] == into["last_seen"] and frm.get("timezone")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from models import features as nba_features
 from models.conditions import Context, compile_condition
 from models.events import InEvent
 from models.journey import (
@@ -46,8 +47,9 @@ from models.journey import (
 )
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
+from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
-from segue.config import PolicySettings
+from segue.config import NbaSettings, PolicySettings
 from state.journey_versions import JourneyVersions, VersionConflict
 from state.windows import count as window_count
 
@@ -87,8 +89,9 @@ class JourneyRegistry:
     """
 
     def __init__(self, folder: str | Path | None, archive: str | Path | None = None,
-                 poll_s: float = 2.0) -> None:
+                 poll_s: float = 2.0, builtin: list[Journey] | None = None) -> None:
         self.folder = Path(folder) if folder else None
+        self.builtin = list(builtin or [])  # from settings (always-on NBA), not from files
         self.versions = JourneyVersions(archive)
         self.poll_s = poll_s
         self.current: dict[str, Journey] = {}
@@ -104,6 +107,8 @@ class JourneyRegistry:
             errors = self._load()
             if errors:
                 raise JourneyLoadError("\n".join(errors))
+        elif self.builtin:
+            self._install([])
 
     @classmethod
     def of(cls, journeys: list[Journey]) -> JourneyRegistry:
@@ -138,6 +143,7 @@ class JourneyRegistry:
         return []
 
     def _install(self, journeys: list[Journey]) -> None:
+        journeys = [*journeys, *self.builtin]
         newest: dict[str, Journey] = {}
         for j in journeys:
             self.versions.add(j)
@@ -191,6 +197,35 @@ class JourneyRegistry:
         return sorted([*triggered, *self._always], key=priority_key)
 
 
+ALWAYS_ON = "nba-always-on"
+
+
+def always_on_journey(nba: NbaSettings) -> Journey | None:
+    """The always-on next-best-action mode as a built-in journey: entered on the trigger
+    events (when the condition holds), one ``nba`` step over the inventory, re-entered at
+    most every ``nba.always_on.every``."""
+    ao = nba.always_on
+    if ao is None:
+        return None
+    return Journey.model_validate({
+        "id": ALWAYS_ON, "name": "Always-on next best action", "version": 1,
+        "priority": {"stage": ao.priority_stage, "value": 0},
+        "entry": {"event": list(ao.events), "when": ao.when,
+                  "reentry": {"after": f"{ao.every}s"}},
+        "start": "decide", "steps": {"decide": {"type": "nba"}},
+    })
+
+
+def journey_registry(settings: Any, journeys_dir: str | Path | None,
+                     archive: str | Path | None) -> JourneyRegistry | None:
+    """The registry a flow runs: the folder's journeys plus the built-in ones the settings
+    ask for (always-on NBA); None when there are none."""
+    builtin = [j for j in (always_on_journey(settings.nba),) if j is not None]
+    if journeys_dir is None and not builtin:
+        return None
+    return JourneyRegistry(journeys_dir, archive=archive, builtin=builtin)
+
+
 def priority_key(j: Journey) -> tuple:
     return (STAGE_PRIORITY.index(j.priority.stage), -j.priority.value, j.id)
 
@@ -233,10 +268,16 @@ class JourneyEngine:
     """Runs journeys for one partition; see the module docstring."""
 
     def __init__(self, registry: JourneyRegistry, topics: Any, conflict_delay_ms: int = 3_600_000,
-                 default_timezone: str = "UTC", policy: DeliveryPolicy | None = None) -> None:
+                 default_timezone: str = "UTC", policy: DeliveryPolicy | None = None,
+                 nba: NbaSettings | None = None) -> None:
         self.registry = registry
         self.topics = topics
         self.policy = policy or DeliveryPolicy(PolicySettings())
+        self.nba = NbaDecider(nba or NbaSettings(), condition, self.policy.tz, bucket)
+        # Next-best-action decisions wait here for the end of the micro-batch (one model call);
+        # a customer's own are made earlier if anything else touches that customer first.
+        self._nba: list[Request] = []
+        self.nba_pending: set[str] = set()
         self.conflict_delay_ms = conflict_delay_ms
         self.default_tz = default_timezone
         self.stats: dict[str, int] = {}
@@ -284,6 +325,7 @@ class JourneyEngine:
 
     # ----- events ----------------------------------------------------------------------------
     def on_event(self, host: Host, p: Profile, ev: InEvent) -> None:
+        self.settle(host, p)
         at = ev.ts_ms
         cause = {"message_id": ev.message_id}
         for jid in sorted(p.setdefault("journeys", {})):
@@ -433,6 +475,7 @@ class JourneyEngine:
 
     def exit_all(self, host: Host, p: Profile, at: int, cause: dict, reason: str) -> None:
         """Take the customer out of every journey (opt-out, erasure, merge)."""
+        self.settle(host, p)
         for jid in sorted(p.get("journeys", {})):
             run = p["journeys"][jid]
             spec = self.registry.spec(jid, run["v"])
@@ -443,6 +486,7 @@ class JourneyEngine:
         """A customer merged into ``p``: journeys only it was in move over with their timers;
         for a journey both were in, the earlier entry survives and the other run exits with
         reason ``merged``."""
+        self.settle(host, p)
         theirs = snapshot.get("journeys", {})
         timers = snapshot.get("timers", {})
         cause = {"merge": snapshot["ref"]}
@@ -478,6 +522,7 @@ class JourneyEngine:
     # ----- timers ----------------------------------------------------------------------------
     def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
         """Journey timers of one customer due at the same moment."""
+        self.settle(host, p)
         p.setdefault("journeys", {})
         for kind in sorted(kinds):
             prefix, _, rest = kind.partition(":")
@@ -577,19 +622,14 @@ class JourneyEngine:
                 extra["holdout"] = run["holdout"]
                 nxt = step.next
             elif isinstance(step, NextBestAction):
-                eligible = [a for a in step.actions if a.when is None or condition(a.when)(ctx)]
-                nba = {"model": None, "policy": "first_eligible",
-                       "note": "placeholder until the NBA model: first eligible action",
-                       "eligible": [a.action for a in eligible],
-                       "ineligible": [a.action for a in step.actions if a not in eligible]}
-                extra["action"] = eligible[0].action if eligible else None
-                nxt = step.next
-                if eligible:
-                    a = eligible[0]
-                    self._intend(p, jid, run, spec, node, a.channel, a.template, "marketing", [],
-                                 a.action, nba, at, cause, ctx, step.next, ev)
-                    self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
-                    return
+                cands = self.nba.candidates(list(step.actions))
+                eligible, why = self.nba.eligibility(p, at, ctx, cands)
+                row, cats = nba_features.build(p, at, run)
+                self._nba.append(Request((p["id"], jid, run["entered"], node, visit), row, cats,
+                                         eligible, why,
+                                         (p, jid, run, spec, node, step, at, cause, ev)))
+                self.nba_pending.add(p["ref"])
+                return
             elif isinstance(step, Goto):
                 self._step_event(host, p, spec, run, node, step.type, at, cause,
                                  {"target": step.journey})
@@ -630,16 +670,90 @@ class JourneyEngine:
             parts = tuple(path.split("."))
             if parts[0] in ("traits", "event", "profile", "scores", "journey"):
                 personalization[path] = ctx.resolve(parts)
-        # The entry time identifies the entry instance even where instance numbers restart
-        # (after a merge or an erasure).
-        dispatch_id = idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
-                                      run["visits"].get(node, 1), run["entered"])
+        dispatch_id = self._dispatch_id(p, jid, run, node)
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
                          action, nba, cause, dispatch_id, nxt, ev)
         if self.registry.status(jid) == "paused":
             run["held"] = {"at": at, "intent": intent_to_dict(intent)}
             return
         self._moment.append(intent)
+
+    @staticmethod
+    def _dispatch_id(p: Profile, jid: str, run: dict, node: str) -> str:
+        # The entry time identifies the entry instance even where instance numbers restart
+        # (after a merge or an erasure).
+        return idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
+                               run["visits"].get(node, 1), run["entered"])
+
+    # ----- next best action ------------------------------------------------------------------
+    def flush_nba(self, host: Host, ref: str | None = None) -> None:
+        """Make the waiting next-best-action decisions (all, or one customer's) and carry
+        their journeys on."""
+        while self._nba:
+            if ref is None:
+                reqs, self._nba = self._nba, []
+                self.nba_pending.clear()
+            else:
+                reqs = [r for r in self._nba if r.payload[0]["ref"] == ref]
+                if not reqs:
+                    return
+                self._nba = [r for r in self._nba if r.payload[0]["ref"] != ref]
+                self.nba_pending.discard(ref)
+            saved, self._moment = self._moment, []
+            for r, rec in zip(reqs, self.nba.decide(reqs), strict=True):
+                self._carry_on_nba(host, r, rec)
+            self._moment = saved
+
+    def settle(self, host: Host, p: Profile) -> None:
+        """Make this customer's waiting decisions before anything else happens to it."""
+        if p.get("ref") in self.nba_pending:
+            self.flush_nba(host, p["ref"])
+
+    def _carry_on_nba(self, host: Host, r: Request, rec: dict) -> None:
+        p, jid, run, spec, node, step, at, cause, ev = r.payload
+        if p["journeys"].get(jid) is not run or run["node"] != node:
+            return  # cannot happen: a customer's decisions are made before it is touched
+        if rec["scores"]:
+            p["scores"] = {**rec["scores"], "model": rec["model"], "at_ms": at}
+        primary = rec["ranked"][0] if rec["ranked"] else None
+        action = primary["action"] if primary else None
+        self._step_event(host, p, spec, run, node, "nba", at, cause,
+                         {"action": action, "explored": rec["explored"], "model": rec["model"]})
+        if primary is None:
+            self._advance(host, p, jid, run, spec, step.next, at, ev, cause)
+            return
+        self.counts[("nba", action, rec["explored"])] += 1
+        if primary["channel"] == "none":
+            intent = _Intent(jid, run, spec, node, "none", primary["template"], "marketing", {},
+                             action, rec, cause, self._dispatch_id(p, jid, run, node))
+            self._decision(host, p, spec, run, intent_to_dict(intent), "drop",
+                           ["nba.do_nothing"], at, None)
+            self._advance(host, p, jid, run, spec, step.next, at, ev, cause)
+        else:
+            self._intend(p, jid, run, spec, node, primary["channel"], primary["template"],
+                         "marketing", [], action, rec, at, cause, self.context(p, at, ev, run),
+                         step.next, ev)
+        self._resolve(host, p, at)
+
+    def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
+        """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,
+        suppressed) becomes the first backup action that can go out on its own channel."""
+        ranked = i.nba.get("ranked", []) if i.nba else []
+        if len(ranked) < 2 or i.nba.get("skipped") is not None:  # type: ignore[union-attr]
+            return
+        skipped = []
+        for cand in ranked:
+            if cand["channel"] == "none":
+                break  # doing nothing ranks above the rest
+            v = self.policy.decide(p, cand["channel"], i.purpose, caps, i.jid, at)
+            if v.outcome == "send" and v.channel == cand["channel"]:
+                if skipped:
+                    i.action, i.channel, i.template = cand["action"], cand["channel"], \
+                        cand["template"]
+                    i.nba = dict(i.nba, skipped=skipped)  # type: ignore[arg-type]
+                return
+            skipped.append({"action": cand["action"], "channel": cand["channel"],
+                            "reasons": v.reasons})
 
     def _resolve(self, host: Host, p: Profile, at: int) -> None:
         """Sends of this moment: the highest-priority journey's go out and it carries on;
@@ -686,6 +800,8 @@ class JourneyEngine:
     def _deliver(self, host: Host, p: Profile, i: _Intent, at: int) -> bool:
         """Ask delivery policy; returns whether the journey moves on (sent or dropped)."""
         caps = {ch: c.model_dump(exclude_none=True) for ch, c in i.spec.caps.items()}
+        if i.nba is not None:
+            self._backup(p, i, caps, at)
         v = self.policy.decide(p, i.channel, i.purpose, caps, i.jid, at)
         d = intent_to_dict(i)
         if v.outcome == "defer":
@@ -739,6 +855,7 @@ class JourneyEngine:
     def on_delivery_failed(self, host: Host, p: Profile, dispatch_id: str, at: int,
                            cause: dict) -> None:
         """A channel reported a dispatch failed: retry once, then the backup channel."""
+        self.settle(host, p)
         s = p.get("sent", {}).get(dispatch_id)
         if s is None:
             return
@@ -767,6 +884,7 @@ class JourneyEngine:
 
     def release_held(self, host: Host, p: Profile, jid: str, at: int) -> None:
         """The journey was resumed: send the held message, then carry on from there."""
+        self.settle(host, p)
         run = p.get("journeys", {}).get(jid)
         if run is None or run.get("held") is None:
             return

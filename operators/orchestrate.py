@@ -125,8 +125,8 @@ class PartitionProcessor:
                                   orjson.loads(raw_alerts) if raw_alerts else None)
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
-        self.engine = JourneyEngine(journeys, self.topics, policy=self.policy) \
-            if journeys is not None else None
+        self.engine = JourneyEngine(journeys, self.topics, policy=self.policy,
+                                    nba=settings.nba) if journeys is not None else None
         self._registry_generation = -1
         self._drained: set[str] = set()
         # No timer is due before this: scans start here, not at the first key of the prefix,
@@ -212,6 +212,8 @@ class PartitionProcessor:
         if self.engine is not None and eng is not None:
             self.engine.stats, self.engine.counts = eng
             self.engine._moment = []
+            self.engine._nba = []
+            self.engine.nba_pending.clear()
         self._txn = None
         self._profiles = {}
         self._current = None
@@ -267,10 +269,13 @@ class PartitionProcessor:
                 self._apply(item)
                 self._current = None
         self._culprit = None
+        self._flush_nba()
         self._wall = clock_ms is not None
         self._fire_timers(self.watermark if clock_ms is None else clock_ms)
+        self._flush_nba()
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
+            self._flush_nba()
         for alert in self.alerts.check(self.partition):
             self.counts[("alert", alert["kind"])] += 1
             self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
@@ -319,6 +324,7 @@ class PartitionProcessor:
             self._touched[ref] = self._culprit
         p = self._profiles.get(ref)
         if p is not None and not p.get("_gone"):
+            self._settle(ref)
             return p, False
         raw = None if p is not None else self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
         created = raw is None
@@ -326,10 +332,24 @@ class PartitionProcessor:
         self._profiles[ref] = p
         return p, created
 
+    def _settle(self, ref: str) -> None:
+        """Decisions waiting for the end of the batch are made before anything else touches
+        their customer, so the outcome never depends on where a batch ended."""
+        eng = self.engine
+        if eng is not None and ref in eng.nba_pending:
+            eng.flush_nba(self, ref)
+
+    def _flush_nba(self) -> None:
+        if self.engine is not None and self.engine.nba_pending:
+            self.engine.flush_nba(self)
+
     def _existing_profile(self, ref: str) -> Profile | None:
         p = self._profiles.get(ref)
         if p is not None:
-            return None if p.get("_gone") else p
+            if p.get("_gone"):
+                return None
+            self._settle(ref)
+            return p
         raw = self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
         if raw is None:
             return None
@@ -391,6 +411,10 @@ class PartitionProcessor:
         to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
         if to is not None:
             self._request_stage(p, to, ts, {"message_id": ev.message_id})
+        if ev.key == "Order Completed":
+            rev = ev.properties.get("revenue")
+            if isinstance(rev, int | float) and not isinstance(rev, bool) and 0 < rev < SUM_LIMIT:
+                p["revenue"] = round(p.get("revenue", 0.0) + rev, 2)  # monetary, for NBA
         for rule in self.settings.profile_sums:
             if ev.key == rule.event:
                 self._add_sum(p, rule.name, ev.properties.get(rule.by),

@@ -116,7 +116,9 @@ class DeliveryPolicy:
             inside = sends_within(p, at, span, match)  # type: ignore[arg-type]
             if len(inside) >= limit:
                 # Eligible again once enough of these sends have left the window.
-                return reason, inside[len(inside) - limit] + span
+                # (a cap of 0 shuts the channel: "eligible" once a window has passed, when
+                # the check repeats)
+                return reason, (inside[len(inside) - limit] if limit > 0 else at) + span
         return None
 
     def record(self, p: dict, channel: str, jid: str, dispatch_id: str, at: int) -> bool:

@@ -18,7 +18,11 @@ customer-events, decisions, journey-events, dispatch.<channel>. See README.md.""
 
 
 def _settings(args: argparse.Namespace):
-    return load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None))
+    s = load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None))
+    models = getattr(args, "models", None)
+    if models:
+        s = s.model_copy(update={"nba": s.nba.model_copy(update={"models_dir": models})})
+    return s
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -62,6 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--metrics-port", str(args.metrics_port)] if args.metrics_port else []
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
+        argv += ["--models", args.models] if args.models else []
         return run_local_cluster(argv, args.processes)
     addresses = args.addresses.split(",") if args.addresses else None
     print(f"[segue] run: input {settings.topics.events} on {args.brokers}, "
@@ -161,6 +166,36 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from segue.simulator import simulate
 
     settings = _settings(args)
+    if args.respond_to:
+        from models.nba_train import _lines
+        from segue.simulator import population, respond
+
+        if not args.out:
+            print("error: --respond-to writes to --out FILE", file=sys.stderr)
+            return 2
+        src = Path(args.respond_to)
+        if not src.is_file():
+            print(f"error: {src}: no such file", file=sys.stderr)
+            return 2
+        bad = [0]
+        decided = {}
+        for d in _lines(src, bad):  # the first record of each NBA decision
+            if isinstance(d.get("nba"), dict) and d.get("dispatch_id") not in decided:
+                decided[d["dispatch_id"]] = d
+        sent = {}
+        for d in _lines(src, bad):
+            if d.get("outcome") == "send" and d.get("dispatch_id") in decided:
+                sent.setdefault(d["dispatch_id"], d)
+        taken = [sent.get(k) or dict(v, action="do_nothing") for k, v in decided.items()]
+        n = 0
+        with open(args.out, "wb") as f:
+            for ev in respond(taken, population(args.customers, args.seed),
+                              settings.nba.horizon_s * 1000, seed=args.seed):
+                f.write(orjson.dumps(ev) + b"\n")
+                n += 1
+        print(f"{len(taken):,} decisions → {n:,} conversions (hidden response model) "
+              f"written to {args.out}")
+        return 0
     events = simulate(args.customers, args.events, seed=args.seed, start=args.start,
                       days=args.days)
     if args.out:
@@ -212,6 +247,86 @@ def cmd_profile(args: argparse.Namespace) -> int:
     view["store"] = path.name
     sys.stdout.write(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
+
+
+def cmd_nba(args: argparse.Namespace) -> int:
+    from models.nba import ModelError, NbaModel, promote, promoted_version
+    from models.nba_train import TrainError, evaluate, load_logged, train
+
+    settings = _settings(args)
+    models = Path(args.models or settings.nba.models_dir or "nba-models")
+    try:
+        if args.action == "show":
+            current = promoted_version(models)
+            versions = sorted(p for p in models.glob("v*") if (p / "meta.json").is_file())
+            if not versions:
+                print(f"no model versions in {models} (segue nba train --from DIR)")
+                return 1
+            for v in versions:
+                meta = orjson.loads((v / "meta.json").read_bytes())
+                up = meta["metrics"]["uplift"]
+                d = meta["data"]
+                print(f"{'*' if v.name == current else ' '} {v.name}  {d['decisions']:,} "
+                      f"decisions ({d['explored']:,} explored, {d['conversions']:,} "
+                      f"conversions)  valid AUC {up.get('auc', float('nan')):.3f}  "
+                      f"trained {meta['created_at']}")
+            print(f"(* promoted; {models / 'current'})")
+            return 0
+        if not args.from_dir:
+            print(f"error: nba {args.action} needs --from DIR", file=sys.stderr)
+            return 2
+        src = Path(args.from_dir)
+        events = args.events or [str(p) for p in (src / "events.jsonl", src / "outcomes.jsonl")
+                                 if p.is_file()]
+        if not events:
+            print(f"error: no events to find outcomes in: pass --events FILE (or put "
+                  f"events.jsonl in {src})", file=sys.stderr)
+            return 2
+        logged = load_logged(src, events, settings.nba)
+        print(f"{len(logged):,} decisions ({sum(logged.explored):,} explored), "
+              f"{sum(logged.reward):,} converted within {settings.nba.horizon_s // 3600} h"
+              + (f"; {logged.skipped_lines} unreadable lines skipped"
+                 if logged.skipped_lines else ""))
+        if args.action == "train":
+            path = train(logged, models, settings.nba, source=str(src))
+            meta = orjson.loads((path / "meta.json").read_bytes())
+            for name, m in meta["metrics"].items():
+                print(f"  {name}: {m}")
+            print(f"model {meta['version']} written to {path}")
+            print(f"next: segue nba evaluate --models {models} --candidate {meta['version']} "
+                  f"--baseline {promoted_version(models) or 'inventory'} --from DIR")
+            return 0
+        cand = NbaModel(models / args.candidate)
+        base = None if args.baseline in ("inventory", "none") else \
+            NbaModel(models / args.baseline)
+        res = evaluate(cand, base, logged, settings.nba)
+        for name in ("candidate", "baseline"):
+            r = res[name]
+            print(f"{name:9} {r['version']:16} IPS {_ci(r['ips'])}  DR {_ci(r['dr'])}")
+        diff = res["difference"]["dr"]
+        print(f"difference (DR, paired): {_ci(diff)} on {res['explored_decisions']:,} "
+              "explored decisions")
+        better = diff["ci95"][0] > 0
+        if args.out:
+            Path(args.out).write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
+        if not better:
+            print(f"not promoted: {args.candidate} is not better with 95 % confidence "
+                  f"(promoted stays {promoted_version(models) or 'none'})")
+            return 1
+        if args.dry_run:
+            print(f"{args.candidate} is better; --dry-run: not promoted")
+            return 0
+        promote(models, args.candidate)
+        print(f"promoted {args.candidate}: running flows load it within "
+              f"{settings.nba.reload_s:g} s")
+        return 0
+    except (TrainError, ModelError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _ci(e: dict) -> str:
+    return f"{e['mean']:.4f} [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}]"
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -270,6 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve Prometheus /metrics here (with --processes N: PORT..PORT+N-1)")
     r.add_argument("--journeys", metavar="DIR",
                    help="journey folder (reloaded when its files change)")
+    r.add_argument("--models", metavar="DIR", help="NBA model folder (its promoted version "
+                   "is reloaded while running)")
     r.add_argument("--horizon", metavar="DURATION",
                    help="with --until-eof: at the end, fire timers due up to this long after "
                    "each customer's last event (as segue replay does), e.g. 35d")
@@ -301,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--events", required=True, metavar="FILE.jsonl")
     rp.add_argument("--out", required=True, metavar="DIR")
     rp.add_argument("--state-dir", metavar="DIR", help="default: a fresh temporary directory")
+    rp.add_argument("--models", metavar="DIR", help="NBA model folder (promoted version)")
     rp.add_argument("--horizon", default="35d", metavar="DURATION",
                     help="after the input, fire timers due up to this long after each "
                     "customer's last event (default 35d)")
@@ -318,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     dest = s.add_mutually_exclusive_group(required=True)
     dest.add_argument("--brokers", metavar="HOST:PORT", help="produce to <prefix>events")
     dest.add_argument("--out", metavar="FILE.jsonl", help="write JSON lines instead")
+    s.add_argument("--respond-to", metavar="DECISIONS.jsonl",
+                   help="instead of events: the conversions the simulator's hidden response "
+                   "model gives the logged NBA decisions (same --customers and --seed)")
     s.add_argument("--rate", type=float,
                    help="events per second (live: events are stamped when sent)")
     common(s)
@@ -329,6 +450,28 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("customer")
     pr.add_argument("--state-dir", required=True, metavar="DIR")
     pr.set_defaults(fn=cmd_profile)
+
+    nb = sub.add_parser("nba", help="train, evaluate, promote next-best-action models",
+                        description="train --from DIR: fit a new model version from logged "
+                        "decisions (DIR/decisions.jsonl) and outcomes (--events, default "
+                        "DIR/events.jsonl and DIR/outcomes.jsonl). evaluate --candidate A "
+                        "--baseline B --from DIR: IPS and doubly robust policy value on the "
+                        "explored decisions; promotes A when better with 95 %% confidence "
+                        "(running flows reload it). show: the versions.")
+    nb.add_argument("action", choices=["train", "evaluate", "show"])
+    nb.add_argument("--from", dest="from_dir", metavar="DIR",
+                    help="logged decisions (a segue replay --out folder)")
+    nb.add_argument("--events", nargs="+", metavar="FILE.jsonl",
+                    help="events to find outcomes in")
+    nb.add_argument("--candidate", metavar="VERSION", help="evaluate: e.g. v002")
+    nb.add_argument("--baseline", default="inventory", metavar="VERSION",
+                    help="evaluate: a version, or 'inventory' (no model)")
+    nb.add_argument("--out", metavar="FILE.json", help="evaluate: write the estimates here")
+    nb.add_argument("--dry-run", action="store_true", help="evaluate: never promote")
+    nb.add_argument("--models", metavar="DIR", help="model folder (default: nba.models_dir, "
+                    "else ./nba-models)")
+    common(nb)
+    nb.set_defaults(fn=cmd_nba)
 
     db = sub.add_parser("dashboard", help="the journey orchestration dashboard, in the terminal",
                         description="Active journeys, trigger activity in the last hour, NBA "

@@ -199,6 +199,121 @@ class AlertSettings(_Strict):
     dlq_min_messages: int = Field(default=100, ge=1)
 
 
+def _condition(v: str | None) -> str | None:
+    if v is not None:
+        from models.conditions import ConditionError, compile_condition
+
+        try:
+            compile_condition(v)
+        except ConditionError as e:
+            raise ValueError(f"invalid condition {v!r}: {e}") from e
+    return v
+
+
+NBA_CHANNELS = Literal["email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content",
+                       "none"]
+
+
+class NbaAction(_Strict):
+    """One action of the next-best-action inventory.
+
+    Eligible when every rule holds: ``stages`` (lifecycle), ``plans`` / ``tiers`` (the
+    ``plan`` / ``tier`` traits), ``when`` (a condition, as in journeys), ``vip`` (``allow``,
+    ``never`` or ``only`` for customers matching ``nba.vip_when``) and ``blackout`` (the
+    customer's local dates, ``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD``). ``cost`` is in the
+    same unit as ``nba.conversion_value``. Channel ``none`` is "do nothing".
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    channel: NBA_CHANNELS
+    template: str = ""
+    cost: float = Field(default=0.0, ge=0)
+    stages: list[Stage] = Field(default=[], description="allowed stages (empty: all)")
+    plans: list[str] = Field(default=[], description="allowed 'plan' traits (empty: all)")
+    tiers: list[str] = Field(default=[], description="allowed 'tier' traits (empty: all)")
+    when: str | None = None
+    vip: Literal["allow", "never", "only"] = "allow"
+    blackout: list[str] = Field(default=[])
+
+    _when = field_validator("when")(classmethod(lambda cls, v: _condition(v)))
+
+    @field_validator("blackout")
+    @classmethod
+    def _dates(cls, v: list[str]) -> list[str]:
+        import re
+
+        for d in v:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?", d):
+                raise ValueError(f"{d!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+        return v
+
+
+DEFAULT_ACTIONS = [
+    NbaAction(name="educational_email", channel="email", template="guide-best-practices",
+              cost=0.05),
+    NbaAction(name="feature_tip", channel="in_app", template="feature-spotlight", cost=0.01,
+              stages=["activation", "retention", "expansion", "advocacy"]),
+    NbaAction(name="upgrade_offer", channel="email", template="upgrade-offer",
+              cost=0.10, when="traits.plan != 'enterprise'", vip="allow"),
+    NbaAction(name="discount", channel="email", template="discount-15", cost=2.0,
+              vip="never"),
+    NbaAction(name="csm_outreach", channel="webhook", template="csm-task", cost=8.0,
+              plans=["pro", "enterprise"]),
+    NbaAction(name="content_recommendation", channel="content", template="content-for-you",
+              cost=0.01),
+    NbaAction(name="do_nothing", channel="none"),
+]
+
+
+class NbaAlwaysOn(_Strict):
+    """Always-on next best action: outside any journey, decide for a customer on these events
+    (at most once per ``every``), when ``when`` holds."""
+
+    events: list[str] = Field(min_length=1, description="trigger event keys")
+    when: str | None = Field(default=None, description="condition, e.g. profile.events >= 5")
+    every: int = Field(default=7 * DAY_S, gt=0, description="seconds between decisions")
+    priority_stage: Stage = "retention"
+
+    _when = field_validator("when")(classmethod(lambda cls, v: _condition(v)))
+
+
+class NbaSettings(_Strict):
+    """Next best action: inventory, exploration, the model folder and the training goal."""
+
+    actions: list[NbaAction] = Field(default=DEFAULT_ACTIONS, min_length=1)
+    exploration: float = Field(
+        default=0.1, ge=0, le=1,
+        description="share of decisions that pick uniformly among eligible actions (the "
+        "randomised data offline evaluation and training need)")
+    models_dir: str | None = Field(
+        default=None, description="model folder (segue nba train/evaluate); its promoted "
+        "model is reloaded while running. None: rank by inventory order")
+    reload_s: float = Field(default=5.0, gt=0, description="how often to look for a newly "
+                            "promoted model")
+    goal_events: list[str] = Field(default=["Subscription Upgraded", "Order Completed"],
+                                   min_length=1, description="a conversion, for training")
+    horizon_s: int = Field(default=7 * DAY_S, gt=0,
+                           description="a conversion counts this long after a decision")
+    conversion_value: float = Field(default=100.0, gt=0,
+                                    description="value of one conversion (ranks against cost)")
+    vip_when: str = Field(default="traits.vip == true", description="who is a VIP")
+    always_on: NbaAlwaysOn | None = None
+
+    _vip = field_validator("vip_when")(classmethod(lambda cls, v: _condition(v)))
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, v: list[NbaAction]) -> list[NbaAction]:
+        names = [a.name for a in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate action names: {', '.join(dup)}")
+        return v
+
+    def action(self, name: str) -> NbaAction | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -227,6 +342,7 @@ class Settings(_Strict):
     identity: IdentitySettings = IdentitySettings()
     policy: PolicySettings = PolicySettings()
     alerts: AlertSettings = AlertSettings()
+    nba: NbaSettings = NbaSettings()
     store: StoreSettings = StoreSettings()
 
     @property

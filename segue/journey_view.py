@@ -52,7 +52,8 @@ def describe(step: object) -> str:
     if isinstance(step, Holdout):
         return f"holdout {step.percent:g}%"
     if isinstance(step, NextBestAction):
-        return "next best action: " + ", ".join(a.action for a in step.actions)
+        return "next best action: " + (", ".join(a.action for a in step.actions)
+                                       or "the whole inventory")
     if isinstance(step, Goto):
         return f"goto journey {step.journey}"
     if isinstance(step, End):

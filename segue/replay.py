@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from operators.decode import RawRecord, decode, decode_routed
-from operators.journeys import JourneyRegistry
+from operators.journeys import journey_registry
 from operators.orchestrate import Output, PartitionProcessor
 from operators.routing import home_partition
 from segue.config import Settings
@@ -68,8 +68,7 @@ def replay(
         raise ReplayError(f"{state}: state dir is not empty (replay starts from nothing)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    registry = JourneyRegistry(journeys_dir, archive=state / "journey-versions") \
-        if journeys_dir else None
+    registry = journey_registry(settings, journeys_dir, state / "journey-versions")
     # One processor per partition, as the live flow has: each event goes to its key's home
     # partition (Kafka's default partitioner), so timers follow the same per-partition
     # event-time watermark as live, and identity messages between partitions are delivered

@@ -70,7 +70,7 @@ def parse_start(start: str) -> int:
 
 
 class _Customer:
-    __slots__ = ("idx", "archetype", "tz", "plan", "industry", "uid", "anon")
+    __slots__ = ("idx", "archetype", "tz", "plan", "industry", "uid", "anon", "adoption")
 
     def __init__(self, idx: int, rng: random.Random, seed: int) -> None:
         self.idx = idx
@@ -87,6 +87,7 @@ class _Customer:
         self.industry = rng.choice(INDUSTRIES)
         self.anon = f"anon-{seed}-{idx}"
         self.uid = None if self.archetype == "visitor" else f"user-{seed}-{idx}"
+        self.adoption = 20 + (idx * 37) % 81
 
 
 def _properties(rng: random.Random, kind: str, name: str | None) -> dict:
@@ -176,7 +177,7 @@ def simulate(
         elif kind == "identify":
             ev["traits"] = {"plan": c.plan, "industry": c.industry,
                             "company": f"Company {idx % 997}",
-                            "adoption_score": 20 + (idx * 37) % 81,
+                            "adoption_score": c.adoption,
                             "email": f"customer{idx}@example.com"}
             if c.archetype == "shopper" and link_anonymous:
                 # Sign-up on the device they browsed on: links the anonymous history.
@@ -190,3 +191,73 @@ def simulate(
 def customer_key(ev: dict) -> str:
     """The Kafka key upstream uses: the user id, else the anonymous id."""
     return ev.get("userId") or ev.get("anonymousId") or ""
+
+
+# ----- ground truth for next best action ------------------------------------------------------
+# The simulator's hidden response model: the probability that a customer converts (a
+# ``Subscription Upgraded`` event) within the horizon after an action. The trainer never reads
+# it; benchmarks use it to measure a policy's value exactly. Effects depend on the customer's
+# latent archetype (seen by the flow only through behaviour), plan, industry and adoption.
+BASE_RATE = {"visitor": 0.01, "shopper": 0.04, "saas": 0.05, "churner": 0.02}
+
+
+def true_conversion(c: _Customer, action: str) -> float:
+    """P(conversion | customer, action) under the hidden response model."""
+    base = BASE_RATE[c.archetype]
+    a = c.adoption
+    if c.archetype == "visitor":  # nothing about them is known but behaviour
+        e = {"content_recommendation": 0.02, "discount": 0.03}.get(action, 0.0)
+    elif action == "educational_email":
+        e = 0.05 if a < 45 and c.archetype in ("saas", "churner") else 0.005
+    elif action == "feature_tip":
+        e = 0.06 if c.archetype == "saas" and 45 <= a < 75 else 0.0
+    elif action == "upgrade_offer":
+        e = 0.12 if a >= 75 and c.plan in ("starter", "pro") else (
+            -0.01 if c.plan == "free" else 0.01)
+    elif action == "discount":
+        e = 0.08 if c.archetype in ("shopper", "churner") else 0.02
+    elif action == "csm_outreach":
+        e = 0.15 if c.plan == "enterprise" else 0.01
+    elif action == "content_recommendation":
+        e = 0.04 if c.industry in ("media", "education") else 0.005
+    else:  # do_nothing, or an action the model does not know
+        e = 0.0
+    return min(max(base + e, 0.0), 1.0)
+
+
+def population(customers: int, seed: int = 1) -> list[_Customer]:
+    """The customers ``simulate(customers, …, seed)`` draws (same latent attributes)."""
+    rng = random.Random(seed)
+    return [_Customer(i, rng, seed) for i in range(customers)]
+
+
+def customer_of(customer_id: str, people: list[_Customer]) -> _Customer | None:
+    """The simulated customer behind an id (``user-<seed>-<i>`` or ``anon-<seed>-<i>``)."""
+    try:
+        idx = int(customer_id.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+    return people[idx] if 0 <= idx < len(people) else None
+
+
+def respond(decisions: Iterator[dict] | list[dict], people: list[_Customer],
+            horizon_ms: int = 7 * 86_400_000, goal: str = "Subscription Upgraded",
+            seed: int = 1) -> Iterator[dict]:
+    """Outcome events for logged next-best-action decisions: each decision's customer
+    converts with the hidden probability of the action it took, at a random time within the
+    horizon. Deterministic per decision (its own random stream), whatever the input order."""
+    for d in decisions:
+        c = customer_of(d["customer_id"], people)
+        if c is None:
+            continue
+        rng = random.Random(f"{seed}|{d['dispatch_id']}")
+        if rng.random() >= true_conversion(c, d.get("action") or "do_nothing"):
+            continue
+        at = d["at_ms"] + 1 + int(rng.random() * (horizon_ms - 2))
+        ev = {"type": "track", "event": goal, "messageId": f"r-{d['dispatch_id']}",
+              "timestamp": _iso(at), "properties": {"source": "simulated-response"}}
+        if c.uid is not None:
+            ev["userId"] = c.uid
+        else:
+            ev["anonymousId"] = c.anon
+        yield ev

@@ -261,7 +261,13 @@ def test_blueprint_adoption_over_80_moves_to_expansion_nba(outputs):
     dec = [d for d in replay["decisions"] if d["customer_id"] == "bp-adoption-up"
            and d["journey"]["id"] == "expansion"]
     assert dec[0]["action"] == "upgrade_offer"
-    assert dec[0]["nba"]["policy"] == "first_eligible" and "placeholder" in dec[0]["nba"]["note"]
+    nba = dec[0]["nba"]
+    # No model promoted: inventory order; this decision did not explore (exploration 10 %).
+    assert nba["policy"] == "inventory_order" and nba["model"] is None and not nba["explored"]
+    assert [r["action"] for r in nba["ranked"]] == \
+        ["upgrade_offer", "feature_spotlight", "roi_calculator"]
+    assert nba["propensity"] == round(0.9 + 0.1 / 3, 6)
+    assert nba["features"]["adoption_score"] > 80
     assert (5.0, "email", "upgrade-offer-advanced-plan") in sends(replay, "bp-adoption-up")
 
 

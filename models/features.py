@@ -1,0 +1,168 @@
+"""The next-best-action feature builder: one function from a stored profile to a feature row.
+
+The live flow, ``segue replay`` and the trainer all call :func:`build` (the trainer reads the
+rows the flow logged in its decisions), so what a model is trained on is exactly what it is
+served. Changing a feature means a new ``VERSION``; a model records the version it was trained
+on and is refused by a flow with a different one.
+
+Example:
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
+    >>> p["traits"] = {"plan": "pro", "adoption_score": 62}
+    >>> row, cats = build(p, 86_400_000)
+    >>> len(row) == len(NAMES), row[NAMES.index("adoption_score")], cats["plan"]
+    (True, 62.0, 'pro')
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+from segue.config import STAGES
+from state.windows import count as window_count
+
+VERSION = 1
+DAY_MS = 86_400_000
+NAN = math.nan
+PLANS = ("free", "starter", "pro", "enterprise")
+
+# (name, counter key, window) for event counts over sliding windows.
+_COUNTS = (
+    ("pricing_views_7d", "page:Pricing", "7d"),
+    ("pricing_views_30d", "page:Pricing", "30d"),
+    ("signins_7d", "Signed In", "7d"),
+    ("signins_30d", "Signed In", "30d"),
+    ("features_activated_30d", "Feature Activated", "30d"),
+    ("content_views_30d", "Content Viewed", "30d"),
+    ("docs_views_30d", "page:Docs", "30d"),
+    ("product_views_7d", "Product Viewed", "7d"),
+    ("cart_adds_7d", "Product Added", "7d"),
+    ("checkouts_30d", "Checkout Started", "30d"),
+    ("orders_30d", "Order Completed", "30d"),
+    ("tickets_30d", "Ticket Created", "30d"),
+    ("payment_failures_30d", "Payment Failed", "30d"),
+    ("email_opens_30d", "Email Opened", "30d"),
+    ("email_clicks_30d", "Email Link Clicked", "30d"),
+    ("push_taps_30d", "Push Notification Tapped", "30d"),
+)
+CATEGORICAL = ("plan", "industry", "stage")
+NAMES: tuple[str, ...] = (
+    "tenure_days", "days_since_last_seen", "events_total", "sessions", "events_7d",
+    *(n for n, _, _ in _COUNTS),
+    "orders_total", "revenue_total", "adoption_score", "known",
+    "days_in_stage", "stage_changes", "stage_velocity", "days_in_journey",
+    *CATEGORICAL,
+)
+# How the rationale says a feature's value; {v} is the value.
+LABELS: dict[str, str] = {
+    "tenure_days": "customer for {v} days",
+    "days_since_last_seen": "last active {v} days ago",
+    "events_total": "{v} events in total",
+    "sessions": "{v} sessions",
+    "events_7d": "{v} events in 7 days",
+    "pricing_views_7d": "pricing page viewed {v}× in 7 days",
+    "pricing_views_30d": "pricing page viewed {v}× in 30 days",
+    "signins_7d": "signed in {v}× in 7 days",
+    "signins_30d": "signed in {v}× in 30 days",
+    "features_activated_30d": "{v} features activated in 30 days",
+    "content_views_30d": "{v} content views in 30 days",
+    "docs_views_30d": "docs viewed {v}× in 30 days",
+    "product_views_7d": "{v} product views in 7 days",
+    "cart_adds_7d": "{v} cart adds in 7 days",
+    "checkouts_30d": "{v} checkouts started in 30 days",
+    "orders_30d": "{v} orders in 30 days",
+    "tickets_30d": "{v} support tickets in 30 days",
+    "payment_failures_30d": "{v} failed payments in 30 days",
+    "email_opens_30d": "opened {v} emails in 30 days",
+    "email_clicks_30d": "clicked {v} emails in 30 days",
+    "push_taps_30d": "tapped {v} pushes in 30 days",
+    "orders_total": "{v} orders in total",
+    "revenue_total": "spent {v} in total",
+    "adoption_score": "adoption {v}",
+    "known": "identified customer: {v}",
+    "days_in_stage": "{v} days in this stage",
+    "stage_changes": "{v} stage changes",
+    "stage_velocity": "{v} stage changes a month",
+    "days_in_journey": "day {v} of the journey",
+    "plan": "plan {v}",
+    "industry": "industry {v}",
+    "stage": "stage {v}",
+}
+
+
+def category_code(name: str, value: Any) -> float:
+    """A categorical value as the integer LightGBM sees (NaN when missing)."""
+    if value is None or value == "":
+        return NAN
+    if name == "stage":
+        return float(STAGES.index(value)) if value in STAGES else NAN
+    if name == "plan" and value in PLANS:
+        return float(PLANS.index(value))
+    return float(16 + zlib.crc32(str(value).encode()) % 4096)
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return NAN
+
+
+def build(p: dict, at: int, run: dict | None = None) -> tuple[list[float], dict[str, Any]]:
+    """The feature row of profile ``p`` at event time ``at`` (``run``: the journey run the
+    decision is made in, if any), and the raw values of the categorical features."""
+    counters = p.get("counters", {})
+    traits = p.get("traits", {})
+    life = p.get("lifecycle", {})
+    tenure = max(at - p.get("first_seen", at), 0) / DAY_MS
+    row = [
+        round(tenure, 3),
+        round(max(at - p.get("last_seen", at), 0) / DAY_MS, 3),
+        float(p.get("events", 0)),
+        float(p.get("sessions", 0)),
+        float(sum(window_count(c, "7d", at) for c in counters.values())),
+    ]
+    for _, key, window in _COUNTS:
+        c = counters.get(key)
+        row.append(float(window_count(c, window, at)) if c is not None else 0.0)
+    orders = counters.get("Order Completed")
+    since = life.get("since")
+    changes = float(life.get("changes", 0))
+    row += [
+        float(orders[0]) if orders is not None else 0.0,
+        round(float(p.get("revenue", 0.0)), 2),
+        _num(traits.get("adoption_score")),
+        1.0 if str(p.get("ref", "")).startswith("user:") else 0.0,
+        round((at - since) / DAY_MS, 3) if isinstance(since, int) else NAN,
+        changes,
+        round(changes * 30 / max(tenure, 1.0), 3),
+        round((at - run["entered"]) / DAY_MS, 3) if run and "entered" in run else 0.0,
+    ]
+    cats = {"plan": traits.get("plan"), "industry": traits.get("industry"),
+            "stage": life.get("stage")}
+    row += [category_code(n, cats[n]) for n in CATEGORICAL]
+    return row, cats
+
+
+def as_dict(row: list[float]) -> dict[str, float | None]:
+    """A feature row as the decision record logs it (NaN as null)."""
+    return {n: (None if v != v else v) for n, v in zip(NAMES, row, strict=True)}
+
+
+def from_dict(d: dict[str, Any]) -> list[float]:
+    """The row back from a logged decision (missing or null as NaN)."""
+    return [NAN if d.get(n) is None else float(d[n]) for n in NAMES]
+
+
+def describe(name: str, value: float, cats: dict[str, Any] | None = None) -> str:
+    """A person's words for one feature value, e.g. ``pricing page viewed 3× in 7 days``."""
+    if name in CATEGORICAL:
+        shown = (cats or {}).get(name)
+        return LABELS[name].format(v=shown if shown is not None else "unknown")
+    if value != value:
+        return LABELS.get(name, name + " {v}").format(v="unknown")
+    v = int(value) if float(value).is_integer() else round(value, 1)
+    return LABELS.get(name, name + " {v}").format(v=v)

@@ -1,0 +1,361 @@
+"""Training and offline evaluation of next-best-action models from logged decisions.
+
+The flow logs, in every NBA decision, the feature row it scored (``nba.features``), the
+eligible actions, whether it explored and the probability of the action it took. Training
+joins those rows with the outcomes found in the events that followed (a goal event within
+``nba.horizon_s``), so the trainer never rebuilds features itself (no train/serve skew).
+
+Evaluation estimates a policy's conversion rate on the *explored* decisions only, where the
+action was drawn uniformly among the eligible ones (propensity 1/K): inverse propensity
+(IPS) and doubly robust (DR, with the candidate's own model as the outcome model), each with
+a 95 % normal-approximation confidence interval; the difference candidate − baseline is paired
+per decision, so its interval is narrower than the two intervals side by side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import orjson
+
+from models import features as F
+from models.nba import ACTION_FEATURE, DO_NOTHING, SCORE_MODELS, NbaModel
+from segue.config import NbaSettings
+
+CANCEL = "Subscription Cancelled"
+UPGRADE = "Subscription Upgraded"
+ORDER = "Order Completed"
+PARAMS = {
+    "objective": "binary", "learning_rate": 0.05, "num_leaves": 7, "min_data_in_leaf": 100,
+    "feature_fraction": 0.9, "lambda_l2": 1.0, "max_cat_to_onehot": 16, "verbose": -1,
+    "deterministic": True, "force_row_wise": True, "num_threads": 2, "seed": 7,
+}
+
+
+class TrainError(Exception):
+    """Training or evaluation cannot go on; the message says why."""
+
+
+@dataclass
+class Logged:
+    """One row per NBA decision (the first record of each ``dispatch_id``)."""
+
+    rows: list[list[float]] = field(default_factory=list)
+    decided: list[str] = field(default_factory=list)     # the primary action decided
+    received: list[str] = field(default_factory=list)    # what went out (else do_nothing)
+    eligible: list[list[str]] = field(default_factory=list)
+    explored: list[bool] = field(default_factory=list)
+    customers: list[str] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    reward: list[int] = field(default_factory=list)
+    churn: list[int] = field(default_factory=list)
+    upgrade: list[int] = field(default_factory=list)
+    revenue: list[float] = field(default_factory=list)
+    skipped_lines: int = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _lines(path: Path, bad: list[int]):
+    with path.open("rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                d = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                bad[0] += 1
+                continue
+            if isinstance(d, dict):
+                yield d
+            else:
+                bad[0] += 1
+
+
+def _ts(ev: dict) -> int | None:
+    from datetime import datetime
+
+    t = ev.get("timestamp")
+    if not isinstance(t, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def load_logged(from_dir: str | Path, events: list[str | Path], nba: NbaSettings) -> Logged:
+    """Decisions of ``from_dir/decisions.jsonl`` joined with outcomes from ``events``."""
+    d = Path(from_dir)
+    path = d / "decisions.jsonl"
+    if not path.is_file():
+        raise TrainError(f"{path}: no such file (a `segue replay --out` folder, or a dump "
+                         "of the decisions topic, is expected)")
+    bad = [0]
+    first: dict[str, dict] = {}
+    sent: dict[str, str] = {}
+    for rec in _lines(path, bad):
+        logged = rec.get("nba")
+        did = rec.get("dispatch_id")
+        if not isinstance(logged, dict) or not isinstance(did, str) or "features" not in logged:
+            continue
+        first.setdefault(did, rec)
+        if rec.get("outcome") == "send" and did not in sent:
+            sent[did] = rec.get("action") or DO_NOTHING
+    if not first:
+        raise TrainError(f"{path}: no next-best-action decisions with logged features")
+    wanted = {r["customer_id"] for r in first.values()}
+    goals = set(nba.goal_events)
+    times: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for e in events:
+        ep = Path(e)
+        if not ep.is_file():
+            raise TrainError(f"{ep}: no such events file")
+        for ev in _lines(ep, bad):
+            cid = ev.get("userId") or ev.get("anonymousId")
+            if cid not in wanted:
+                continue
+            t = _ts(ev)
+            if t is None:
+                continue
+            name = ev.get("event")
+            per = times[cid]
+            per["any"].append(t)
+            if name in goals:
+                per["goal"].append(t)
+            if name == CANCEL:
+                per["cancel"].append(t)
+            if name == UPGRADE:
+                per["upgrade"].append(t)
+            if name == ORDER:
+                rev = (ev.get("properties") or {}).get("revenue")
+                if isinstance(rev, int | float):
+                    per["order"].append((t, float(rev)))
+    for per in times.values():
+        for v in per.values():
+            v.sort()
+    h = nba.horizon_s * 1000
+    out = Logged(skipped_lines=bad[0])
+
+    def within(ts: list[int], at: int) -> bool:
+        i = bisect_right(ts, at)
+        return i < len(ts) and ts[i] <= at + h
+
+    for did in sorted(first, key=lambda k: (first[k]["at_ms"], k)):
+        rec = first[did]
+        nba_rec = rec["nba"]
+        at = rec["at_ms"]
+        per = times.get(rec["customer_id"], {})
+        out.rows.append(F.from_dict(nba_rec["features"]))
+        ranked = nba_rec.get("ranked") or []
+        out.decided.append(ranked[0]["action"] if ranked else DO_NOTHING)
+        out.received.append(sent.get(did, DO_NOTHING))
+        out.eligible.append(list(nba_rec.get("eligible") or []))
+        out.explored.append(bool(nba_rec.get("explored")))
+        out.customers.append(rec["customer_id"])
+        out.at.append(at)
+        out.reward.append(int(within(per.get("goal", []), at)))
+        out.upgrade.append(int(within(per.get("upgrade", []), at)))
+        out.churn.append(int(within(per.get("cancel", []), at) or
+                             not within(per.get("any", []), at)))
+        out.revenue.append(sum(v for t, v in per.get("order", []) if at < t <= at + h))
+    return out
+
+
+def _holdout(customer: str) -> bool:
+    """A stable 20 % of customers for validation."""
+    return hashlib.blake2b(customer.encode(), digest_size=2).digest()[0] < 51
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, cats: list[int]) -> lgb.Dataset:
+    return lgb.Dataset(x, label=y, categorical_feature=cats, free_raw_data=False,
+                       params={"verbose": -1, "max_bin": 63})
+
+
+def _fit(params: dict, x: np.ndarray, y: np.ndarray, valid: np.ndarray, cats: list[int],
+         rounds: int) -> tuple[lgb.Booster, dict]:
+    tr = _dataset(x[~valid], y[~valid], cats)
+    va = _dataset(x[valid], y[valid], cats)
+    ev: dict = {}
+    booster = lgb.train(params, tr, num_boost_round=rounds, valid_sets=[va],
+                        valid_names=["valid"],
+                        callbacks=[lgb.early_stopping(50, first_metric_only=True,
+                                                      verbose=False),
+                                   lgb.record_evaluation(ev)])
+    metrics = {k: round(float(v[booster.best_iteration - 1]), 5)
+               for k, v in ev.get("valid", {}).items() if v}
+    metrics["trees"] = booster.best_iteration
+    return booster, metrics
+
+
+def _next_version(root: Path) -> str:
+    n = 0
+    for p in root.glob("v*"):
+        try:
+            n = max(n, int(p.name[1:4]))
+        except ValueError:
+            continue
+    return f"v{n + 1:03d}"
+
+
+def train(logged: Logged, out_root: str | Path, nba: NbaSettings, source: str = "",
+          rounds: int = 400) -> Path:
+    """Fit the uplift model and the profile scores; write a new version folder."""
+    n = len(logged)
+    if n < 200:
+        raise TrainError(f"only {n} decisions: too few to train on (at least 200)")
+    actions = sorted(set(logged.received) | {DO_NOTHING})
+    counts = Counter(logged.received)
+    if counts[DO_NOTHING] == 0:
+        raise TrainError("no decision went without an action: keep 'do_nothing' in the "
+                         "inventory and exploration on, so there is a control to measure "
+                         "uplift against")
+    code = {a: i for i, a in enumerate(actions)}
+    rows = np.asarray(logged.rows, dtype=np.float64)
+    valid = np.array([_holdout(c) for c in logged.customers])
+    if valid.all() or not valid.any():
+        raise TrainError("too few customers to hold some out for validation")
+    cat_idx = [F.NAMES.index(c) for c in F.CATEGORICAL]
+    x = np.column_stack([rows, [code[a] for a in logged.received]])
+    y = np.asarray(logged.reward, dtype=np.float64)
+    params = dict(PARAMS, metric=["binary_logloss", "auc"])
+    if y.sum() == 0:
+        raise TrainError("no conversions within the horizon: nothing to learn from")
+    uplift, up_metrics = _fit(params, x, y, valid, [*cat_idx, len(F.NAMES)], rounds)
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+    version = _next_version(root)
+    tmp = root / f".{version}.tmp"
+    tmp.mkdir(exist_ok=True)
+    uplift.save_model(str(tmp / "uplift.txt"), num_iteration=uplift.best_iteration)
+    metrics: dict[str, Any] = {"uplift": up_metrics}
+    labels = {"churn_risk": (logged.churn, "binary"), "upgrade_probability":
+              (logged.upgrade, "binary"), "clv": (logged.revenue, "regression")}
+    for name in SCORE_MODELS:
+        lab, objective = labels[name]
+        yy = np.asarray(lab, dtype=np.float64)
+        if np.unique(yy).size < 2:
+            metrics[name] = "skipped: one label value only"
+            continue
+        p = dict(PARAMS, objective=objective,
+                 metric=["binary_logloss", "auc"] if objective == "binary" else ["l2"])
+        booster, m = _fit(p, rows, yy, valid, cat_idx, rounds)
+        booster.save_model(str(tmp / f"{name}.txt"), num_iteration=booster.best_iteration)
+        metrics[name] = m
+    body = (tmp / "uplift.txt").read_bytes()
+    meta = {
+        "version": version,
+        "content_sha256": hashlib.sha256(body).hexdigest()[:16],
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "learner": "S-learner: one LightGBM classifier, action as a categorical feature",
+        "features_version": F.VERSION,
+        "features": list(F.NAMES) + [ACTION_FEATURE],
+        "categorical": list(F.CATEGORICAL) + [ACTION_FEATURE],
+        "actions": actions,
+        "goal_events": list(nba.goal_events),
+        "horizon_s": nba.horizon_s,
+        "source": source,
+        "data": {"decisions": n, "from_ms": min(logged.at), "to_ms": max(logged.at),
+                 "conversions": int(y.sum()), "explored": int(sum(logged.explored)),
+                 "by_action": dict(sorted(counts.items())),
+                 "validation_customers_share": round(float(valid.mean()), 3)},
+        "metrics": metrics,
+        "params": {k: v for k, v in PARAMS.items() if k != "verbose"},
+    }
+    (tmp / "meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
+    final = root / version
+    tmp.rename(final)
+    return final
+
+
+# ----- offline policy evaluation ---------------------------------------------------------------
+def greedy_actions(model: NbaModel | None, logged: Logged, nba: NbaSettings,
+                   idx: list[int]) -> list[str]:
+    """The action the live flow would execute (no exploration) for each logged row in
+    ``idx``: the same ranking code the flow runs."""
+    from operators.nba import Candidate, NbaDecider, Request
+
+    s = nba.model_copy(update={"exploration": 0.0, "models_dir": None})
+    decider = NbaDecider(s, None, None, lambda *a: 0.0)
+    reqs = []
+    order = {a.name: k for k, a in enumerate(s.actions)}
+    for i in idx:
+        cands = []
+        for name in sorted(logged.eligible[i], key=lambda n: order.get(n, len(order))):
+            a = s.action(name)
+            cands.append(Candidate(name, a.channel if a else "email",
+                                   (a.template if a else "") or name, a.cost if a else 0.0, a))
+        reqs.append(Request((i,), logged.rows[i], {}, cands, {}))
+    recs = decider.decide(reqs, model=model, explain=False) if model is not None else \
+        decider.decide(reqs, explain=False)
+    return [r["ranked"][0]["action"] if r["ranked"] else DO_NOTHING for r in recs]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    @staticmethod
+    def of(terms: np.ndarray) -> Estimate:
+        n = len(terms)
+        m = float(terms.mean()) if n else math.nan
+        se = float(terms.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+        return Estimate(m, m - 1.96 * se, m + 1.96 * se, n)
+
+    def as_dict(self) -> dict:
+        return {"mean": round(self.mean, 6), "ci95": [round(self.lo, 6), round(self.hi, 6)],
+                "n": self.n}
+
+
+def evaluate(candidate: NbaModel | None, baseline: NbaModel | None, logged: Logged,
+             nba: NbaSettings, outcome_model: NbaModel | None = None) -> dict:
+    """IPS and DR estimates of the conversion rate under each policy, and their difference,
+    on the explored decisions."""
+    idx = [i for i in range(len(logged)) if logged.explored[i] and logged.eligible[i]]
+    if len(idx) < 30:
+        raise TrainError(f"only {len(idx)} explored decisions: too few to evaluate on "
+                         "(raise nba.exploration or log longer)")
+    r = np.asarray([logged.reward[i] for i in idx], dtype=np.float64)
+    k = np.asarray([len(logged.eligible[i]) for i in idx], dtype=np.float64)
+    taken = [logged.decided[i] for i in idx]
+    q_model = outcome_model or candidate or baseline
+    rows = [logged.rows[i] for i in idx]
+
+    def q(actions: list[str]) -> np.ndarray:
+        if q_model is None:
+            return np.zeros(len(actions))
+        acts = [a if a in q_model.code else DO_NOTHING for a in actions]
+        return q_model.conversion(rows, acts)
+
+    q_taken = q(taken)
+    out: dict[str, Any] = {"explored_decisions": len(idx),
+                           "outcome_model": q_model.version if q_model else None}
+    terms = {}
+    for name, model in (("candidate", candidate), ("baseline", baseline)):
+        pi = greedy_actions(model, logged, nba, idx)
+        match = np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
+        ips = match * k * r
+        dr = q(pi) + match * k * (r - q_taken)
+        terms[name] = (ips, dr)
+        out[name] = {"version": model.version if model else "inventory_order",
+                     "ips": Estimate.of(ips).as_dict(), "dr": Estimate.of(dr).as_dict(),
+                     "actions": dict(Counter(pi).most_common())}
+    out["difference"] = {
+        "ips": Estimate.of(terms["candidate"][0] - terms["baseline"][0]).as_dict(),
+        "dr": Estimate.of(terms["candidate"][1] - terms["baseline"][1]).as_dict(),
+    }
+    out["logged_conversion_rate"] = round(float(r.mean()), 6)
+    return out

@@ -1,0 +1,216 @@
+"""Next best action inside the stateful step: eligibility, batched scoring, exploration and
+the decision's explanation.
+
+A journey's ``nba`` step (or the always-on mode) asks for a decision; the engine collects the
+requests of a micro-batch and :meth:`NbaDecider.decide` scores them in one model call. The
+result ranks the eligible actions by expected net value, ``uplift × conversion_value − cost``
+(doing nothing is worth 0), and keeps the top three: the first is executed now (through
+delivery policy), the others are backups tried in order when the first cannot go out now.
+
+With probability ``nba.exploration`` (a stable hash of the decision, so replays agree) the
+primary is instead drawn uniformly among the eligible actions; the decision logs whether it
+explored and the probability of the action it took, which offline evaluation needs.
+Without a promoted model the ranking is the inventory order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from models import features as F
+from models.conditions import Context
+from models.nba import DO_NOTHING, ModelRegistry, NbaModel, rationale_text
+from segue.config import NbaAction, NbaSettings
+
+_CURRENT = object()  # decide() with the registry's promoted model
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An action a decision may pick: inventory rules plus the step's own channel/template."""
+
+    name: str
+    channel: str
+    template: str
+    cost: float
+    rules: NbaAction | None
+    when: str | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    """One decision to make at the end of the micro-batch."""
+
+    key: tuple            # stable identity of the decision (exploration hash)
+    row: list[float]
+    cats: dict[str, Any]
+    eligible: list[Candidate]
+    ineligible: dict[str, str]
+    payload: Any = None   # the engine's own context for carrying on
+
+
+def _in_blackout(day: str, ranges: list[str]) -> bool:
+    for r in ranges:
+        lo, _, hi = r.partition("..")
+        if lo <= day <= (hi or lo):
+            return True
+    return False
+
+
+class NbaDecider:
+    """Eligibility and ranking for one process (the model registry is shared)."""
+
+    def __init__(self, settings: NbaSettings, condition: Any, tz: Any,
+                 bucket: Any) -> None:
+        self.s = settings
+        self._condition = condition
+        self._tz = tz
+        self._bucket = bucket
+        self.registry = ModelRegistry.shared(settings.models_dir, settings.reload_s) \
+            if settings.models_dir else None
+        self.index = {a.name: i for i, a in enumerate(settings.actions)}
+        # Labelled counts for metrics: ("nba", action, explored), ("nba_scored",)
+        self.scored = 0
+        self.score_seconds = 0.0
+
+    def model(self) -> NbaModel | None:
+        return self.registry.current() if self.registry is not None else None
+
+    def candidates(self, step_actions: list[Any]) -> list[Candidate]:
+        """The step's actions (inventory rules apply where names match), or the inventory."""
+        if not step_actions:
+            return [Candidate(a.name, a.channel, a.template or a.name, a.cost, a)
+                    for a in self.s.actions]
+        out = []
+        for sa in step_actions:
+            rules = self.s.action(sa.action)
+            out.append(Candidate(sa.action, sa.channel, sa.template,
+                                 rules.cost if rules else 0.0, rules, sa.when))
+        return out
+
+    def eligibility(self, p: dict, at: int, ctx: Context, cands: list[Candidate]
+                    ) -> tuple[list[Candidate], dict[str, str]]:
+        traits = p.get("traits", {})
+        stage = p.get("lifecycle", {}).get("stage")
+        vip: bool | None = None
+        day: str | None = None
+        ok: list[Candidate] = []
+        why: dict[str, str] = {}
+        for c in cands:
+            r = c.rules
+            reason = None
+            if c.when is not None and not self._condition(c.when)(ctx):
+                reason = "step.condition"
+            elif r is not None:
+                if r.stages and stage not in r.stages:
+                    reason = f"stage:{stage}"
+                elif r.plans and traits.get("plan") not in r.plans:
+                    reason = f"plan:{traits.get('plan')}"
+                elif r.tiers and traits.get("tier") not in r.tiers:
+                    reason = f"tier:{traits.get('tier')}"
+                elif r.when is not None and not self._condition(r.when)(ctx):
+                    reason = "condition"
+                elif r.vip != "allow":
+                    if vip is None:
+                        vip = bool(self._condition(self.s.vip_when)(ctx))
+                    if (r.vip == "never") == vip:
+                        reason = "vip.excluded" if vip else "vip.only"
+                if reason is None and r is not None and r.blackout:
+                    if day is None:
+                        day = datetime.fromtimestamp(at / 1000, self._tz(p)).date().isoformat()
+                    if _in_blackout(day, r.blackout):
+                        reason = f"blackout:{day}"
+            if reason is None:
+                ok.append(c)
+            else:
+                why[c.name] = reason
+        return ok, why
+
+    def decide(self, reqs: list[Request], model: Any = _CURRENT,
+               explain: bool = True) -> list[dict]:
+        """The ``nba`` record of each request (in order), scored in one batch with the
+        promoted model (or ``model``, for offline evaluation)."""
+        if model is _CURRENT:
+            model = self.model()
+        t0 = time.perf_counter()
+        probs: list[tuple[float, dict[str, float]]] = []
+        scores: list[dict[str, float]] = []
+        error = None
+        if model is not None and reqs:
+            try:
+                probs = model.uplifts([r.row for r in reqs],
+                                      [[c.name for c in r.eligible] for r in reqs])
+                scores = model.scores([r.row for r in reqs])
+            except Exception as e:  # noqa: BLE001 - a broken model must not stop the flow
+                error = f"{type(e).__name__}: {e}"[:300]
+                model = None
+        V = self.s.conversion_value
+        out = []
+        to_explain: list[tuple[int, int, str]] = []  # (request, rank, action)
+        for k, r in enumerate(reqs):
+            ranked: list[dict] = []
+            for pos, c in enumerate(r.eligible):
+                entry = {"action": c.name, "channel": c.channel, "template": c.template,
+                         "confidence": None, "uplift": None, "value": None}
+                if model is not None:
+                    base, by = probs[k]
+                    if c.name == DO_NOTHING or c.channel == "none":
+                        entry.update(confidence=round(base, 4), uplift=0.0, value=0.0)
+                    elif c.name in by:
+                        u = by[c.name] - base
+                        entry.update(confidence=round(by[c.name], 4), uplift=round(u, 4),
+                                     value=round(u * V - c.cost, 4))
+                ranked.append((entry, pos))  # type: ignore[arg-type]
+            if model is not None:
+                ranked.sort(key=lambda t: (t[0]["value"] is None,
+                                           -(t[0]["value"] or 0.0), t[1]))
+            greedy = [e for e, _ in ranked]  # type: ignore[misc]
+            explored = False
+            propensity = 1.0
+            primary = greedy[0] if greedy else None
+            n = len(greedy)
+            if n > 1 and self.s.exploration > 0:
+                explored = self._bucket(*r.key, "explore") < self.s.exploration * 100
+                pick = greedy[min(int(self._bucket(*r.key, "pick") / 100 * n), n - 1)]
+                if explored:
+                    primary = pick
+                top = greedy[0]["action"]
+                propensity = self.s.exploration / n + \
+                    (1 - self.s.exploration) * (primary["action"] == top)  # type: ignore[index]
+            top3 = greedy[:3]
+            if primary is not None and primary not in top3:
+                top3 = [primary, *greedy[:2]]
+            elif primary is not None:
+                top3 = [primary, *[e for e in top3 if e is not primary]]
+            if model is not None:
+                for rank, e in enumerate(top3):
+                    if e["action"] in model.code and e["action"] != DO_NOTHING:
+                        to_explain.append((k, rank, e["action"]))
+            rec = {
+                "model": model.version if model is not None else None,
+                "policy": "model" if model is not None else "inventory_order",
+                "features_version": F.VERSION,
+                "explored": explored,
+                "propensity": round(propensity, 6),
+                "ranked": [dict(e) for e in top3],
+                "eligible": [c.name for c in r.eligible],
+                "ineligible": r.ineligible,
+                "features": F.as_dict(r.row),
+                "scores": scores[k] if scores else {},
+            }
+            if error is not None:
+                rec["model_error"] = error
+            out.append(rec)
+        if explain and to_explain and model is not None:
+            exps = model.explain([reqs[k].row for k, _, _ in to_explain],
+                                 [a for _, _, a in to_explain])
+            for (k, rank, _), exp in zip(to_explain, exps, strict=True):
+                entry = out[k]["ranked"][rank]
+                entry["rationale"] = rationale_text(exp, reqs[k].cats)
+                entry["action_effect"] = round(exp.action_effect, 4)
+        self.scored += len(reqs)
+        self.score_seconds += time.perf_counter() - t0
+        return out
