@@ -38,6 +38,7 @@ from flows.metrics import (
     STATE_KEYS,
     TIMER_LATENESS,
     PartitionMetrics,
+    observe_nba,
 )
 from flows.producer import producer_for_thread
 from flows.progress import ProgressSink
@@ -182,6 +183,9 @@ class PartitionLogic(StatefulBatchLogic):
         self.metrics.update(proc.counts)
         if proc.engine is not None:
             self.metrics.update(proc.engine.counts)
+            nba = proc.engine.nba
+            model = nba.model()
+            observe_nba(nba.timings, model.version if model is not None else None)
         for ms in proc.timer_lateness:
             TIMER_LATENESS.observe(max(ms, 0) / 1000)
         proc.timer_lateness.clear()

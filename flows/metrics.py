@@ -38,6 +38,14 @@ INPUT_LAG = Gauge("segue_input_lag_messages", "End offset minus next offset to r
 OUTBOX = Gauge("segue_outbox_inflight", "Outputs produced and not yet acknowledged",
                ["partition"])
 
+NBA_DECISIONS = PCounter("segue_nba_decisions_total", "Next-best-action decisions by primary "
+                         "action and whether it explored", ["action", "explored"])
+NBA_SCORING = Histogram("segue_nba_scoring_seconds", "Time to score one batch of NBA decisions "
+                        "(all eligible actions, profile scores, rationale)",
+                        buckets=LATENCY_BUCKETS)
+NBA_SCORED = PCounter("segue_nba_scored_total", "Customers scored by the NBA model")
+NBA_MODEL = Gauge("segue_nba_model_info", "The NBA model version in use (value 1)", ["version"])
+
 _started: set[int] = set()
 
 
@@ -74,3 +82,22 @@ class PartitionMetrics:
                 JOURNEYS.labels(key[2], key[1]).inc(delta)
             elif kind == "alert":
                 ALERTS.labels(key[1]).inc(delta)
+            elif kind == "nba":
+                NBA_DECISIONS.labels(key[1], str(key[2]).lower()).inc(delta)
+
+
+def observe_nba(timings: list[tuple[float, int]], version: str | None) -> None:
+    """Scoring times of the batches since the last call, and the model in use."""
+    for seconds, n in timings:
+        NBA_SCORING.observe(seconds)
+        NBA_SCORED.inc(n)
+    timings.clear()
+    name = version or "none"
+    if _model[0] != name:
+        if _model[0] is not None:
+            NBA_MODEL.remove(_model[0])
+        NBA_MODEL.labels(name).set(1)
+        _model[0] = name
+
+
+_model: list[str | None] = [None]

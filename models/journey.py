@@ -255,6 +255,13 @@ class Goal(_Spec):
     exit: bool = True
 
 
+class Target(_Spec):
+    """The conversion a journey is expected to reach (an alert fires below it)."""
+
+    conversion: float = Field(gt=0, le=1)
+    min_entered: int = Field(default=200, ge=1, description="no verdict on fewer entries")
+
+
 class ChannelCap(_Spec):
     day: int | None = Field(default=None, ge=0)
     week: int | None = Field(default=None, ge=0)
@@ -273,6 +280,7 @@ class Journey(_Spec):
     goals: list[Goal] = Field(default_factory=list)
     caps: dict[str, ChannelCap] = Field(default_factory=dict, description="per channel, and "
                                         "'total' across channels")
+    target: Target | None = Field(default=None, description="expected conversion rate")
     min_duration: DurationMs | None = Field(
         default=None, description="exits that go to another journey wait until this long")
     start: str

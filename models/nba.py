@@ -105,16 +105,30 @@ class NbaModel:
         return out
 
     def explain(self, rows: list[list[float]], actions: list[str]) -> list[Explanation]:
-        """Feature contributions to ``score(row, action) - score(row, do_nothing)``."""
-        pairs_rows = [r for r in rows for _ in (0, 1)]
-        pairs_actions = [x for a in actions for x in (a, DO_NOTHING)]
-        x = np.empty((len(pairs_rows), len(F.NAMES) + 1), dtype=np.float64)
-        x[:, :-1] = pairs_rows
-        x[:, -1] = [self.code[a] for a in pairs_actions]
+        """Feature contributions to ``score(row, action) - score(row, do_nothing)``, for
+        each (row, action) pair; pairs with the same row (a customer's top actions) share one
+        do-nothing row."""
+        uniq: dict[int, int] = {}
+        xs: list[list[float]] = []
+        codes: list[float] = []
+        base_of: list[int] = []
+        for row in rows:
+            k = uniq.get(id(row))
+            if k is None:
+                k = uniq[id(row)] = len(xs)
+                xs.append(row)
+                codes.append(self.code[DO_NOTHING])
+            base_of.append(k)
+        first_action = len(xs)
+        xs += rows
+        codes += [self.code[a] for a in actions]
+        x = np.empty((len(xs), len(F.NAMES) + 1), dtype=np.float64)
+        x[:, :-1] = xs
+        x[:, -1] = codes
         contrib = self.uplift.predict(x, pred_contrib=True, **PREDICT)
         out = []
         for k, row in enumerate(rows):
-            diff = contrib[2 * k] - contrib[2 * k + 1]
+            diff = contrib[first_action + k] - contrib[base_of[k]]
             feats = [(F.NAMES[j], row[j], float(diff[j])) for j in range(len(F.NAMES))
                      if abs(diff[j]) > 1e-9]
             feats.sort(key=lambda t: -abs(t[2]))

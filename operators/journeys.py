@@ -379,7 +379,7 @@ class JourneyEngine:
             spec.id, {"entries": 0, "last_exit": None})
         hist["entries"] += 1
         run = {"v": spec.version, "node": spec.start, "entered": at, "instance": hist["entries"],
-               "due": None, "visits": {}, "variant": None, "holdout": False, "held": None,
+               "due": None, "visits": {}, "variant": None, "holdout": None, "held": None,
                "deferred": None, "true_exits": [],
                "trigger": dict(ev.properties) if ev is not None else {}}
         p["journeys"][spec.id] = run
@@ -950,6 +950,13 @@ class JourneyEngine:
             "cause": cause,
             **extra,
         }
+        # The run's experiment arms travel with every record (analytics: conversion per arm).
+        if run.get("variant") is not None:
+            record["variant"] = run["variant"]
+        if run.get("holdout") is not None:
+            record["holdout"] = run["holdout"]
+        if kind == "journey.exited":
+            record["entered_ms"] = run["entered"]
         host.emit(self.topics.journey_events, p["id"], record)
 
     def _count(self, what: str) -> None:

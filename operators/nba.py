@@ -75,6 +75,8 @@ class NbaDecider:
         # Labelled counts for metrics: ("nba", action, explored), ("nba_scored",)
         self.scored = 0
         self.score_seconds = 0.0
+        # (seconds, customers) per scored batch, drained by the metrics of the live flow
+        self.timings: list[tuple[float, int]] = []
 
     def model(self) -> NbaModel | None:
         return self.registry.current() if self.registry is not None else None
@@ -211,6 +213,9 @@ class NbaDecider:
                 entry = out[k]["ranked"][rank]
                 entry["rationale"] = rationale_text(exp, reqs[k].cats)
                 entry["action_effect"] = round(exp.action_effect, 4)
+        spent = time.perf_counter() - t0
         self.scored += len(reqs)
-        self.score_seconds += time.perf_counter() - t0
+        self.score_seconds += spent
+        if len(self.timings) < 10_000:
+            self.timings.append((spent, len(reqs)))
         return out

@@ -32,6 +32,7 @@ from models.journey import CHANNELS
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from operators.alerts import AlertWindow
+from operators.analytics import PartialStats, channel_record, combine, journey_record
 from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.identity import (
     hash_email,
@@ -93,6 +94,11 @@ def _channel(value: object, default: str) -> str:
     return value if isinstance(value, str) and value in CHANNELS else default
 
 
+def _size(partial: dict) -> int:
+    """How much a cumulative partial has counted (it only grows)."""
+    return sum(v for v in partial.values() if isinstance(v, int))
+
+
 def _id_hash(message_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
 
@@ -123,6 +129,9 @@ class PartitionProcessor:
         raw_alerts = store.get(keys.ALERTS)
         self.alerts = AlertWindow(settings.alerts,
                                   orjson.loads(raw_alerts) if raw_alerts else None)
+        raw_stats = store.get(keys.ANALYTICS)
+        self.analytics = PartialStats(orjson.loads(raw_stats) if raw_stats else None)
+        self.analytics_every_ms = settings.analytics.every_s * 1000
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
         self.engine = JourneyEngine(journeys, self.topics, policy=self.policy,
@@ -197,18 +206,20 @@ class PartitionProcessor:
 
     def _save(self) -> tuple:
         eng = self.engine
-        return (orjson.dumps(self.alerts.state), dict(self.applied), self.seq, self.watermark,
+        return (orjson.dumps(self.alerts.state), orjson.dumps(self.analytics.state),
+                dict(self.applied), self.seq, self.watermark,
                 self._timer_floor,
                 Counter(self.stats), Counter(self.counts), list(self._acked),
                 set(self._drained), self.drain_pending, self._registry_generation,
                 (dict(eng.stats), Counter(eng.counts)) if eng is not None else None)
 
     def _restore(self, saved: tuple) -> None:
-        (alerts, self.applied, self.seq, self.watermark, self._timer_floor, self.stats,
+        (alerts, analytics, self.applied, self.seq, self.watermark, self._timer_floor, self.stats,
          self.counts,
          self._acked, self._drained, self.drain_pending, self._registry_generation,
          eng) = saved
         self.alerts.state = orjson.loads(alerts)
+        self.analytics.state = orjson.loads(analytics)
         if self.engine is not None and eng is not None:
             self.engine.stats, self.engine.counts = eng
             self.engine._moment = []
@@ -276,6 +287,8 @@ class PartitionProcessor:
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
             self._flush_nba()
+            if not self.drain_pending:
+                self._send_analytics()  # end of input: the final partials
         for alert in self.alerts.check(self.partition):
             self.counts[("alert", alert["kind"])] += 1
             self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
@@ -285,6 +298,7 @@ class PartitionProcessor:
                 "customer_id": None, "journey": None, "at_ms": self.watermark,
                 "cause": {"window_start_ms": alert["hour_start_ms"]}, **alert})))
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
+        txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
         for ref, profile in self._profiles.items():
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
@@ -385,6 +399,8 @@ class PartitionProcessor:
             del recent[0]
         self.stats["applied"] += 1
         self.counts[("events", topic, "applied")] += 1
+        if self.analytics.due(max(ev.ts_ms, self.watermark), self.analytics_every_ms):
+            self._send_analytics()  # what changed up to the previous period, before this event
         self.alerts.message(ev.ts_ms, dead=False)
         ts = ev.ts_ms
         # This customer's timers due before this event fire first, whatever the batching.
@@ -470,6 +486,7 @@ class PartitionProcessor:
     def _opted_out(self, p: Profile, channel: str, at: int, cause: dict) -> None:
         """An opt-out takes effect at once and takes the customer out of active journeys."""
         self.stats["opt_outs"] += 1
+        self.analytics.unsubscribed(channel)
         if self.engine is not None:
             self.engine.exit_all(self, p, at, cause, f"consent.{channel}.opted_out")
 
@@ -613,6 +630,8 @@ class PartitionProcessor:
             self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0))
         elif m.kind == "merge":
             self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
+        elif m.kind == "analytics":
+            self._on_partial(b)
         elif m.kind == "relink":
             self._txn.put(keys.link(b["id"]), b["canonical"].encode())  # type: ignore[union-attr]
         elif m.kind == "unlink":  # erasure of the customer it pointed to
@@ -624,6 +643,88 @@ class PartitionProcessor:
                     txn.delete(key)
         else:
             self.stats["internal_unknown"] += 1
+
+    # ----- analytics -------------------------------------------------------------------------
+    def _send_analytics(self) -> None:
+        """This partition's changed partials to the partitions that own their totals."""
+        for target, body in self.analytics.take():
+            self._route(target, {"kind": "analytics", "src": self.partition,
+                                 "at": self.watermark, **body})
+
+    def _on_partial(self, b: dict) -> None:
+        """Keep the newest partial per source partition, emit the total."""
+        txn = self._txn
+        assert txn is not None
+        scope, name, version = b["scope"], b["id"], b.get("version")
+        key = keys.totals(scope, name, version)
+        raw = txn.get(key)
+        doc = orjson.loads(raw) if raw else {"parts": {}, "alerted": [], "prev": {}}
+        src = str(b["src"])
+        old = doc["parts"].get(src)
+        # Cumulative partials: an older one (redelivered, or overtaken) changes nothing.
+        if old is not None and (old["at"], _size(old["partial"])) >= (b["at"], _size(b["partial"])):
+            return
+        doc["parts"][src] = {"at": b["at"], "partial": b["partial"]}
+        total = combine([v["partial"] for _, v in sorted(doc["parts"].items())])
+        at = max(v["at"] for v in doc["parts"].values())
+        n = len(doc["parts"])
+        if scope == "journey":
+            spec = self.journeys.spec(name, version) if self.journeys is not None else None
+            body = journey_record(name, version, total, n,
+                                  self.settings.analytics.min_customers_per_arm)
+            subject = {"id": name, "version": version}
+            for alert in self._journey_alerts(name, version, spec, body, doc):
+                self._emit_alert(alert, at)
+        else:
+            body = channel_record(name, total, n)
+            subject = {"channel": name}
+        doc["prev"] = {"steps": {s["step"]: [s["visits"], s["dropped"]] for s in
+                                 body.get("steps", [])}}
+        txn.put(key, orjson.dumps(doc))
+        snap = sorted((k, v["at"], _size(v["partial"])) for k, v in doc["parts"].items())
+        self.counts[("analytics", scope)] += 1
+        self._out.append(Output(self.topics.analytics, name, orjson.dumps({
+            "schema_version": SCHEMA_VERSION, "type": f"analytics.{scope}",
+            "idempotency_key": idempotency_key("analytics", scope, name, version, snap),
+            "customer_id": None, "journey": subject if scope == "journey" else None,
+            "channel": name if scope == "channel" else None,
+            "at_ms": at, "cause": {"partition": b["src"]}, **body})))
+
+    def _journey_alerts(self, jid: str, version: int, spec, body: dict, doc: dict) -> list:
+        a = self.settings.alerts
+        out = []
+        prev = doc.get("prev", {}).get("steps", {})
+        for s in body["steps"]:
+            before = prev.get(s["step"], [0, 0])
+            visits = s["visits"] - before[0]
+            dropped = s["dropped"] - before[1]
+            if visits < a.step_min_visits:
+                continue
+            rate = dropped / visits
+            base = before[1] / before[0] if before[0] else 0.0
+            if rate >= a.step_dropoff_rate and rate >= 2 * base:
+                out.append({"kind": "step_dropoff", "subject": f"{jid}@v{version}:{s['step']}",
+                            "rate": round(rate, 4), "threshold": a.step_dropoff_rate,
+                            "visits": visits, "baseline_rate": round(base, 4)})
+        target = spec.target if spec is not None else None
+        tag = f"target:{version}"
+        if target is not None and body["entered"] >= target.min_entered and \
+                body["conversion_rate"] is not None and \
+                body["conversion_rate"] < target.conversion and tag not in doc["alerted"]:
+            doc["alerted"].append(tag)
+            out.append({"kind": "conversion_below_target", "subject": f"{jid}@v{version}",
+                        "rate": body["conversion_rate"], "threshold": target.conversion,
+                        "entered": body["entered"]})
+        return out
+
+    def _emit_alert(self, alert: dict, at: int) -> None:
+        self.counts[("alert", alert["kind"])] += 1
+        self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
+            "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
+            "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"], at,
+                                               self.partition),
+            "customer_id": None, "journey": None, "at_ms": at,
+            "cause": {"partition": self.partition}, "partition": self.partition, **alert})))
 
     def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
         """At x's home: x belongs to customer c. Merges when x already belongs to another."""
@@ -793,8 +894,14 @@ class PartitionProcessor:
             self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
 
     def emit(self, topic: str, key: str, record: dict) -> None:
-        if record.get("type") == "dispatch":
+        kind = record.get("type")
+        if kind == "dispatch":
             self.alerts.sent(record["channel"], record["at_ms"])
+            self.analytics.dispatch(record)
+        elif kind == "decision":
+            self.analytics.decision(record)
+        elif topic == self.topics.journey_events:
+            self.analytics.journey_event(record)
         ev = self._current
         src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
         self._out.append(Output(topic, key, orjson.dumps(record), src=src))

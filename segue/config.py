@@ -55,12 +55,14 @@ class Topics:
         self.journey_events = f"{prefix}journey-events"
         self.repartition = f"{prefix}repartition"  # internal: events and merges between partitions
         self.alerts = f"{prefix}alerts"
+        self.analytics = f"{prefix}analytics"
 
     def dispatch(self, channel: str) -> str:
         return f"{self.prefix}dispatch.{channel}"
 
     def all_outputs(self) -> list[str]:
-        return [self.dlq, self.customer_events, self.decisions, self.journey_events, self.alerts]
+        return [self.dlq, self.customer_events, self.decisions, self.journey_events, self.alerts,
+                self.analytics]
 
 
 class LifecycleTransition(_Strict):
@@ -197,6 +199,23 @@ class AlertSettings(_Strict):
     channel_min_sends: int = Field(default=20, ge=1, description="no verdict on fewer sends")
     dlq_rate: float = Field(default=0.05, gt=0, le=1, description="dead letters / messages")
     dlq_min_messages: int = Field(default=100, ge=1)
+    step_dropoff_rate: float = Field(
+        default=0.5, gt=0, le=1, description="share of a step's visits since the last "
+        "analytics period that left the journey there (and at least twice the step's rate "
+        "before)")
+    step_min_visits: int = Field(default=50, ge=1, description="no verdict on fewer visits")
+    lag_growth_checks: int = Field(default=6, ge=2, description="input lag grew this many "
+                                   "checks in a row (one check every 10 s)")
+    lag_min_messages: int = Field(default=10_000, ge=1, description="and is at least this")
+
+
+class AnalyticsSettings(_Strict):
+    """Journey and channel analytics on ``segue.analytics``."""
+
+    every_s: int = Field(default=3600, gt=0, description="a partition sends what changed "
+                         "each time its event time enters a new period of this length")
+    min_customers_per_arm: int = Field(default=100, ge=1, description="below this a split "
+                                       "or holdout comparison says 'needs more data'")
 
 
 def _condition(v: str | None) -> str | None:
@@ -343,6 +362,7 @@ class Settings(_Strict):
     policy: PolicySettings = PolicySettings()
     alerts: AlertSettings = AlertSettings()
     nba: NbaSettings = NbaSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     store: StoreSettings = StoreSettings()
 
     @property

@@ -40,6 +40,12 @@ class DashboardState:
         self.merges = 0
         self.alerts: list[dict] = []
         self.newest = 0
+        # Next best action: one entry per decision (its first record)
+        self.nba_seen: set[str] = set()
+        self.nba_actions: Counter[str] = Counter()
+        self.nba_confidence: list[float] = []
+        self.nba_explored = 0
+        self.nba_models: Counter[str] = Counter()
 
     def add(self, kind: str, r: dict) -> None:
         at = r.get("at_ms") or 0
@@ -59,6 +65,16 @@ class DashboardState:
         elif kind == "decision":
             self.decisions.append((at, r["outcome"], r["reasons"], r.get("action"),
                                    r.get("channel") or ""))
+            nba = r.get("nba")
+            if isinstance(nba, dict) and r.get("dispatch_id") not in self.nba_seen:
+                self.nba_seen.add(r.get("dispatch_id"))
+                ranked = nba.get("ranked") or [{}]
+                top = ranked[0]
+                self.nba_actions[f"{top.get('action')} ({top.get('channel')})"] += 1
+                if top.get("confidence") is not None:
+                    self.nba_confidence.append(top["confidence"])
+                self.nba_explored += bool(nba.get("explored"))
+                self.nba_models[nba.get("model") or "none"] += 1
         elif kind == "dispatch":
             self.dispatches[r["channel"]] += 1
         elif kind == "dlq":
@@ -105,12 +121,16 @@ class DashboardState:
             f"Suppressed (opt-out): {opted:,}",
             f"Deferred (quiet hours): {quiet:,}",
         ]))
-        nba = [d for d in self.decisions if d[3] is not None and d[1] == "send"]
-        top = Counter(f"{d[3]} ({d[4]})" for d in nba).most_common(5)
-        nba_lines = [f"NBA decisions: {len(nba):,} | Avg confidence: n/a (first-eligible "
-                     "policy until the NBA model is promoted)", "Top recommended actions:"]
-        nba_lines += [f"  {i}. {name}: {n:,} [{n / len(nba):.1%}]"
-                      for i, (name, n) in enumerate(top, 1)] or ["  (none yet)"]
+        n_nba = sum(self.nba_actions.values())
+        conf = self.nba_confidence
+        model = self.nba_models.most_common(1)[0][0] if self.nba_models else "none"
+        avg = (f"{sum(conf) / len(conf):.1%} (model {model})" if conf else
+               "n/a (no model promoted: inventory order)")
+        nba_lines = [f"NBA decisions: {n_nba:,} | Avg confidence: {avg} | explored "
+                     f"{self.nba_explored / max(n_nba, 1):.1%}", "Top recommended actions:"]
+        nba_lines += [f"  {i}. {name}: {n:,} [{n / n_nba:.1%}]"
+                      for i, (name, n) in enumerate(self.nba_actions.most_common(5), 1)] \
+            or ["  (none yet)"]
         channels = ", ".join(f"{ch} {self.dispatches[ch]:,}" for ch in CHANNELS
                              if self.dispatches[ch])
         alerts = [f"{a['type'].removeprefix('alert.')} on {a['subject']}: rate {a['rate']:.0%} "

@@ -23,7 +23,8 @@ from operators.routing import home_partition
 from segue.config import Settings
 from state.store import PartitionStore
 
-FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts")
+FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",
+         "analytics")
 BATCH = 5000
 
 
@@ -43,7 +44,8 @@ def _file_for(settings: Settings, topic: str) -> str:
     if topic.startswith(f"{t.prefix}dispatch."):
         return "dispatches"
     return {t.decisions: "decisions", t.journey_events: "journey-events",
-            t.customer_events: "customer-events", t.dlq: "dlq", t.alerts: "alerts"}[topic]
+            t.customer_events: "customer-events", t.dlq: "dlq", t.alerts: "alerts",
+            t.analytics: "analytics"}[topic]
 
 
 class ReplayError(Exception):

@@ -12,6 +12,8 @@ APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
 WATERMARK = b"m|watermark"
 ALERTS = b"m|alerts"
+ANALYTICS = b"m|analytics"   # this partition's cumulative analytics partials
+TOTALS = b"a|"               # a|<scope>|<id>|<version> -> newest partial of every partition
 
 
 def profile(ref: str) -> bytes:
@@ -55,3 +57,7 @@ def parse_timer(key: bytes) -> tuple[int, str, str]:
 
 def outbox(seq: int) -> bytes:
     return b"%s%016x" % (OUTBOX, seq)
+
+
+def totals(scope: str, name: str, version: int | None) -> bytes:
+    return b"a|%s|%s|%d" % (scope.encode(), name.encode(), version or 0)

@@ -20,9 +20,18 @@ def test_dashboard_counts_journeys_activity_and_nba():
     decisions = [("send", ["ok"], None), ("send", ["ok"], "upgrade_offer"),
                  ("defer", ["cap.email.week"], None), ("drop", ["consent.sms"], None),
                  ("send", ["delivery.failed", "retry"], None), ("defer", ["quiet_hours"], None)]
-    for outcome, reasons, action in decisions:
+    for k, (outcome, reasons, action) in enumerate(decisions):
+        nba = None if action is None else {
+            "model": "v002", "explored": False,
+            "ranked": [{"action": action, "channel": "email", "confidence": 0.25}]}
         s.add("decision", {"outcome": outcome, "reasons": reasons, "action": action,
-                           "channel": "email", "at_ms": 12 * H})
+                           "channel": "email", "at_ms": 12 * H, "dispatch_id": f"d{k}",
+                           "nba": nba})
+    # A second record of the same decision (e.g. a retry) is not a second decision.
+    s.add("decision", {"outcome": "send", "reasons": ["retry"], "action": "upgrade_offer",
+                       "channel": "email", "at_ms": 2 * H, "dispatch_id": "d1",
+                       "nba": {"model": "v002", "ranked": [{"action": "upgrade_offer",
+                                                            "channel": "email"}]}})
     s.add("decision", {"outcome": "send", "reasons": ["ok"], "action": None, "channel": "email",
                        "at_ms": 2 * H})  # long before the last hour
     s.add("dispatch", {"channel": "email", "at_ms": 12 * H})
@@ -34,4 +43,5 @@ def test_dashboard_counts_journeys_activity_and_nba():
     assert "Triggers fired: 6" in text and "Actions executed: 3 (50.0% delivery rate)" in text
     assert "Failed deliveries: 1" in text and "Suppressed (frequency cap): 1" in text
     assert "Suppressed (opt-out): 1" in text and "Deferred (quiet hours): 1" in text
-    assert "NBA decisions: 1" in text and "upgrade_offer (email): 1" in text
+    assert "NBA decisions: 1 | Avg confidence: 25.0% (model v002)" in text
+    assert "upgrade_offer (email): 1" in text
