@@ -258,8 +258,8 @@ class Goal(_Spec):
 class Target(_Spec):
     """The conversion a journey is expected to reach (an alert fires below it)."""
 
-    conversion: float = Field(gt=0, le=1)
-    min_entered: int = Field(default=200, ge=1, description="no verdict on fewer entries")
+    conversion: float = Field(gt=0, le=1, description="converted / runs that have ended")
+    min_finished: int = Field(default=200, ge=1, description="no verdict on fewer ended runs")
 
 
 class ChannelCap(_Spec):

@@ -276,6 +276,9 @@ def journey_record(jid: str, version: int, total: dict, reporting: int,
         "entered": entered, "active": entered - exited, "exited": exited,
         "completed": total.get("completed", 0), "converted": total.get("converted", 0),
         "conversion_rate": round(total.get("converted", 0) / entered, 6) if entered else None,
+        # conversions of the runs that have ended (in-flight runs may still convert)
+        "finished_conversion_rate": round(total.get("converted", 0) / exited, 6)
+        if exited else None,
         "exited_by_reason": dict(sorted(total.get("reasons", {}).items())),
         "avg_time_in_journey_s": round(total.get("time_ms", 0) / exited / 1000, 1)
         if exited else None,

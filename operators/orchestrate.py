@@ -24,6 +24,7 @@ import hashlib
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -673,13 +674,13 @@ class PartitionProcessor:
             body = journey_record(name, version, total, n,
                                   self.settings.analytics.min_customers_per_arm)
             subject = {"id": name, "version": version}
-            for alert in self._journey_alerts(name, version, spec, body, doc):
+            for alert in self._journey_alerts(name, version, spec, body, doc, at):
                 self._emit_alert(alert, at)
         else:
             body = channel_record(name, total, n)
             subject = {"channel": name}
         doc["prev"] = {"steps": {s["step"]: [s["visits"], s["dropped"]] for s in
-                                 body.get("steps", [])}}
+                                 body.get("steps", [])}, "exited": body.get("exited", 0)}
         txn.put(key, orjson.dumps(doc))
         snap = sorted((k, v["at"], _size(v["partial"])) for k, v in doc["parts"].items())
         self.counts[("analytics", scope)] += 1
@@ -690,31 +691,37 @@ class PartitionProcessor:
             "channel": name if scope == "channel" else None,
             "at_ms": at, "cause": {"partition": b["src"]}, **body})))
 
-    def _journey_alerts(self, jid: str, version: int, spec, body: dict, doc: dict) -> list:
+    def _journey_alerts(self, jid: str, version: int, spec: Any, body: dict, doc: dict,
+                        at: int) -> list:
         a = self.settings.alerts
         out = []
-        prev = doc.get("prev", {}).get("steps", {})
-        for s in body["steps"]:
-            before = prev.get(s["step"], [0, 0])
-            visits = s["visits"] - before[0]
-            dropped = s["dropped"] - before[1]
-            if visits < a.step_min_visits:
-                continue
-            rate = dropped / visits
-            base = before[1] / before[0] if before[0] else 0.0
-            if rate >= a.step_dropoff_rate and rate >= 2 * base:
-                out.append({"kind": "step_dropoff", "subject": f"{jid}@v{version}:{s['step']}",
-                            "rate": round(rate, 4), "threshold": a.step_dropoff_rate,
-                            "visits": visits, "baseline_rate": round(base, 4)})
+        prev = doc.get("prev", {})
+        before_steps = prev.get("steps", {})
+        exits_before = prev.get("exited", 0)
+        exits_now = body["exited"] - exits_before
+        if exits_now >= a.step_min_exits:
+            # A step's share of the journey's exits in this period against before it.
+            for s in body["steps"]:
+                before = before_steps.get(s["step"], [0, 0])[1]
+                share = (s["dropped"] - before) / exits_now
+                base = before / exits_before if exits_before else 0.0
+                last = doc.setdefault("raised", {}).get(s["step"], -1 << 62)
+                if share >= a.step_dropoff_share and share >= 2 * base and \
+                        at - last >= self.analytics_every_ms:  # once per period and step
+                    doc["raised"][s["step"]] = at
+                    out.append({"kind": "step_dropoff",
+                                "subject": f"{jid}@v{version}:{s['step']}",
+                                "rate": round(share, 4), "threshold": a.step_dropoff_share,
+                                "exits": exits_now, "baseline_rate": round(base, 4)})
         target = spec.target if spec is not None else None
         tag = f"target:{version}"
-        if target is not None and body["entered"] >= target.min_entered and \
-                body["conversion_rate"] is not None and \
-                body["conversion_rate"] < target.conversion and tag not in doc["alerted"]:
+        rate = body["finished_conversion_rate"]
+        if target is not None and body["exited"] >= target.min_finished and rate is not None \
+                and rate < target.conversion and tag not in doc["alerted"]:
             doc["alerted"].append(tag)
             out.append({"kind": "conversion_below_target", "subject": f"{jid}@v{version}",
-                        "rate": body["conversion_rate"], "threshold": target.conversion,
-                        "entered": body["entered"]})
+                        "rate": rate, "threshold": target.conversion,
+                        "finished": body["exited"]})
         return out
 
     def _emit_alert(self, alert: dict, at: int) -> None:

@@ -199,11 +199,11 @@ class AlertSettings(_Strict):
     channel_min_sends: int = Field(default=20, ge=1, description="no verdict on fewer sends")
     dlq_rate: float = Field(default=0.05, gt=0, le=1, description="dead letters / messages")
     dlq_min_messages: int = Field(default=100, ge=1)
-    step_dropoff_rate: float = Field(
-        default=0.5, gt=0, le=1, description="share of a step's visits since the last "
-        "analytics period that left the journey there (and at least twice the step's rate "
-        "before)")
-    step_min_visits: int = Field(default=50, ge=1, description="no verdict on fewer visits")
+    step_dropoff_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of a journey's exits since its last "
+        "analytics total that left at one step before the end (and at least twice that "
+        "step's share before)")
+    step_min_exits: int = Field(default=50, ge=1, description="no verdict on fewer exits")
     lag_growth_checks: int = Field(default=6, ge=2, description="input lag grew this many "
                                    "checks in a row (one check every 10 s)")
     lag_min_messages: int = Field(default=10_000, ge=1, description="and is at least this")
