@@ -26,17 +26,20 @@ from functools import partial
 from pathlib import Path
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from confluent_kafka import KafkaError, Message
 
 from flows.metrics import (
+    ALERTS,
     BATCH,
     LATENCY,
     OUTBOX,
     STATE_BYTES,
     STATE_KEYS,
     TIMER_LATENESS,
+    TIMERS_PENDING,
     PartitionMetrics,
     observe_nba,
 )
@@ -44,6 +47,8 @@ from flows.producer import producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
+from models.outputs import SCHEMA_VERSION, idempotency_key
+from operators.alerts import LagWatch
 from operators.decode import Rejected, decode, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor
@@ -191,6 +196,7 @@ class PartitionLogic(StatefulBatchLogic):
         proc.timer_lateness.clear()
         part = self.metrics.partition
         OUTBOX.labels(part).set(len(self.inflight))
+        TIMERS_PENDING.labels(part).set(proc.timers_pending)
         now = time.monotonic()
         if now - self._state_checked > 5:
             self._state_checked = now
@@ -240,6 +246,35 @@ class PartitionLogic(StatefulBatchLogic):
         return None  # progress lives in the partition store, not in bytewax snapshots
 
 
+class LagAlerts:
+    """Input lag growing check by check → an alert on ``segue.alerts`` (and the metric)."""
+
+    def __init__(self, ctx: FlowContext) -> None:
+        self.ctx = ctx
+        self.watches: dict[tuple[str, int], LagWatch] = {}
+
+    def __call__(self, topic: str, partition: int, lag: int) -> None:
+        a = self.ctx.settings.alerts
+        w = self.watches.get((topic, partition))
+        if w is None:
+            w = self.watches[(topic, partition)] = LagWatch(a.lag_growth_checks,
+                                                            a.lag_min_messages)
+        alert = w.observe(lag, time.monotonic())
+        if alert is None:
+            return
+        now_ms = int(time.time() * 1000)
+        subject = f"{topic}[{partition}]"
+        record = {"schema_version": SCHEMA_VERSION, "type": "alert.lag_growing",
+                  "idempotency_key": idempotency_key("alert", "lag_growing", subject, now_ms),
+                  "customer_id": None, "journey": None, "at_ms": now_ms,
+                  "cause": {"partition": partition}, "subject": subject, "partition": partition,
+                  "rate": None, **alert}
+        ALERTS.labels("lag_growing").inc()
+        producer_for_thread(self.ctx.brokers).send(
+            Output(self.ctx.settings.topics.alerts, subject, orjson.dumps(record)),
+            lambda err, msg: None)
+
+
 def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Dataflow:
     """Wire the dataflow; ``flows.run`` runs it."""
     s = ctx.settings
@@ -269,6 +304,7 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
             until_eof=ctx.until_eof,
             end=ctx.end,
             follows=name == internal,
+            on_lag=LagAlerts(ctx) if name == topic else None,
         )
         streams.append(op.input(step, flow, source))
     raw = op.merge("inputs", *streams)

@@ -31,6 +31,8 @@ BATCH = Histogram("segue_batch_seconds", "Time to decide one micro-batch (state,
                   "policy) in a partition", buckets=LATENCY_BUCKETS)
 TIMER_LATENESS = Histogram("segue_timer_lateness_seconds", "Wall-clock lateness of fired timers",
                            buckets=LATENCY_BUCKETS)
+TIMERS_PENDING = Gauge("segue_timers_pending", "Durable timers waiting in a partition",
+                       ["partition"])
 STATE_KEYS = Gauge("segue_state_keys", "Estimated keys in a partition store", ["partition"])
 STATE_BYTES = Gauge("segue_state_bytes", "SST bytes of a partition store", ["partition"])
 INPUT_LAG = Gauge("segue_input_lag_messages", "End offset minus next offset to read",

@@ -100,8 +100,10 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
     def __init__(
         self, brokers: str, topic: str, partition: int, start: int, batch_size: int,
         until_eof: bool, end: EndOfInput | None = None, follows: bool = False,
+        on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
         self._consumer = Consumer(consumer_config(brokers))
+        self._on_lag = on_lag
         self._consumer.assign([TopicPartition(topic, partition, start)])
         self._topic = topic
         self._partition = partition
@@ -181,7 +183,10 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
             from flows.metrics import INPUT_LAG
 
             self._lag_gauge = INPUT_LAG.labels(self._topic, str(self._partition))
-        self._lag_gauge.set(max(high - self._next, 0))
+        lag = max(high - self._next, 0)
+        self._lag_gauge.set(lag)
+        if self._on_lag is not None:
+            self._on_lag(self._topic, self._partition, lag)
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -213,7 +218,9 @@ class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
         until_eof: bool = False,
         end: EndOfInput | None = None,
         follows: bool = False,
+        on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
+        self._on_lag = on_lag
         self._end = end
         self._follows = follows
         self._brokers = brokers
@@ -233,7 +240,7 @@ class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
             start = resume_state if resume_state is not None else OFFSET_BEGINNING
         return _Partition(
             self._brokers, self._topic, partition, start, self._batch_size, self._until_eof,
-            self._end, self._follows,
+            self._end, self._follows, self._on_lag,
         )
 
 

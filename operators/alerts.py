@@ -74,3 +74,41 @@ class AlertWindow:
             a["hour_start_ms"] = st["hour"] * HOUR_MS
             a["partition"] = partition
         return out
+
+
+class LagWatch:
+    """Input lag that keeps growing: the flow is falling behind its input.
+
+    Fed the lag of one input partition (at most once per ``every_s``); alerts when it grew at
+    ``checks`` consecutive checks and is at least ``min_messages``; once more only after it
+    stopped growing. Wall-clock based (an operational signal, not part of the flow's outputs).
+
+    >>> w = LagWatch(checks=3, min_messages=100, every_s=10)
+    >>> [w.observe(lag, t) is not None for t, lag in enumerate([50, 120, 200, 300, 400], 1)]
+    [False, False, False, False, False]
+    >>> [w.observe(lag, t * 10) is not None for t, lag in enumerate([50, 120, 200, 300, 400], 1)]
+    [False, False, False, True, False]
+    """
+
+    def __init__(self, checks: int, min_messages: int, every_s: float = 10.0) -> None:
+        self.checks = checks
+        self.min_messages = min_messages
+        self.every_s = every_s
+        self._last: tuple[float, int] | None = None
+        self._streak = 0
+        self._raised = False
+
+    def observe(self, lag: int, now_s: float) -> dict | None:
+        if self._last is not None and now_s - self._last[0] < self.every_s:
+            return None
+        grew = self._last is not None and lag > self._last[1]
+        self._last = (now_s, lag)
+        self._streak = self._streak + 1 if grew else 0
+        if not grew:
+            self._raised = False
+            return None
+        if self._streak >= self.checks and lag >= self.min_messages and not self._raised:
+            self._raised = True
+            return {"kind": "lag_growing", "lag": lag, "checks": self._streak,
+                    "threshold": self.min_messages}
+        return None

@@ -122,6 +122,9 @@ class PartitionProcessor:
             k[len(keys.APPLIED):].decode(): int(v) for k, v in store.scan(keys.APPLIED)}
         self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
         self.watermark = int(store.get(keys.WATERMARK) or b"0")
+        # Timers pending in this partition (a metric), kept up to date per transaction.
+        self.timers_pending = int(store.get(keys.TIMERS_PENDING) or b"0")
+        self._timer_base: dict[str, int] = {}
         self.stats: Counter[str] = Counter()
         # Labelled counts for metrics: ("events", topic, result).
         self.counts: Counter[tuple] = Counter()
@@ -228,6 +231,7 @@ class PartitionProcessor:
             self.engine.nba_pending.clear()
         self._txn = None
         self._profiles = {}
+        self._timer_base = {}
         self._current = None
         self._culprit = None
 
@@ -300,6 +304,12 @@ class PartitionProcessor:
                 "cause": {"window_start_ms": alert["hour_start_ms"]}, **alert})))
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
+        pending = self.timers_pending
+        for ref, profile in self._profiles.items():
+            pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
+                self._timer_base.get(ref, 0)
+        if pending != self.timers_pending:
+            txn.put(keys.TIMERS_PENDING, b"%d" % max(pending, 0))
         for ref, profile in self._profiles.items():
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
@@ -320,6 +330,8 @@ class PartitionProcessor:
                     txn.put(keys.applied(topic), b"%d" % off)
             txn.put(keys.WATERMARK, b"%d" % self.watermark)
         txn.commit()
+        self.timers_pending = max(pending, 0)
+        self._timer_base = {}
         self._txn = None
         self._profiles = {}
         self.stats["outputs"] += len(entries)
@@ -344,6 +356,7 @@ class PartitionProcessor:
         raw = None if p is not None else self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
         created = raw is None
         p = new_profile(ref, ts_ms) if created else orjson.loads(raw)
+        self._timer_base.setdefault(ref, len(p["timers"]))
         self._profiles[ref] = p
         return p, created
 
@@ -369,6 +382,7 @@ class PartitionProcessor:
         if raw is None:
             return None
         p = self._profiles[ref] = orjson.loads(raw)
+        self._timer_base.setdefault(ref, len(p.get("timers", {})))
         return p
 
     def _apply(self, ev: InEvent) -> None:
@@ -673,6 +687,8 @@ class PartitionProcessor:
             spec = self.journeys.spec(name, version) if self.journeys is not None else None
             body = journey_record(name, version, total, n,
                                   self.settings.analytics.min_customers_per_arm)
+            body["target_conversion"] = spec.target.conversion \
+                if spec is not None and spec.target is not None else None
             subject = {"id": name, "version": version}
             for alert in self._journey_alerts(name, version, spec, body, doc, at):
                 self._emit_alert(alert, at)

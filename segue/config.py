@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 STAGES = (
     "awareness",
@@ -76,6 +83,14 @@ class LifecycleTransition(_Strict):
     on: list[str] = Field(min_length=1)
     to: Stage
     from_: list[str] = Field(default=["*"], alias="from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        if isinstance(v, dict) and True in v and "on" not in v:
+            v = {("on" if k is True else k): x for k, x in v.items()}
+        return v
 
 
 DEFAULT_TRANSITIONS = [

@@ -46,6 +46,9 @@ class DashboardState:
         self.nba_confidence: list[float] = []
         self.nba_explored = 0
         self.nba_models: Counter[str] = Counter()
+        # Newest analytics totals (segue.analytics) per journey version and per channel
+        self.journey_totals: dict[str, dict] = {}
+        self.channel_totals: dict[str, dict] = {}
 
     def add(self, kind: str, r: dict) -> None:
         at = r.get("at_ms") or 0
@@ -83,6 +86,10 @@ class DashboardState:
             self.merges += 1
         elif kind == "alert":
             self.alerts.append(r)
+        elif kind == "analytics" and r.get("type") == "analytics.journey":
+            self.journey_totals[f"{r['journey']['id']} v{r['journey']['version']}"] = r
+        elif kind == "analytics" and r.get("type") == "analytics.channel":
+            self.channel_totals[r["channel"]] = r
 
     def render(self) -> Group:
         now = self.newest
@@ -133,9 +140,16 @@ class DashboardState:
             or ["  (none yet)"]
         channels = ", ".join(f"{ch} {self.dispatches[ch]:,}" for ch in CHANNELS
                              if self.dispatches[ch])
-        alerts = [f"{a['type'].removeprefix('alert.')} on {a['subject']}: rate {a['rate']:.0%} "
-                  f"(threshold {a['threshold']:.0%}), partition {a['partition']}"
+        alerts = [f"⚠ {a['type'].removeprefix('alert.')} on {a['subject']}: rate "
+                  f"{a['rate']:.1%} (threshold {a['threshold']:.0%})"
                   for a in self.alerts[-5:]]
+        for name, r in sorted(self.journey_totals.items()):
+            target, rate = r.get("target_conversion"), r.get("finished_conversion_rate")
+            if target is not None and rate is not None and r["exited"] > 0:
+                mark = "✓" if rate >= target else "⚠"
+                word = "meets" if rate >= target else "below"
+                alerts.append(f"{mark} {name} conversion {word} target ({rate:.1%} vs "
+                              f"{target:.0%} target)")
         if fired and failed / fired > 0.1:
             alerts.append(f"channel failures: {failed / fired:.0%} of sends in the last hour")
         if self.dlq:
@@ -143,12 +157,47 @@ class DashboardState:
         return Group(
             head,
             table,
+            *self._trends(),
             Panel(activity, title=f"REAL-TIME TRIGGER ACTIVITY ({label})", expand=False),
             Panel(Text("\n".join(nba_lines)), title="NEXT BEST ACTION STATS", expand=False),
             Text(f"Dispatches by channel: {channels or 'none'} | identity merges: "
                  f"{self.merges:,}"),
             Panel(Text("\n".join(alerts) or "none"), title="ALERTS", expand=False),
         )
+
+
+    def _trends(self) -> list:
+        """Totals from segue.analytics: overall rates and the experiments' verdicts."""
+        if not self.journey_totals:
+            return []
+        js = self.journey_totals.values()
+        entered = sum(r["entered"] for r in js)
+        exited = sum(r["exited"] for r in js)
+        conv = sum(r["converted"] for r in js)
+        done = sum(r["completed"] for r in js)
+        ch = self.channel_totals.values()
+        sent = sum(r["sent"] for r in ch)
+        decisions = sum(r["decisions"] for r in ch)
+        lines = [f"Overall conversion rate: {conv / max(entered, 1):.1%} of {entered:,} entries",
+                 f"Journey completion rate: {done / max(exited, 1):.1%} of {exited:,} ended runs",
+                 f"Avg touches per journey entry: {sent / max(entered, 1):.2f}",
+                 f"Channel fatigue rate (held back by caps): "
+                 f"{sum(r['capped'] for r in ch) / max(decisions, 1):.1%}",
+                 f"Unsubscribe rate: {sum(r['unsubscribed'] for r in ch) / max(sent, 1):.2%} "
+                 f"of sends"]
+        for name, r in sorted(self.journey_totals.items()):
+            for arm in r.get("split") or []:
+                c = arm.get("vs_control")
+                if c:
+                    lines.append(f"{name} split {arm['variant']} vs control: lift "
+                                 f"{c['lift']:+.1%} [{c['ci'][0]:+.1%}, {c['ci'][1]:+.1%}] "
+                                 f"→ {c['verdict']}")
+            h = r.get("holdout")
+            if h and h.get("ci"):
+                lines.append(f"{name} holdout: lift {h['lift']:+.1%} [{h['ci'][0]:+.1%}, "
+                             f"{h['ci'][1]:+.1%}] → {h['verdict']}")
+        return [Panel(Text("\n".join(lines)), title="PERFORMANCE (segue.analytics)",
+                      expand=False)]
 
 
 class TopicTail:
@@ -158,6 +207,7 @@ class TopicTail:
         t = settings.topics
         self.kinds = {t.journey_events: "journey", t.decisions: "decision", t.dlq: "dlq",
                       t.customer_events: "customer", t.alerts: "alert",
+                      t.analytics: "analytics",
                       **{t.dispatch(ch): "dispatch" for ch in CHANNELS}}
         md = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10).topics
         parts = [TopicPartition(name, p, 0) for name in self.kinds if name in md

@@ -12,6 +12,7 @@ APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
 WATERMARK = b"m|watermark"
 ALERTS = b"m|alerts"
+TIMERS_PENDING = b"m|timers"
 ANALYTICS = b"m|analytics"   # this partition's cumulative analytics partials
 TOTALS = b"a|"               # a|<scope>|<id>|<version> -> newest partial of every partition
 

@@ -148,3 +148,23 @@ def test_small_samples_need_more_data():
     r = compare(300, 33, 300, 30)
     assert r["verdict"] == "not significant (needs more data)"
     assert r["customers_per_arm_needed"] > 300
+
+
+def test_dashboard_shows_experiments_and_targets(out):
+    from rich.console import Console
+
+    from segue.dashboard import DashboardState
+
+    state = DashboardState()
+    for kind, name in (("analytics", "analytics"), ("alert", "alerts"),
+                       ("journey", "journey-events")):
+        for r in out[name]:
+            state.add(kind, r)
+    console = Console(width=140, record=True)
+    console.print(state.render())
+    text = console.export_text()
+    assert "ab-real v1 split treatment vs control: lift +" in text
+    assert "→ significant" in text and "→ not significant" in text
+    assert "⚠ ab-null v1 conversion below target" in text
+    assert "✓ ab-real v1 conversion meets target" in text
+    assert "Overall conversion rate:" in text

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +55,16 @@ def test_simulator_is_deterministic_heavy_tailed_and_in_time_order():
     kinds = {e["type"] for e in a}
     assert {"track", "page", "identify"} <= kinds
     assert len({e["context"]["timezone"] for e in a}) > 5
+
+
+def test_the_readme_configuration_example_is_valid():
+    import yaml
+
+    from segue.config import Settings
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index("```yaml\nprefix: segue.") + len("```yaml\n")
+    block = text[start:text.index("```", start)].replace(", ...]", "]")
+    s = Settings.model_validate(yaml.safe_load(block))  # YAML's `on:` key included
+    assert s.lifecycle.transitions[0].on == ["Order Completed"]
+    assert s.nba.always_on is not None and s.analytics.every_s == 3600

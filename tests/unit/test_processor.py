@@ -91,3 +91,17 @@ def test_outbox_keeps_outputs_until_acknowledged(tmp_path):
         again.acknowledge(seq)
     again.process([])
     assert again.unacknowledged() == []
+
+
+def test_pending_timers_count_matches_the_timer_index(tmp_path):
+    proc, _ = make(tmp_path)
+    day = 86_400_000
+    for i in range(30):  # new customers arm timers; later events move them; time fires some
+        proc.process([ev(2 * i, "Signed Up", cid=f"c{i % 12}", ts=T0 + i * day),
+                      ev(2 * i + 1, "Signed In", cid=f"c{(i * 7) % 12}", ts=T0 + i * day + 1)])
+        stored = sum(1 for _ in proc.store.scan(keys.TIMER))
+        assert proc.timers_pending == stored
+    assert stored > 0
+    proc.store.close()
+    reopened, _ = make(tmp_path)
+    assert reopened.timers_pending == stored
