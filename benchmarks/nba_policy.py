@@ -147,6 +147,7 @@ def main() -> None:
     ev = evaluate(model, None, test, s_test.nba)
     result = {
         "setup": {"customers": args.customers, "events": args.events,
+                  "replays": f"reused from {work}" if args.reuse else "fresh",
                   "train_decisions": len(logged), "train_conversions": sum(logged.reward),
                   "test_decisions": len(idx), "model": version, "learner": model.meta["learner"],
                   "conversion_value": V, "costs": cost,

@@ -236,10 +236,11 @@ def _fit_uplift(params: dict, x: np.ndarray, y: np.ndarray, valid: np.ndarray, c
             curve[it] = (dr, float(terms.std(ddof=1) / math.sqrt(len(terms))))
             if dr > best[0]:
                 best = (dr, it)
-        # One-standard-error rule: the fewest trees whose value is within one standard error
-        # of the best (the curve is noisy and flat near its top; fewer trees generalise).
-        se = curve[best[1]][1]
-        best = (best[0], min(it for it, (v, _) in curve.items() if v >= best[0] - se))
+        # The curve is noisy: take the best of its three-point moving average.
+        its = sorted(curve)
+        smooth = {it: sum(curve[j][0] for j in its[max(k - 1, 0):k + 2]) /
+                  len(its[max(k - 1, 0):k + 2]) for k, it in enumerate(its)}
+        best = (max(smooth.values()), max(its, key=lambda it: (smooth[it], -it)))
         metrics["policy_value_dr_by_trees"] = {str(k): round(v, 5) for k, (v, _) in
                                                curve.items()}
     trees = best[1]

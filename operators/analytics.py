@@ -197,8 +197,8 @@ def compare(n_t: int, c_t: int, n_c: int, c_c: int, alpha: float = 0.05,
     >>> r = compare(2000, 300, 2000, 200)
     >>> r["verdict"], round(r["lift"], 3), r["p_value"] < 0.001
     ('significant', 0.05, True)
-    >>> compare(2000, 205, 2000, 200)["verdict"]
-    'not significant'
+    >>> compare(2000, 205, 2000, 200)["verdict"]  # 80 % power needs ~180k per arm
+    'not significant (needs more data)'
     """
     p_t = c_t / n_t if n_t else 0.0
     p_c = c_c / n_c if n_c else 0.0

@@ -132,6 +132,7 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dic
         t.journey_events: _KEEP,
         t.repartition: _KEEP,
         t.alerts: _KEEP,
+        t.analytics: _KEEP,
     }
     for ch in channels:
         specs[t.dispatch(ch)] = _KEEP
