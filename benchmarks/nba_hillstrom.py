@@ -25,7 +25,7 @@ import lightgbm as lgb
 import numpy as np
 
 from benchmarks.common import RESULTS, write_result
-from models.nba_train import PARAMS
+from models.nba_train import PARAMS, select_trees
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom" / "hillstrom.csv"
 ARMS = {"Mens E-Mail": "mens_email", "Womens E-Mail": "womens_email",
@@ -91,15 +91,19 @@ def main() -> int:
     curves = {}
     for outcome, y in outcomes.items():
         xa = np.column_stack([x, a])
-        # As `segue nba train` does: a fifth of the training half picks the number of trees.
+        # As `segue nba train` does: a fifth of the training half picks the number of trees
+        # by the held-out policy value, then the whole training half is fitted again.
         tr_idx = np.flatnonzero(~test)
         va = np.zeros(n, dtype=bool)
         va[tr_idx[::5]] = True
         fit = ~test & ~va
         ds = lgb.Dataset(xa[fit], y[fit], categorical_feature=cat_idx, params={"verbose": -1})
-        dv = lgb.Dataset(xa[va], y[va], categorical_feature=cat_idx, params={"verbose": -1})
-        booster = lgb.train(dict(PARAMS, metric="binary_logloss"), ds, num_boost_round=400,
-                            valid_sets=[dv], callbacks=[lgb.early_stopping(50, verbose=False)])
+        probe = lgb.train(PARAMS, ds, num_boost_round=400)
+        vi = np.flatnonzero(va)
+        trees, _ = select_trees(probe, x[vi], 0, a[vi], y[vi], np.full(len(vi), 3.0),
+                                np.zeros(3), np.ones((len(vi), 3), dtype=bool), 1.0, 400)
+        booster = lgb.train(PARAMS, lgb.Dataset(xa[~test], y[~test], categorical_feature=cat_idx,
+                                                params={"verbose": -1}), num_boost_round=trees)
         xt = x[test]
         pred = np.column_stack([booster.predict(np.column_stack([xt, np.full(len(xt), k)]))
                                 for k in range(3)])
@@ -120,7 +124,7 @@ def main() -> int:
         result["outcomes"][outcome] = {
             "policy_value": est,
             "model_actions": {ACTIONS[k]: int((choice == k).sum()) for k in range(3)},
-            "trees": booster.best_iteration,
+            "trees": trees,
             "best_single_arm": best,
             "model_minus_best_arm": diff,
             "model_beats_best_arm": "yes, significant at 95 %" if diff["ci95"][0] > 0 else
