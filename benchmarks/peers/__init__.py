@@ -1,0 +1,1 @@
+"""Peer implementations of Segue's core job, for benchmarks."""

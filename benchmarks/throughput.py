@@ -1,0 +1,257 @@
+"""Throughput against the limit and a peer, in one run on one embedded broker.
+
+1M simulated events (100k customers, seed 7) are produced once to an 8-partition topic; then,
+over the same topic and broker:
+
+* ``kafka_loop``: a plain confluent-kafka consume → produce loop (no state, no work): the
+  ceiling Kafka and the client set on this machine.
+* ``tight_loop``: Segue's per-event work without bytewax and without Kafka: the same raw
+  records (fetched once beforehand) decoded and applied by one ``PartitionProcessor`` per
+  partition, outputs serialised but not produced.
+* ``segue``: ``segue run --until-eof`` in one process (one worker), shipped journeys, a promoted
+  NBA model (always-on NBA off; the expansion journey's ``nba`` step scores), dispatches to
+  Kafka; measured from start to exit, so start-up is included.
+* ``peer``: the core of the job in Quix Streams (``benchmarks/peers/quix_core.py``), in its own
+  virtualenv (Quix pins older confluent-kafka and pydantic than Segue's).
+
+With ``--profile``, the Segue run is sampled by py-spy and the top 10 functions (own time) go
+into the result. Ratios are within this run; absolute numbers depend on the machine.
+
+``python -m benchmarks.throughput [--events N --customers N --profile --no-peer]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from benchmarks.common import write_result
+from segue.broker import EmbeddedBroker, ensure_topics
+from segue.config import Settings
+from segue.kafka_io import event_records, produce_records
+from segue.simulator import simulate
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_VENV = ROOT / ".venv-peers"
+PEER_REQUIREMENTS = ROOT / "benchmarks" / "peers" / "requirements.txt"
+
+
+def fetch_all(bootstrap: str, topic: str, partitions: int, total: int) -> list:
+    """Every message of ``topic`` (counting to the end: Tansu's watermarks are unreliable)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-fetch",
+                  "enable.auto.commit": False, "enable.partition.eof": True,
+                  "fetch.max.bytes": 64 << 20, "queued.max.messages.kbytes": 256 << 10})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    out, open_parts = [], set(range(partitions))
+    while open_parts or len(out) < total:
+        for m in c.consume(10_000, 1.0):
+            if m.error():
+                open_parts.discard(m.partition())
+                continue
+            out.append(m)
+        if not open_parts and len(out) >= total:
+            break
+    c.close()
+    return out
+
+
+def kafka_loop(bootstrap: str, src: str, dst: str, partitions: int, total: int) -> float:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-loop",
+                  "enable.auto.commit": False, "fetch.max.bytes": 64 << 20})
+    c.assign([TopicPartition(src, p, 0) for p in range(partitions)])
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1 << 20,
+                  "compression.type": "none", "partitioner": "murmur2_random"})
+    t0 = time.monotonic()
+    n = 0
+    while n < total:
+        msgs = c.consume(10_000, 1.0)
+        for m in msgs:
+            if m.error():
+                continue
+            while True:
+                try:
+                    p.produce(dst, m.value(), m.key())
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            n += 1
+        p.poll(0)
+    p.flush(60)
+    secs = time.monotonic() - t0
+    c.close()
+    return secs
+
+
+def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
+               models: Path) -> tuple[float, Counter]:
+    from operators.decode import RawRecord, decode
+    from operators.journeys import journey_registry
+    from operators.orchestrate import PartitionProcessor
+    from state.store import PartitionStore
+
+    s = settings.model_copy(update={"nba": settings.nba.model_copy(
+        update={"models_dir": str(models)})})
+    reg = journey_registry(s, journeys, state / "journey-versions")
+    by_part: dict[int, list] = {}
+    for m in msgs:
+        by_part.setdefault(m.partition(), []).append(m)
+    procs = {p: PartitionProcessor(PartitionStore(state / f"p{p}"), s, reg, partition=p,
+                                   partitions=len(by_part)) for p in by_part}
+    skew = s.max_future_skew_s * 1000
+    outputs: Counter[str] = Counter()
+    t0 = time.monotonic()
+    for p, ms in by_part.items():
+        proc = procs[p]
+        for i in range(0, len(ms), s.batch_size):
+            items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(), [],
+                                      m.timestamp()[1]), max_bytes=s.max_event_bytes,
+                            max_future_skew_ms=skew) for m in ms[i:i + s.batch_size]]
+            for seq, out in proc.process(items):
+                outputs[out.topic] += 1
+                proc.acknowledge(seq)
+    secs = time.monotonic() - t0
+    for proc in procs.values():
+        proc.store.close()
+    return secs, outputs
+
+
+def train_model(models: Path) -> str:
+    from benchmarks.nba_cost import synthetic
+    from models.nba import promote
+    from models.nba_train import train
+    from segue.config import NbaSettings
+
+    nba = NbaSettings()
+    log = synthetic(20_000, nba)
+    log.explored = [False] * len(log)  # a fixed 200 trees, as chosen on the simulator
+    version = train(log, models, nba, source="synthetic", rounds=200).name
+    promote(models, version)
+    return version
+
+
+def peer_python() -> Path:
+    py = PEER_VENV / "bin" / "python"
+    if not py.exists():
+        print("[throughput] creating .venv-peers for Quix Streams", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "-r", str(PEER_REQUIREMENTS)], check=True)
+    return py
+
+
+def top_functions(raw: Path, n: int = 10) -> list[dict]:
+    """Own-time share per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        k = int(count)
+        total += k
+        own[stack.split(";")[-1]] += k
+    return [{"function": f, "own_share": round(c / total, 4)} for f, c in own.most_common(n)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--profile", action="store_true", help="sample the Segue run with py-spy")
+    ap.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="segue-bench-tp-"))
+    settings = Settings(prefix="bench.")
+    t = settings.topics
+    broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker.start()
+    result: dict = {"events": args.events, "customers": args.customers}
+    try:
+        bs = broker.bootstrap
+        ensure_topics(bs, settings)
+        loop_out = "bench.loop-events"
+        ensure_topics(bs, Settings(prefix="bench.loop-"))  # the loop's output topic
+        t0 = time.monotonic()
+        n = produce_records(bs, t.events, event_records(
+            simulate(args.customers, args.events, seed=7)))
+        result["events"] = n
+        result["produce_s"] = round(time.monotonic() - t0, 1)
+        print(f"[throughput] produced {n:,} events in {result['produce_s']}s", flush=True)
+
+        secs = kafka_loop(bs, t.events, loop_out, settings.partitions, n)
+        result["kafka_loop"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs)}
+        print(f"[throughput] kafka loop: {n / secs:,.0f}/s", flush=True)
+
+        models = work / "models"
+        result["nba_model"] = train_model(models)
+        msgs = fetch_all(bs, t.events, settings.partitions, n)
+        secs, outputs = tight_loop(msgs, settings, work / "tight-state", ROOT / "journeys",
+                                   models)
+        del msgs
+        result["tight_loop"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs),
+                                "outputs": sum(outputs.values())}
+        print(f"[throughput] tight loop: {n / secs:,.0f}/s", flush=True)
+
+        cmd = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
+               str(work / "state"), "--until-eof", "--journeys", str(ROOT / "journeys"),
+               "--models", str(models), "--prefix", "bench.", "--progress-every", "10"]
+        raw = work / "profile.txt"
+        if args.profile:
+            cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-o", str(raw), "--rate", "50",
+                   "--subprocesses", "--", *cmd]
+        t0 = time.monotonic()
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        secs = time.monotonic() - t0
+        if out.returncode != 0:
+            print(out.stdout[-2000:], out.stderr[-3000:], file=sys.stderr)
+            return 1
+        result["segue"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs),
+                           "summary": out.stderr.strip().splitlines()[-1],
+                           "profiled": args.profile}
+        print(f"[throughput] segue run: {n / secs:,.0f}/s", flush=True)
+        if args.profile and raw.exists():
+            result["profile_top10"] = top_functions(raw)
+
+        if not args.no_peer:
+            py = peer_python()
+            t0 = time.monotonic()
+            peer = subprocess.run([str(py), str(ROOT / "benchmarks" / "peers" / "quix_core.py"),
+                                   "--brokers", bs, "--topic", t.events, "--events", str(n),
+                                   "--state-dir", str(work / "quix-state"),
+                                   "--output", "bench.peer-dispatch"],
+                                  capture_output=True, text=True, cwd=ROOT,
+                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            if peer.returncode != 0:
+                print(peer.stdout[-2000:], peer.stderr[-3000:], file=sys.stderr)
+                return 1
+            info = orjson.loads(peer.stdout.strip().splitlines()[-1])
+            result["peer"] = {"seconds": info["seconds"], "events_per_s": info["events_per_s"],
+                              "wall_seconds": round(time.monotonic() - t0, 1),
+                              "dispatches": info["dispatches"], "quixstreams": info["version"]}
+            print(f"[throughput] quix peer: {info['events_per_s']:,.0f}/s", flush=True)
+        seg = result["segue"]["events_per_s"]
+        result["ratios"] = {
+            "segue_vs_kafka_loop": round(seg / result["kafka_loop"]["events_per_s"], 3),
+            "segue_vs_tight_loop": round(seg / result["tight_loop"]["events_per_s"], 3),
+            "tight_loop_vs_kafka_loop": round(result["tight_loop"]["events_per_s"] /
+                                              result["kafka_loop"]["events_per_s"], 3),
+        }
+        if "peer" in result:
+            result["ratios"]["segue_vs_peer"] = round(seg / result["peer"]["events_per_s"], 3)
+    finally:
+        broker.stop()
+    write_result("throughput", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
