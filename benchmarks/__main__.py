@@ -1,15 +1,27 @@
-"""``python -m benchmarks``: run every benchmark, write ``benchmarks/results/``."""
+"""``python -m benchmarks [NAME ...]``: run benchmarks (default: all), write
+``benchmarks/results/``. ``segue bench`` and ``make bench`` call this."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BENCHMARKS = ["benchmarks.state_memory", "benchmarks.replay_throughput", "benchmarks.nba_cost",
-              "benchmarks.nba_hillstrom", "benchmarks.nba_policy"]
+BENCHMARKS = ["state_memory", "replay_throughput", "throughput", "nba_cost", "nba_hillstrom",
+              "nba_policy"]
 
-if __name__ == "__main__":
-    failed = [b for b in BENCHMARKS if subprocess.call([sys.executable, "-m", b]) != 0]
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    failed = [b for b in names or BENCHMARKS
+              if subprocess.call([sys.executable, "-m", f"benchmarks.{b}"]) != 0]
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
-    sys.exit(1 if failed else 0)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -206,7 +206,8 @@ def main() -> int:
                "--models", str(models), "--prefix", "bench.", "--progress-every", "10"]
         raw = work / "profile.txt"
         if args.profile:
-            cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "-o", str(raw), "--rate", "50",
+            spy = str(Path(sys.executable).parent / "py-spy")
+            cmd = [spy, "record", "--format", "raw", "-o", str(raw), "--rate", "50",
                    "--subprocesses", "--", *cmd]
         t0 = time.monotonic()
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)

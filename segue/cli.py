@@ -329,6 +329,16 @@ def _ci(e: dict) -> str:
     return f"{e['mean']:.4f} [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}]"
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.__main__ import BENCHMARKS
+    from benchmarks.__main__ import main as bench_main
+
+    if args.list:
+        print("\n".join(BENCHMARKS))
+        return 0
+    return bench_main(args.names)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from segue.broker import wait_for_metadata
     from segue.dashboard import run_dashboard
@@ -472,6 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "else ./nba-models)")
     common(nb)
     nb.set_defaults(fn=cmd_nba)
+
+    bn = sub.add_parser("bench", help="run benchmarks, write benchmarks/results/",
+                        description="Each benchmark runs on the embedded broker (or offline) "
+                        "and writes benchmarks/results/<name>.json with machine info, versions "
+                        "and the git commit; see benchmarks/results/README.md. Benchmarks "
+                        "never fail on timing. Some need extras: pip install '.[bench]'.")
+    bn.add_argument("names", nargs="*", metavar="NAME", help="default: all")
+    bn.add_argument("--list", action="store_true", help="list the benchmarks")
+    bn.set_defaults(fn=cmd_bench)
 
     db = sub.add_parser("dashboard", help="the journey orchestration dashboard, in the terminal",
                         description="Active journeys, trigger activity in the last hour, NBA "
