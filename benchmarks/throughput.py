@@ -17,7 +17,10 @@ over the same topic and broker:
 With ``--profile``, the Segue run is sampled by py-spy and the top 10 functions (own time) go
 into the result. Ratios are within this run; absolute numbers depend on the machine.
 
-``python -m benchmarks.throughput [--events N --customers N --profile --no-peer]``
+With ``--scaling``, ``segue run --processes 2`` (a two-process bytewax cluster, partitions
+spread) runs too.
+
+``python -m benchmarks.throughput [--events N --customers N --profile --scaling --no-peer]``
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--profile", action="store_true", help="sample the Segue run with py-spy")
     ap.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    ap.add_argument("--scaling", action="store_true",
+                    help="also run segue with --processes 2 (partitions spread)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="segue-bench-tp-"))
     settings = Settings(prefix="bench.")
@@ -222,6 +227,22 @@ def main() -> int:
         if args.profile and raw.exists():
             result["profile_top10"] = top_functions(raw)
 
+        if args.scaling:
+            two = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
+                   str(work / "state-2p"), "--until-eof", "--journeys", str(ROOT / "journeys"),
+                   "--models", str(models), "--prefix", "bench.", "--progress-every", "0",
+                   "--processes", "2"]
+            t0 = time.monotonic()
+            out2 = subprocess.run(two, capture_output=True, text=True, cwd=ROOT)
+            secs2 = time.monotonic() - t0
+            if out2.returncode != 0:
+                print(out2.stdout[-2000:], out2.stderr[-3000:], file=sys.stderr)
+                return 1
+            result["segue_2_processes"] = {"seconds": round(secs2, 1),
+                                           "events_per_s": round(n / secs2),
+                                           "per_process_events_per_s": round(n / secs2 / 2)}
+            print(f"[throughput] segue run, 2 processes: {n / secs2:,.0f}/s", flush=True)
+
         if not args.no_peer:
             py = peer_python()
             t0 = time.monotonic()
@@ -246,6 +267,9 @@ def main() -> int:
             "tight_loop_vs_kafka_loop": round(result["tight_loop"]["events_per_s"] /
                                               result["kafka_loop"]["events_per_s"], 3),
         }
+        if "segue_2_processes" in result:
+            result["ratios"]["two_vs_one_process"] = round(
+                result["segue_2_processes"]["events_per_s"] / seg, 3)
         if "peer" in result:
             result["ratios"]["segue_vs_peer"] = round(seg / result["peer"]["events_per_s"], 3)
     finally:

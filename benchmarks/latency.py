@@ -1,0 +1,197 @@
+"""Event → dispatch latency under a steady offered load, and timer lateness, on the live flow.
+
+``segue run`` (one process, tailing) on the embedded broker with two benchmark journeys
+(``benchmarks/journeys``): a ``Latency Ping`` sends a push at once; a ``Timer Start`` waits 60 s
+then sends.
+
+* Latency: for each offered rate (default 1k, 5k and 20k events/s, 60 s each), pings from a
+  pool of 50k customers are produced at that rate, stamped with the time they are sent;
+  latency is the dispatch's Kafka timestamp minus the ping's Kafka timestamp (both CreateTime,
+  set by the producing client), per dispatch: p50/p95/p99/max, and the rate the flow kept up
+  with.
+* Timers: 100k customers each start a wait whose due times are spread evenly over 60 s (the
+  events are stamped ahead in event time and produced before the first is due); lateness is
+  the dispatch's Kafka timestamp minus its due time.
+
+Writes ``latency.json`` and ``timers.json``. ``python -m benchmarks.latency [--rates 1000,5000]
+[--seconds 60] [--timers 100000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from benchmarks.common import write_result
+from segue.broker import EmbeddedBroker, ensure_topics, free_port
+from segue.config import Settings
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def pct(xs: list[float], q: float) -> float:
+    return xs[min(int(q * len(xs)), len(xs) - 1)]
+
+
+def summary(lat_ms: list[float]) -> dict:
+    xs = sorted(lat_ms)
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "p50_ms": round(pct(xs, 0.5), 1), "p95_ms": round(pct(xs, 0.95), 1),
+            "p99_ms": round(pct(xs, 0.99), 1), "max_ms": round(xs[-1], 1)}
+
+
+class Tail:
+    """Reads dispatches (and the input, for its Kafka timestamps) as they arrive."""
+
+    def __init__(self, bs: str, topics: list[str], partitions: int) -> None:
+        self.c = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency",
+                           "enable.auto.commit": False})
+        self.c.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
+
+    def read(self, seconds: float) -> list:
+        out, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            out += [m for m in self.c.consume(10_000, 0.2) if not m.error()]
+        return out
+
+
+def offered_load(bs: str, topic: str, rate: int, seconds: int, tag: str) -> int:
+    p = Producer({"bootstrap.servers": bs, "linger.ms": 1, "partitioner": "murmur2_random"})
+    n = 0
+    t0 = time.monotonic()
+    while True:
+        elapsed = time.monotonic() - t0
+        if elapsed >= seconds:
+            break
+        due = int(elapsed * rate)
+        while n < due:
+            cid = f"c{n % 50_000}"
+            ev = {"type": "track", "event": "Latency Ping", "userId": cid,
+                  "messageId": f"{tag}-{n}", "timestamp": _iso(int(time.time() * 1000))}
+            try:
+                p.produce(topic, orjson.dumps(ev), cid.encode())
+            except BufferError:
+                p.poll(0.01)
+                continue
+            n += 1
+        p.poll(0)
+        time.sleep(0.001)
+    p.flush(30)
+    return n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--timers", type=int, default=100_000)
+    args = ap.parse_args()
+    work = __import__("pathlib").Path(tempfile.mkdtemp(prefix="segue-bench-lat-"))
+    settings = Settings(prefix="lat.", policy={"caps": {}, "send_windows": {}},
+                        lifecycle={"inactivity_s": 365 * 86_400})
+    cfg = work / "segue.yaml"
+    cfg.write_text(orjson.dumps(settings.model_dump(mode="json", by_alias=True)).decode())
+    t = settings.topics
+    broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker.start()
+    run = None
+    try:
+        bs = broker.bootstrap
+        ensure_topics(bs, settings)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
+             str(work / "state"), "--journeys", str(ROOT / "benchmarks" / "journeys"),
+             "--config", str(cfg), "--progress-every", "0", "--metrics-port",
+             str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=open(work / "run.log", "wb"))  # noqa: SIM115
+        time.sleep(5)
+        tail = Tail(bs, [t.events, t.dispatch("push")], settings.partitions)
+        ts_of: dict[str, int] = {}
+        results = {}
+        for rate in [int(r) for r in args.rates.split(",")]:
+            tag = f"r{rate}"
+            t0 = time.monotonic()
+            sent = offered_load(bs, t.events, rate, args.seconds, tag)
+            produced_s = time.monotonic() - t0
+            lat: list[float] = []
+            quiet = 0
+            got = 0
+            while got < sent and quiet < 30:
+                msgs = tail.read(1.0)
+                quiet = 0 if msgs else quiet + 1
+                for m in msgs:
+                    if m.topic() == t.events:
+                        ts_of[orjson.loads(m.value())["messageId"]] = m.timestamp()[1]
+                        continue
+                    d = orjson.loads(m.value())
+                    mid = d["cause"].get("message_id", "")
+                    if not mid.startswith(tag + "-"):
+                        continue
+                    got += 1
+                    if mid in ts_of:
+                        lat.append(m.timestamp()[1] - ts_of[mid])
+            done_s = time.monotonic() - t0
+            results[f"{rate}_per_s"] = {"offered_rate": rate, "sent": sent,
+                                        "produced_rate": round(sent / produced_s),
+                                        "dispatched": got,
+                                        "kept_up_rate": round(got / done_s),
+                                        "latency": summary(lat)}
+            print(f"[latency] {rate}/s: {results[f'{rate}_per_s']}", flush=True)
+        write_result("latency", {"journey": "latency-ping (event → push at once)",
+                                 "seconds_per_rate": args.seconds, "rates": results})
+
+        # Timers: due times spread over 60 s, starting 60 s after the events are stamped.
+        n = args.timers
+        p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "partitioner": "murmur2_random"})
+        start = int(time.time() * 1000) + 30_000
+        t0 = time.monotonic()
+        for i in range(n):
+            cid = f"t{i}"
+            ev = {"type": "track", "event": "Timer Start", "userId": cid,
+                  "messageId": f"t-{i}", "timestamp": _iso(start + i * 60_000 // n)}
+            while True:
+                try:
+                    p.produce(t.events, orjson.dumps(ev), cid.encode())
+                    break
+                except BufferError:
+                    p.poll(0.01)
+        p.flush(60)
+        produce_s = time.monotonic() - t0
+        late: list[float] = []
+        quiet = 0
+        while len(late) < n and quiet < 60:
+            msgs = tail.read(1.0)
+            quiet = 0 if msgs else quiet + 1
+            for m in msgs:
+                if m.topic() == t.events:
+                    continue
+                d = orjson.loads(m.value())
+                if d.get("template") != "timer-pong":
+                    continue
+                late.append(m.timestamp()[1] - d["at_ms"])
+        write_result("timers", {"timers": n, "due_over_s": 60, "wait": "60s",
+                                "first_due_in_s": round((start + 60_000) / 1000 - time.time(), 1),
+                                "produce_s": round(produce_s, 1), "fired": len(late),
+                                "lateness": summary(late)})
+    finally:
+        if run is not None:
+            run.terminate()
+            run.wait(30)
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
