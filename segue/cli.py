@@ -275,6 +275,10 @@ def cmd_nba(args: argparse.Namespace) -> int:
         if not args.from_dir:
             print(f"error: nba {args.action} needs --from DIR", file=sys.stderr)
             return 2
+        if args.action == "evaluate" and not args.candidate:
+            print("error: nba evaluate needs --candidate VERSION (see segue nba show)",
+                  file=sys.stderr)
+            return 2
         src = Path(args.from_dir)
         events = args.events or [str(p) for p in (src / "events.jsonl", src / "outcomes.jsonl")
                                  if p.is_file()]
@@ -466,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "decisions (DIR/decisions.jsonl) and outcomes (--events, default "
                         "DIR/events.jsonl and DIR/outcomes.jsonl). evaluate --candidate A "
                         "--baseline B --from DIR: IPS and doubly robust policy value on the "
-                        "explored decisions; promotes A when better with 95 %% confidence "
+                        "explored decisions; promotes A when better with 95 % confidence "
                         "(running flows reload it). show: the versions.")
     nb.add_argument("action", choices=["train", "evaluate", "show"])
     nb.add_argument("--from", dest="from_dir", metavar="DIR",

@@ -79,6 +79,8 @@ def test_bad_input_is_a_clear_error(logged):
     r = segue("nba", "train", "--from", "nowhere", "--events", "events.jsonl", cwd=logged)
     assert r.returncode == 2 and "nowhere/decisions.jsonl: no such file" in r.stderr
     assert "Traceback" not in r.stderr
+    r = segue("nba", "evaluate", "--from", "run", "--models", "models", cwd=logged)
+    assert r.returncode == 2 and "needs --candidate" in r.stderr
     r = segue("nba", "evaluate", "--from", "run", "--events", "events.jsonl",
               "--models", "models", "--candidate", "v999", cwd=logged)
     assert r.returncode == 2 and "v999" in r.stderr and "Traceback" not in r.stderr
