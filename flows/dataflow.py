@@ -169,12 +169,14 @@ class PartitionLogic(StatefulBatchLogic):
             return self.ctx.wall_ms()  # type: ignore[operator]
         return None
 
-    def _run(self, events: list[InEvent | Rejected], drain: int | None = None) -> list:
+    def _run(self, events: list[InEvent | Rejected], drain: int | None = None,
+             flush_analytics: bool = False) -> list:
         proc = self.proc
         assert proc is not None
         self.producer.poll(0)
         started = time.perf_counter()
-        self._send(proc.process(events, self._clock(), drain_horizon_ms=drain))
+        self._send(proc.process(events, self._clock(), drain_horizon_ms=drain,
+                                flush_analytics=flush_analytics))
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
         self._next_due = proc.next_timer_due()
@@ -209,17 +211,19 @@ class PartitionLogic(StatefulBatchLogic):
             self._attach(items[0].part)
         events: list[InEvent | Rejected] = []
         eof = False
+        events_ended = False
         inputs = self._caught_up_inputs
         for it in items:
             if isinstance(it, Tick):
                 inputs[it.part] = it.caught_up
                 eof = eof or it.final
+                events_ended = events_ended or (it.eof and not it.final)
             else:
                 events.append(it)
                 inputs[it.part.rpartition("#")[0] + "#" + it.part.rpartition("#")[2]] = False
         # Caught up only when every input of this partition (events, repartition) is.
         self.caught_up = len(inputs) >= 2 and all(inputs.values())
-        out = self._run(events)
+        out = self._run(events, flush_analytics=events_ended)
         if eof:
             if self.ctx.drain_horizon_ms:
                 out = self._run([], drain=self.ctx.drain_horizon_ms)

@@ -182,9 +182,12 @@ class PartitionProcessor:
     # ----- the transaction -----------------------------------------------------------------
     def process(
         self, items: list[InEvent | Rejected], clock_ms: int | None = None,
-        drain_horizon_ms: int | None = None,
+        drain_horizon_ms: int | None = None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
         """Apply ``items`` (in offset order) and fire timers due at ``clock_ms``.
+
+        ``flush_analytics`` (the input ended) sends this partition's changed analytics
+        counts now instead of at the next period.
 
         ``clock_ms`` defaults to the event-time watermark. With ``drain_horizon_ms`` (end of
         input), every timer due within that long after its customer's last event fires too.
@@ -198,7 +201,7 @@ class PartitionProcessor:
         for _ in range(len(items) + 16):
             saved = self._save()
             try:
-                return self._process_once(items, clock_ms, drain_horizon_ms)
+                return self._process_once(items, clock_ms, drain_horizon_ms, flush_analytics)
             except Exception as e:  # noqa: BLE001 - see the docstring
                 culprit = self._culprit
                 self._restore(saved)
@@ -246,7 +249,7 @@ class PartitionProcessor:
 
     def _process_once(
         self, items: list[InEvent | Rejected], clock_ms: int | None,
-        drain_horizon_ms: int | None,
+        drain_horizon_ms: int | None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
         txn = self.store.begin()
         self._txn = txn
@@ -294,6 +297,8 @@ class PartitionProcessor:
             self._flush_nba()
             if not self.drain_pending:
                 self._send_analytics()  # end of input: the final partials
+        if flush_analytics:
+            self._send_analytics()
         for alert in self.alerts.check(self.partition):
             self.counts[("alert", alert["kind"])] += 1
             self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
