@@ -30,25 +30,30 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     broker = EmbeddedBroker(port=args.port, log_path=args.log)
-    broker.start()
-    created = ensure_topics(broker.bootstrap, settings)
-    print(f"Tansu broker ready at {broker.bootstrap} (memory storage; log: {broker.log_path})")
-    print(f"topics created: {', '.join(created) or '(none new)'}")
-    print(f"  export SEGUE_BROKERS={broker.bootstrap}")
-    print("Ctrl-C stops it (all topics are lost: memory storage).", flush=True)
     stop = {"now": False}
 
     def _stop(*_: object) -> None:
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, _stop)
+    broker.start()
+    interrupted = False
     try:
+        created = ensure_topics(broker.bootstrap, settings)
+        # Handlers first: a Ctrl-C right after the message below still stops cleanly.
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        print(f"Tansu broker ready at {broker.bootstrap} (memory storage; log: "
+              f"{broker.log_path})")
+        print(f"topics created: {', '.join(created) or '(none new)'}")
+        print(f"  export SEGUE_BROKERS={broker.bootstrap}")
+        print("Ctrl-C stops it (all topics are lost: memory storage).", flush=True)
         while not stop["now"] and broker.running:
             time.sleep(0.2)
     except KeyboardInterrupt:
-        pass
-    ok = broker.running
-    broker.stop()
+        interrupted = True
+    finally:
+        ok = broker.running or interrupted
+        broker.stop()
     print("broker stopped" if ok else f"broker exited unexpectedly; log:\n{broker.log()}")
     return 0 if ok else 1
 
