@@ -94,7 +94,7 @@ class DeliveryPolicy:
 
     # ----- caps ------------------------------------------------------------------------------
     def _cap_block(self, p: dict, channel: str, jid: str, journey_caps: dict,
-                   at: int) -> tuple[str, int] | None:
+                   at: int) -> tuple[str, int | None] | None:
         """(reason, next eligible ms) for the first cap this send would break, else None."""
         checks: list[tuple[str, int, int, object]] = []
         for name, caps in ((channel, self.s.caps.get(channel, {})),
@@ -116,9 +116,9 @@ class DeliveryPolicy:
             inside = sends_within(p, at, span, match)  # type: ignore[arg-type]
             if len(inside) >= limit:
                 # Eligible again once enough of these sends have left the window.
-                # (a cap of 0 shuts the channel: "eligible" once a window has passed, when
-                # the check repeats)
-                return reason, (inside[len(inside) - limit] if limit > 0 else at) + span
+                if limit <= 0:
+                    return reason, None  # a cap of 0 shuts the channel: never eligible
+                return reason, inside[len(inside) - limit] + span
         return None
 
     def record(self, p: dict, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
@@ -179,7 +179,8 @@ class DeliveryPolicy:
                 block = self._cap_block(p, ch, jid, journey_caps, at)
                 if block is not None:
                     reasons.append(block[0])
-                    cap_next = block[1] if cap_next is None else min(cap_next, block[1])
+                    if block[1] is not None:
+                        cap_next = block[1] if cap_next is None else min(cap_next, block[1])
                     continue
             if ch != channel:
                 reasons.append(f"fallback.{channel}->{ch}")

@@ -83,3 +83,13 @@ def test_blackout_dates_skip_to_the_next_open_day():
     pol = DeliveryPolicy(PolicySettings(blackout_dates=["2026-12-25", "2026-12-26"]))
     v = pol.decide(profile(), "push", "marketing", {}, "j", ms(2026, 12, 25, 12))
     assert v.next_ms == ms(2026, 12, 27, 8)
+
+
+def test_a_cap_of_zero_shuts_the_channel():
+    pol = DeliveryPolicy(PolicySettings(caps={"email": {"day": 0}}, send_windows={},
+                                        fallback={}))
+    v = pol.decide(profile(), "email", "marketing", {}, "j", ms(2026, 1, 5, 12))
+    assert (v.outcome, v.channel, v.reasons) == ("drop", "email", ["cap.email.day"])
+    pol = DeliveryPolicy(PolicySettings(caps={"email": {"day": 0}}, send_windows={}))
+    v = pol.decide(profile(), "email", "marketing", {}, "j", ms(2026, 1, 5, 12))
+    assert (v.outcome, v.channel) == ("send", "in_app")  # falls back along the chain
