@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["state_memory", "replay_throughput", "throughput", "nba_cost", "nba_hillstrom",
-              "nba_policy"]
+BENCHMARKS = ["state_memory", "replay_throughput", "throughput", "latency", "nba_cost",
+              "nba_hillstrom", "nba_policy"]
 
 
 def main(names: list[str]) -> int:

@@ -130,7 +130,9 @@ def main() -> int:
             produced_s = time.monotonic() - t0
             out_ts: dict[str, int] = {}
             quiet = 0
-            while (len(out_ts) < sent or len(ts_of) < sent) and quiet < 30:
+            give_up = time.monotonic() + 120  # a rate the flow cannot sustain: report, go on
+            while (len(out_ts) < sent or len(ts_of) < sent) and quiet < 30 and \
+                    time.monotonic() < give_up:
                 msgs = tail.read(1.0)
                 quiet = 0 if msgs else quiet + 1
                 for m in msgs:
