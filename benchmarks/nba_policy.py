@@ -24,7 +24,7 @@ import orjson
 
 from benchmarks.common import write_result
 from models.nba import NbaModel, promote
-from models.nba_train import evaluate, greedy_actions, load_logged, train
+from models.nba_train import evaluate, greedy_actions, load_logged, taken_actions, train
 from segue.config import Settings
 from segue.replay import replay
 from segue.simulator import population, respond, simulate, true_conversion
@@ -50,15 +50,7 @@ def run_population(work: Path, name: str, customers: int, events: int, seed: int
     t0 = time.monotonic()
     replay(s, None, d / "events.jsonl", d, state_dir=work / f"{name}-state")
     print(f"[nba_policy] {name}: replayed {events:,} events in {time.monotonic() - t0:.0f}s")
-    first: dict[str, dict] = {}
-    sent: dict[str, str] = {}
-    for line in (d / "decisions.jsonl").read_bytes().splitlines():
-        rec = orjson.loads(line)
-        if rec.get("nba"):
-            first.setdefault(rec["dispatch_id"], rec)
-            if rec["outcome"] == "send":
-                sent.setdefault(rec["dispatch_id"], rec["action"])
-    taken = [dict(r, action=sent.get(k, "do_nothing")) for k, r in first.items()]
+    taken = taken_actions(d / "decisions.jsonl")
     people = population(customers, seed)
     with (d / "outcomes.jsonl").open("wb") as f:
         for ev in respond(taken, people, s.nba.horizon_s * 1000, seed=seed):

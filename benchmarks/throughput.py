@@ -141,6 +141,27 @@ def train_model(models: Path) -> str:
     return version
 
 
+def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
+                    profile: Path | None = None) -> tuple[float, str] | None:
+    """``segue run --until-eof`` over the bench topics, start to exit: (seconds, its summary
+    line), or None (printed why) when it failed. With ``profile``, under py-spy."""
+    cmd = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
+           str(state), "--until-eof", "--journeys", str(ROOT / "journeys"), "--models",
+           str(models), "--prefix", "bench.", *extra]
+    if profile is not None:
+        spy = str(Path(sys.executable).parent / "py-spy")
+        cmd = [spy, "record", "--format", "raw", "-o", str(profile), "--rate", "50",
+               "--subprocesses", "--", *cmd]
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    secs = time.monotonic() - t0
+    if out.returncode != 0:
+        print(out.stdout[-2000:], out.stderr[-3000:], file=sys.stderr)
+        return None
+    lines = out.stderr.strip().splitlines()
+    return secs, lines[-1] if lines else ""
+
+
 def peer_python() -> Path:
     py = PEER_VENV / "bin" / "python"
     if not py.exists():
@@ -206,38 +227,24 @@ def main() -> int:
                                 "outputs": sum(outputs.values())}
         print(f"[throughput] tight loop: {n / secs:,.0f}/s", flush=True)
 
-        cmd = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
-               str(work / "state"), "--until-eof", "--journeys", str(ROOT / "journeys"),
-               "--models", str(models), "--prefix", "bench.", "--progress-every", "10"]
         raw = work / "profile.txt"
-        if args.profile:
-            spy = str(Path(sys.executable).parent / "py-spy")
-            cmd = [spy, "record", "--format", "raw", "-o", str(raw), "--rate", "50",
-                   "--subprocesses", "--", *cmd]
-        t0 = time.monotonic()
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        secs = time.monotonic() - t0
-        if out.returncode != 0:
-            print(out.stdout[-2000:], out.stderr[-3000:], file=sys.stderr)
+        timed = timed_segue_run(bs, work / "state", models,
+                                ["--progress-every", "10"], raw if args.profile else None)
+        if timed is None:
             return 1
+        secs, summary = timed
         result["segue"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs),
-                           "summary": out.stderr.strip().splitlines()[-1],
-                           "profiled": args.profile}
+                           "summary": summary, "profiled": args.profile}
         print(f"[throughput] segue run: {n / secs:,.0f}/s", flush=True)
         if args.profile and raw.exists():
             result["profile_top10"] = top_functions(raw)
 
         if args.scaling:
-            two = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
-                   str(work / "state-2p"), "--until-eof", "--journeys", str(ROOT / "journeys"),
-                   "--models", str(models), "--prefix", "bench.", "--progress-every", "0",
-                   "--processes", "2"]
-            t0 = time.monotonic()
-            out2 = subprocess.run(two, capture_output=True, text=True, cwd=ROOT)
-            secs2 = time.monotonic() - t0
-            if out2.returncode != 0:
-                print(out2.stdout[-2000:], out2.stderr[-3000:], file=sys.stderr)
+            timed = timed_segue_run(bs, work / "state-2p", models,
+                                    ["--progress-every", "0", "--processes", "2"])
+            if timed is None:
                 return 1
+            secs2 = timed[0]
             result["segue_2_processes"] = {"seconds": round(secs2, 1),
                                            "events_per_s": round(n / secs2),
                                            "per_process_events_per_s": round(n / secs2 / 2)}

@@ -35,7 +35,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -304,3 +306,17 @@ def compile_condition(text: str) -> Callable[[Context], bool]:
         raise ConditionError("a condition must be a non-empty string")
     fn = _Parser(text).parse()
     return lambda c: bool(fn(c))
+
+
+def check_condition(v: str | None) -> str | None:
+    """A pydantic validator: the text compiles, or a ``ValueError`` saying why."""
+    if v is not None:
+        try:
+            compile_condition(v)
+        except ConditionError as e:
+            raise ValueError(f"invalid condition {v!r}: {e}") from e
+    return v
+
+
+# A condition field of a pydantic model (journey specs, settings): checked when loaded.
+Condition = Annotated[str, BeforeValidator(check_condition)]

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from models.conditions import ConditionError, compile_condition
+from models.conditions import Condition
 from segue.config import Stage
 
 CHANNELS = ("email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content")
@@ -62,18 +62,6 @@ def parse_duration_ms(value: Any) -> int:
 # In JSON (archive, schema dumps) a duration is written "<n>ms" so that it reads back the same.
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms),
                        PlainSerializer(lambda v: f"{v}ms", return_type=str, when_used="json")]
-
-
-def _check_condition(v: str | None) -> str | None:
-    if v is not None:
-        try:
-            compile_condition(v)
-        except ConditionError as e:
-            raise ValueError(f"invalid condition {v!r}: {e}") from e
-    return v
-
-
-Condition = Annotated[str, BeforeValidator(_check_condition)]
 
 
 class _Spec(BaseModel):

@@ -95,6 +95,29 @@ def _ts(ev: dict) -> int | None:
         return None
 
 
+def nba_decisions(path: Path, bad: list[int] | None = None) -> dict[str, tuple[dict, str]]:
+    """Each next-best-action decision of a decisions file, by dispatch id: its first record
+    (the moment it was decided, with the logged features) and the action that went out (the
+    first ``send``; ``do_nothing`` when nothing did)."""
+    first: dict[str, dict] = {}
+    sent: dict[str, str] = {}
+    for rec in _lines(path, bad if bad is not None else [0]):
+        logged = rec.get("nba")
+        did = rec.get("dispatch_id")
+        if not isinstance(logged, dict) or not isinstance(did, str) or "features" not in logged:
+            continue
+        first.setdefault(did, rec)
+        if rec.get("outcome") == "send" and did not in sent:
+            sent[did] = rec.get("action") or DO_NOTHING
+    return {did: (rec, sent.get(did, DO_NOTHING)) for did, rec in first.items()}
+
+
+def taken_actions(path: Path) -> list[dict]:
+    """The first record of each decision with ``action`` set to what went out (what the
+    simulator's response model answers)."""
+    return [dict(rec, action=action) for rec, action in nba_decisions(path).values()]
+
+
 def load_logged(from_dir: str | Path, events: list[str | Path], nba: NbaSettings) -> Logged:
     """Decisions of ``from_dir/decisions.jsonl`` joined with outcomes from ``events``."""
     d = Path(from_dir)
@@ -103,19 +126,10 @@ def load_logged(from_dir: str | Path, events: list[str | Path], nba: NbaSettings
         raise TrainError(f"{path}: no such file (a `segue replay --out` folder, or a dump "
                          "of the decisions topic, is expected)")
     bad = [0]
-    first: dict[str, dict] = {}
-    sent: dict[str, str] = {}
-    for rec in _lines(path, bad):
-        logged = rec.get("nba")
-        did = rec.get("dispatch_id")
-        if not isinstance(logged, dict) or not isinstance(did, str) or "features" not in logged:
-            continue
-        first.setdefault(did, rec)
-        if rec.get("outcome") == "send" and did not in sent:
-            sent[did] = rec.get("action") or DO_NOTHING
-    if not first:
+    decided = nba_decisions(path, bad)
+    if not decided:
         raise TrainError(f"{path}: no next-best-action decisions with logged features")
-    wanted = {r["customer_id"] for r in first.values()}
+    wanted = {r["customer_id"] for r, _ in decided.values()}
     goals = set(nba.goal_events)
     times: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for e in events:
@@ -152,15 +166,15 @@ def load_logged(from_dir: str | Path, events: list[str | Path], nba: NbaSettings
         i = bisect_right(ts, at)
         return i < len(ts) and ts[i] <= at + h
 
-    for did in sorted(first, key=lambda k: (first[k]["at_ms"], k)):
-        rec = first[did]
+    for did in sorted(decided, key=lambda k: (decided[k][0]["at_ms"], k)):
+        rec, received = decided[did]
         nba_rec = rec["nba"]
         at = rec["at_ms"]
         per = times.get(rec["customer_id"], {})
         out.rows.append(F.from_dict(nba_rec["features"]))
         ranked = nba_rec.get("ranked") or []
         out.decided.append(ranked[0]["action"] if ranked else DO_NOTHING)
-        out.received.append(sent.get(did, DO_NOTHING))
+        out.received.append(received)
         out.eligible.append(list(nba_rec.get("eligible") or []))
         out.explored.append(bool(nba_rec.get("explored")))
         out.customers.append(rec["customer_id"])

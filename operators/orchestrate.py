@@ -300,13 +300,8 @@ class PartitionProcessor:
         if flush_analytics:
             self._send_analytics()
         for alert in self.alerts.check(self.partition):
-            self.counts[("alert", alert["kind"])] += 1
-            self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
-                "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
-                "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"],
-                                                   alert["hour_start_ms"], self.partition),
-                "customer_id": None, "journey": None, "at_ms": self.watermark,
-                "cause": {"window_start_ms": alert["hour_start_ms"]}, **alert})))
+            self._emit_alert(alert, self.watermark, alert["hour_start_ms"],
+                             {"window_start_ms": alert["hour_start_ms"]})
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
         pending = self.timers_pending
@@ -696,7 +691,7 @@ class PartitionProcessor:
                 if spec is not None and spec.target is not None else None
             subject = {"id": name, "version": version}
             for alert in self._journey_alerts(name, version, spec, body, doc, at):
-                self._emit_alert(alert, at)
+                self._emit_alert(alert, at, at, {"partition": self.partition})
         else:
             body = channel_record(name, total, n)
             subject = {"channel": name}
@@ -745,14 +740,16 @@ class PartitionProcessor:
                         "finished": body["exited"]})
         return out
 
-    def _emit_alert(self, alert: dict, at: int) -> None:
+    def _emit_alert(self, alert: dict, at: int, window_ms: int, cause: dict) -> None:
+        """One record on ``segue.alerts``; its key is the kind, subject, window and partition
+        (an alert repeated by a replay of the same window has the same key)."""
         self.counts[("alert", alert["kind"])] += 1
         self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
             "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
-            "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"], at,
-                                               self.partition),
-            "customer_id": None, "journey": None, "at_ms": at,
-            "cause": {"partition": self.partition}, "partition": self.partition, **alert})))
+            "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"],
+                                               window_ms, self.partition),
+            "customer_id": None, "journey": None, "at_ms": at, "cause": cause,
+            "partition": self.partition, **alert})))
 
     def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
         """At x's home: x belongs to customer c. Merges when x already belongs to another."""

@@ -172,7 +172,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if args.respond_to:
-        from models.nba_train import _lines
+        from models.nba_train import taken_actions
         from segue.simulator import population, respond
 
         if not args.out:
@@ -182,16 +182,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not src.is_file():
             print(f"error: {src}: no such file", file=sys.stderr)
             return 2
-        bad = [0]
-        decided = {}
-        for d in _lines(src, bad):  # the first record of each NBA decision
-            if isinstance(d.get("nba"), dict) and d.get("dispatch_id") not in decided:
-                decided[d["dispatch_id"]] = d
-        sent = {}
-        for d in _lines(src, bad):
-            if d.get("outcome") == "send" and d.get("dispatch_id") in decided:
-                sent.setdefault(d["dispatch_id"], d)
-        taken = [sent.get(k) or dict(v, action="do_nothing") for k, v in decided.items()]
+        taken = taken_actions(src)
         n = 0
         with open(args.out, "wb") as f:
             for ev in respond(taken, population(args.customers, args.seed),

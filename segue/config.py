@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.conditions import Condition
+
 STAGES = (
     "awareness",
     "consideration",
@@ -233,17 +235,6 @@ class AnalyticsSettings(_Strict):
                                        "or holdout comparison says 'needs more data'")
 
 
-def _condition(v: str | None) -> str | None:
-    if v is not None:
-        from models.conditions import ConditionError, compile_condition
-
-        try:
-            compile_condition(v)
-        except ConditionError as e:
-            raise ValueError(f"invalid condition {v!r}: {e}") from e
-    return v
-
-
 NBA_CHANNELS = Literal["email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content",
                        "none"]
 
@@ -265,11 +256,9 @@ class NbaAction(_Strict):
     stages: list[Stage] = Field(default=[], description="allowed stages (empty: all)")
     plans: list[str] = Field(default=[], description="allowed 'plan' traits (empty: all)")
     tiers: list[str] = Field(default=[], description="allowed 'tier' traits (empty: all)")
-    when: str | None = None
+    when: Condition | None = None
     vip: Literal["allow", "never", "only"] = "allow"
     blackout: list[str] = Field(default=[])
-
-    _when = field_validator("when")(classmethod(lambda cls, v: _condition(v)))
 
     @field_validator("blackout")
     @classmethod
@@ -304,11 +293,10 @@ class NbaAlwaysOn(_Strict):
     (at most once per ``every``), when ``when`` holds."""
 
     events: list[str] = Field(min_length=1, description="trigger event keys")
-    when: str | None = Field(default=None, description="condition, e.g. profile.events >= 5")
+    when: Condition | None = Field(default=None,
+                                   description="condition, e.g. profile.events >= 5")
     every: int = Field(default=7 * DAY_S, gt=0, description="seconds between decisions")
     priority_stage: Stage = "retention"
-
-    _when = field_validator("when")(classmethod(lambda cls, v: _condition(v)))
 
 
 class NbaSettings(_Strict):
@@ -330,10 +318,8 @@ class NbaSettings(_Strict):
                            description="a conversion counts this long after a decision")
     conversion_value: float = Field(default=100.0, gt=0,
                                     description="value of one conversion (ranks against cost)")
-    vip_when: str = Field(default="traits.vip == true", description="who is a VIP")
+    vip_when: Condition = Field(default="traits.vip == true", description="who is a VIP")
     always_on: NbaAlwaysOn | None = None
-
-    _vip = field_validator("vip_when")(classmethod(lambda cls, v: _condition(v)))
 
     @field_validator("actions")
     @classmethod
