@@ -44,6 +44,7 @@ class PartialStats:
 
     def __init__(self, state: dict | None = None) -> None:
         self.state = state or {"j": {}, "c": {}, "period": None, "dirty": []}
+        self.changed = False  # since the state was last saved
 
     def _journey(self, rec: dict) -> dict:
         j = rec["journey"]
@@ -62,6 +63,7 @@ class PartialStats:
         return cs
 
     def _dirty(self, key: str) -> None:
+        self.changed = True
         if key not in self.state["dirty"]:
             self.state["dirty"].append(key)
 
@@ -128,9 +130,11 @@ class PartialStats:
         last = self.state["period"]
         if last is None:
             self.state["period"] = period
+            self.changed = True
             return False
         if period > last:
             self.state["period"] = period
+            self.changed = True
             return bool(self.state["dirty"])
         return False
 
@@ -147,6 +151,7 @@ class PartialStats:
                 out.append((f"channel:{name}", {"scope": "channel", "id": name,
                                                 "partial": self.state["c"][name]}))
         self.state["dirty"] = []
+        self.changed = True
         return out
 
 

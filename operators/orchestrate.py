@@ -227,6 +227,7 @@ class PartitionProcessor:
          eng) = saved
         self.alerts.state = orjson.loads(alerts)
         self.analytics.state = orjson.loads(analytics)
+        self.analytics.changed = True
         if self.engine is not None and eng is not None:
             self.engine.stats, self.engine.counts = eng
             self.engine._moment = []
@@ -303,7 +304,8 @@ class PartitionProcessor:
             self._emit_alert(alert, self.watermark, alert["hour_start_ms"],
                              {"window_start_ms": alert["hour_start_ms"]})
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
-        txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
+        if self.analytics.changed:  # most small batches of a tailing flow change nothing
+            txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
         pending = self.timers_pending
         for ref, profile in self._profiles.items():
             pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
@@ -330,6 +332,7 @@ class PartitionProcessor:
                     txn.put(keys.applied(topic), b"%d" % off)
             txn.put(keys.WATERMARK, b"%d" % self.watermark)
         txn.commit()
+        self.analytics.changed = False
         self.timers_pending = max(pending, 0)
         self._timer_base = {}
         self._txn = None
