@@ -423,7 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="run journeys over an event file, offline",
                         description="The flow's own operators over a JSON-lines event file, in "
                         "event time, without Kafka. Writes dispatches.jsonl, decisions.jsonl, "
-                        "journey-events.jsonl, customer-events.jsonl, dlq.jsonl, summary.json.")
+                        "journey-events.jsonl, customer-events.jsonl, dlq.jsonl, alerts.jsonl, "
+                        "analytics.jsonl, summary.json.")
     rp.add_argument("--journeys", metavar="DIR", help="journey folder")
     rp.add_argument("--events", required=True, metavar="FILE.jsonl")
     rp.add_argument("--out", required=True, metavar="DIR")
