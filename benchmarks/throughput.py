@@ -96,6 +96,7 @@ def kafka_loop(bootstrap: str, src: str, dst: str, partitions: int, total: int) 
 
 def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
                models: Path) -> tuple[float, Counter]:
+    from flows.tuning import batch_gc
     from operators.decode import RawRecord, decode
     from operators.journeys import journey_registry
     from operators.orchestrate import PartitionProcessor
@@ -112,15 +113,16 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     skew = s.max_future_skew_s * 1000
     outputs: Counter[str] = Counter()
     t0 = time.monotonic()
-    for p, ms in by_part.items():
-        proc = procs[p]
-        for i in range(0, len(ms), s.batch_size):
-            items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(), [],
-                                      m.timestamp()[1]), max_bytes=s.max_event_bytes,
-                            max_future_skew_ms=skew) for m in ms[i:i + s.batch_size]]
-            for seq, out in proc.process(items):
-                outputs[out.topic] += 1
-                proc.acknowledge(seq)
+    with batch_gc():  # as the flow runs
+        for p, ms in by_part.items():
+            proc = procs[p]
+            for i in range(0, len(ms), s.batch_size):
+                items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),
+                                          [], m.timestamp()[1]), max_bytes=s.max_event_bytes,
+                                max_future_skew_ms=skew) for m in ms[i:i + s.batch_size]]
+                for seq, out in proc.process(items):
+                    outputs[out.topic] += 1
+                    proc.acknowledge(seq)
     secs = time.monotonic() - t0
     for proc in procs.values():
         proc.store.close()

@@ -14,6 +14,7 @@ from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
+from flows.tuning import batch_gc
 from operators.journeys import journey_registry
 from segue.broker import BrokerError, ensure_topics, wait_for_metadata
 from segue.config import Settings
@@ -50,7 +51,9 @@ def run_flow(
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
     try:
-        cli_main(flow, workers_per_process=workers, process_id=process_id, addresses=addresses)
+        with batch_gc():
+            cli_main(flow, workers_per_process=workers, process_id=process_id,
+                     addresses=addresses)
     except KeyboardInterrupt:
         print("[segue] interrupted; state is committed per micro-batch", file=sys.stderr)
     finally:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -287,6 +288,11 @@ class Journey(_Spec):
             if ch not in (*CHANNELS, "total"):
                 raise ValueError(f"caps: unknown channel {ch!r}")
         return self
+
+    @functools.cached_property
+    def cap_limits(self) -> dict[str, dict[str, int]]:
+        """``caps`` as plain dicts, made once (delivery policy reads them on every send)."""
+        return {ch: c.model_dump(exclude_none=True) for ch, c in self.caps.items()}
 
     def fingerprint(self) -> str:
         """Content hash: a version's content may never change once customers are on it.

@@ -21,7 +21,7 @@ def idempotency_key(*parts: object) -> str:
     ...     "lifecycle", "u1", "awareness", "m1")
     True
     """
-    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode(), digest_size=16)
+    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16)
     return h.hexdigest()
 
 

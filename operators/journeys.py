@@ -799,7 +799,7 @@ class JourneyEngine:
 
     def _deliver(self, host: Host, p: Profile, i: _Intent, at: int) -> bool:
         """Ask delivery policy; returns whether the journey moves on (sent or dropped)."""
-        caps = {ch: c.model_dump(exclude_none=True) for ch, c in i.spec.caps.items()}
+        caps = i.spec.cap_limits
         if i.nba is not None:
             self._backup(p, i, caps, at)
         v = self.policy.decide(p, i.channel, i.purpose, caps, i.jid, at)

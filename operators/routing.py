@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import functools
+
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as a signed int32."""
@@ -43,6 +45,7 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h >= 1 << 31 else h
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a customer's events come in runs: hashed once a run
 def home_partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key``."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions

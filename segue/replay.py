@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from flows.tuning import batch_gc
 from operators.decode import RawRecord, decode, decode_routed
 from operators.journeys import journey_registry
 from operators.orchestrate import Output, PartitionProcessor
@@ -130,38 +131,39 @@ def replay(
     t0 = time.monotonic()
     n = 0
     offsets = [0] * n_parts
-    try:
-        with events.open("rb") as f:
-            batches: list[list] = [[] for _ in range(n_parts)]
-            for line in f:
-                line = line.rstrip(b"\n")
-                if not line.strip():
-                    continue
-                part = _partition_of(line, n_parts)
-                offsets[part] += 1
-                raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
-                batches[part].append(decode(raw, max_bytes=settings.max_event_bytes,
-                                            max_future_skew_ms=skew_ms))
-                n += 1
-                if n % BATCH == 0:
-                    run_all(batches)
-                    batches = [[] for _ in range(n_parts)]
-                    if progress and n % 100_000 < BATCH:
-                        rate = n / (time.monotonic() - t0)
-                        print(f"[replay] {n:,} events ({rate:,.0f}/s)", flush=True)
-            run_all(batches)
-        t_events = time.monotonic() - t0
-        empty: list[list] = [[] for _ in range(n_parts)]
-        run_all(empty, drain_horizon_ms=horizon_ms)
-        while any(p.drain_pending for p in procs):
+    with batch_gc():  # see flows.tuning
+        try:
+            with events.open("rb") as f:
+                batches: list[list] = [[] for _ in range(n_parts)]
+                for line in f:
+                    line = line.rstrip(b"\n")
+                    if not line.strip():
+                        continue
+                    part = _partition_of(line, n_parts)
+                    offsets[part] += 1
+                    raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
+                    batches[part].append(decode(raw, max_bytes=settings.max_event_bytes,
+                                                max_future_skew_ms=skew_ms))
+                    n += 1
+                    if n % BATCH == 0:
+                        run_all(batches)
+                        batches = [[] for _ in range(n_parts)]
+                        if progress and n % 100_000 < BATCH:
+                            rate = n / (time.monotonic() - t0)
+                            print(f"[replay] {n:,} events ({rate:,.0f}/s)", flush=True)
+                run_all(batches)
+            t_events = time.monotonic() - t0
+            empty: list[list] = [[] for _ in range(n_parts)]
             run_all(empty, drain_horizon_ms=horizon_ms)
-        for proc in procs:
-            write(proc, proc.process([]))
-    finally:
-        for fh in files.values():
-            fh.close()
-        for proc in procs:
-            proc.store.close()
+            while any(p.drain_pending for p in procs):
+                run_all(empty, drain_horizon_ms=horizon_ms)
+            for proc in procs:
+                write(proc, proc.process([]))
+        finally:
+            for fh in files.values():
+                fh.close()
+            for proc in procs:
+                proc.store.close()
     stats: Counter[str] = Counter()
     for proc in procs:
         stats.update(proc.stats)

@@ -1,0 +1,30 @@
+"""Process-wide settings for a long-running flow.
+
+Python's cyclic garbage collector is tuned for programs that make few objects. A partition
+processor decodes thousands of profiles and events per micro-batch and keeps them until the
+commit, so with the defaults (a young collection every 700 net allocations) collections walk
+the same live batch again and again. Measured on the throughput benchmark's per-event work:
+about a fifth of the time. The flow's own data is freed by reference counting (the hot path
+builds no reference cycles), so collecting less often costs little memory.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# A young collection every 50k net allocations (about a micro-batch's worth of objects), the
+# older generations after 20 and 100 of the younger: see the module docstring.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@contextmanager
+def batch_gc() -> Iterator[None]:
+    """Collect cyclic garbage less often while the block runs; the old thresholds after."""
+    before = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
