@@ -8,7 +8,9 @@ then sends.
   pool of 50k customers are produced at that rate, stamped with the time they are sent;
   latency is the dispatch's Kafka timestamp minus the ping's Kafka timestamp (both CreateTime,
   set by the producing client), per dispatch: p50/p95/p99/max, and the rate the flow kept up
-  with.
+  with. Each rate runs on a fresh broker (Tansu's memory storage slows as it fills), first
+  with the limit: a plain consume → produce loop with Segue's client settings that writes as
+  many messages per event as Segue does, then with ``segue run``.
 * Timers: 100k customers each start a wait whose due times are spread evenly over 60 s (the
   events are stamped ahead in event time and produced before the first is due); lateness is
   the dispatch's Kafka timestamp minus its due time.
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -34,7 +37,10 @@ from benchmarks.common import write_result
 from segue.broker import EmbeddedBroker, ensure_topics, free_port
 from segue.config import Settings
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent
+# Messages a ping makes in Segue (journey entered, step, exited; decision; dispatch): the
+# baseline loop writes as many, so the broker carries the same load.
+PING_OUTPUTS = 5
 
 
 def _iso(ms: int) -> str:
@@ -57,8 +63,11 @@ class Tail:
     """Reads dispatches (and the input, for its Kafka timestamps) as they arrive."""
 
     def __init__(self, bs: str, topics: list[str], partitions: int) -> None:
+        # Large, infrequent fetches: the measuring consumer should load the broker little
+        # (the times measured are the messages' own Kafka timestamps, not when read).
         self.c = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency",
-                           "enable.auto.commit": False})
+                           "enable.auto.commit": False, "fetch.wait.max.ms": 200,
+                           "fetch.min.bytes": 1 << 20})
         self.c.assign([TopicPartition(t, p, 0) for t in topics for p in range(partitions)])
 
     def read(self, seconds: float) -> list:
@@ -93,41 +102,71 @@ def offered_load(bs: str, topic: str, rate: int, seconds: int, tag: str) -> int:
     return n
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rates", default="1000,5000,20000")
-    ap.add_argument("--seconds", type=int, default=60)
-    ap.add_argument("--timers", type=int, default=100_000)
-    ap.add_argument("--lead", type=int, default=300, metavar="SECONDS",
-                    help="the first timer is due this long plus 60 s after the events are sent")
-    args = ap.parse_args()
-    work = __import__("pathlib").Path(tempfile.mkdtemp(prefix="segue-bench-lat-"))
-    settings = Settings(prefix="lat.", policy={"caps": {}, "send_windows": {}},
-                        lifecycle={"inactivity_s": 365 * 86_400})
-    cfg = work / "segue.yaml"
-    cfg.write_text(orjson.dumps(settings.model_dump(mode="json", by_alias=True)).decode())
+def forward(bs: str, src: str, dst: str, filler: str, copies: int) -> None:
+    """The limit: a consume → produce loop with Segue's client settings and no work.
+
+    Each event becomes one "dispatch" (same ``cause.message_id`` shape, so it is measured the
+    same way) and ``copies - 1`` more messages, as a ping does in Segue (journey events,
+    decision, dispatch): the broker carries the same load. Runs until killed.
+    """
+    from flows.producer import PRODUCER_CONFIG
+    from flows.source import consumer_config
+
+    c = Consumer(consumer_config(bs))
+    c.assign([TopicPartition(src, p, 0) for p in range(Settings().partitions)])
+    p = Producer({"bootstrap.servers": bs, **PRODUCER_CONFIG})
+    while True:
+        for m in c.consume(2000, 0.01):
+            if m.error():
+                continue
+            mid = orjson.loads(m.value())["messageId"]
+            out = orjson.dumps({"cause": {"message_id": mid}, "filler": "x" * 300})
+            for i in range(copies):
+                while True:
+                    try:
+                        p.produce(dst if i == 0 else filler, out, m.key())
+                        break
+                    except BufferError:
+                        p.poll(0.01)
+        p.poll(0)
+
+
+def start_segue(bs: str, work: Path, cfg: Path) -> subprocess.Popen:
+    work.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
+         str(work / "state"), "--journeys", str(ROOT / "benchmarks" / "journeys"),
+         "--config", str(cfg), "--progress-every", "0", "--metrics-port",
+         str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=open(work / "run.log", "wb"))  # noqa: SIM115
+
+
+def start_forwarder(bs: str, settings: Settings) -> subprocess.Popen:
     t = settings.topics
-    broker = EmbeddedBroker(log_path=work / "broker.log")
-    broker.start()
-    run = None
-    try:
+    code = (f"from benchmarks.latency import forward; forward({bs!r}, {t.events!r}, "
+            f"{t.dispatch('push')!r}, {t.journey_events!r}, {PING_OUTPUTS})")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def measure_rate(rate: int, seconds: int, settings: Settings, work: Path, cfg: Path,
+                 baseline: bool) -> dict:
+    """One offered rate on a fresh broker (Tansu slows as its memory storage fills, so each
+    measurement starts empty), against ``segue run`` or the forwarder."""
+    t = settings.topics
+    work.mkdir(parents=True, exist_ok=True)
+    with EmbeddedBroker(log_path=work / "broker.log") as broker:
         bs = broker.bootstrap
         ensure_topics(bs, settings)
-        run = subprocess.Popen(
-            [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
-             str(work / "state"), "--journeys", str(ROOT / "benchmarks" / "journeys"),
-             "--config", str(cfg), "--progress-every", "0", "--metrics-port",
-             str(free_port())], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=open(work / "run.log", "wb"))  # noqa: SIM115
-        time.sleep(5)
-        tail = Tail(bs, [t.events, t.dispatch("push")], settings.partitions)
-        ts_of: dict[str, int] = {}
-        results = {}
-        for rate in [int(r) for r in args.rates.split(",") if r]:
+        proc = start_forwarder(bs, settings) if baseline else start_segue(bs, work, cfg)
+        try:
+            time.sleep(5)
+            tail = Tail(bs, [t.events, t.dispatch("push")], settings.partitions)
             tag = f"r{rate}"
             t0 = time.monotonic()
-            sent = offered_load(bs, t.events, rate, args.seconds, tag)
+            sent = offered_load(bs, t.events, rate, seconds, tag)
             produced_s = time.monotonic() - t0
+            ts_of: dict[str, int] = {}
             out_ts: dict[str, int] = {}
             quiet = 0
             give_up = time.monotonic() + 120  # a rate the flow cannot sustain: report, go on
@@ -144,22 +183,63 @@ def main() -> int:
                     mid = orjson.loads(m.value())["cause"].get("message_id", "")
                     if mid.startswith(tag + "-"):
                         out_ts[mid] = m.timestamp()[1]
-            got = len(out_ts)
             # Joined at the end: a dispatch can be read before its event.
             lat = [ts - ts_of[mid] for mid, ts in out_ts.items() if mid in ts_of]
             done_s = time.monotonic() - t0
-            results[f"{rate}_per_s"] = {"offered_rate": rate, "sent": sent,
-                                        "produced_rate": round(sent / produced_s),
-                                        "dispatched": got,
-                                        "kept_up_rate": round(got / done_s),
-                                        "latency": summary(lat)}
-            print(f"[latency] {rate}/s: {results[f'{rate}_per_s']}", flush=True)
-        if results:
-            write_result("latency", {"journey": "latency-ping (event → push at once)",
-                                     "seconds_per_rate": args.seconds, "rates": results})
-        if not args.timers:
-            return 0
+            tail.c.close()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return {"offered_rate": rate, "sent": sent, "produced_rate": round(sent / produced_s),
+            "dispatched": len(out_ts), "kept_up_rate": round(len(out_ts) / done_s),
+            "latency": summary(lat)}
 
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,5000,20000")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--timers", type=int, default=100_000)
+    ap.add_argument("--lead", type=int, default=300, metavar="SECONDS",
+                    help="the first timer is due this long plus 60 s after the events are sent")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the plain consume → produce loop at each rate")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="segue-bench-lat-"))
+    settings = Settings(prefix="lat.", policy={"caps": {}, "send_windows": {}},
+                        lifecycle={"inactivity_s": 365 * 86_400})
+    cfg = work / "segue.yaml"
+    cfg.write_text(orjson.dumps(settings.model_dump(mode="json", by_alias=True)).decode())
+    t = settings.topics
+    results: dict = {}
+    for rate in [int(r) for r in args.rates.split(",") if r]:
+        row: dict = {}
+        if not args.no_baseline:
+            row["baseline"] = measure_rate(rate, args.seconds, settings, work / f"b{rate}", cfg,
+                                           baseline=True)
+            print(f"[latency] {rate}/s, plain loop: {row['baseline']}", flush=True)
+        row["segue"] = measure_rate(rate, args.seconds, settings, work / f"s{rate}", cfg,
+                                    baseline=False)
+        print(f"[latency] {rate}/s, segue: {row['segue']}", flush=True)
+        results[f"{rate}_per_s"] = row
+    if results:
+        write_result("latency", {"journey": "latency-ping (event → push at once)",
+                                 "seconds_per_rate": args.seconds,
+                                 "baseline": f"consume → produce loop, {PING_OUTPUTS} messages "
+                                             "per event, Segue's client settings",
+                                 "rates": results})
+    if not args.timers:
+        return 0
+
+    broker = EmbeddedBroker(log_path=work / "broker.log")
+    broker.start()
+    run = None
+    try:
+        bs = broker.bootstrap
+        ensure_topics(bs, settings)
+        run = start_segue(bs, work / "timers", cfg)
+        time.sleep(5)
+        tail = Tail(bs, [t.events, t.dispatch("push")], settings.partitions)
         # Timers: due times spread over 60 s, starting 60 s after the events are stamped.
         n = args.timers
         p = Producer({"bootstrap.servers": bs, "linger.ms": 5, "partitioner": "murmur2_random"})

@@ -16,7 +16,7 @@ from operators.orchestrate import Output
 _local = threading.local()
 
 PRODUCER_CONFIG = {
-    "linger.ms": 2,
+    "linger.ms": 5,
     "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 32 * 1024,

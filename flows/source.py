@@ -1,5 +1,9 @@
 """The input: one bytewax source partition per Kafka partition, read with ``assign()``.
 
+All input partitions a worker reads (of both topics) share one consumer (``ConsumerHub``):
+one fetch request to the broker covers them all, where a consumer per partition sent one
+each; on a loaded broker the requests, not the messages, were what cost.
+
 Each partition resumes right after the offset its store says was applied (the store, not
 bytewax recovery, is the source of truth for progress), so a restart re-reads nothing that was
 committed. Besides messages it emits ``Tick`` items: one when the partition starts (so its
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,7 +49,7 @@ def consumer_config(brokers: str) -> dict:
         "enable.partition.eof": True,
         "fetch.queue.backoff.ms": 20,
         "queued.max.messages.kbytes": 2048,  # per partition: bounds memory, not speed
-        "fetch.wait.max.ms": 50,
+        "fetch.wait.max.ms": 25,
         "log.connection.close": False,
     }
 
@@ -96,15 +101,80 @@ class EndOfInput:
                     and time.monotonic() - self.last_activity >= self.grace_s)
 
 
+class ConsumerHub:
+    """One consumer for every input partition of one worker thread.
+
+    Partitions join with ``add`` (incremental assign) and leave with ``remove``. ``take``
+    hands a partition its queued messages, fetching for all partitions when its queue is
+    empty; a partition's end-of-partition flag holds until a message for it arrives.
+    """
+
+    _local = threading.local()
+
+    @classmethod
+    def for_thread(cls, brokers: str) -> ConsumerHub:
+        hub = getattr(cls._local, "hub", None)
+        if hub is None or hub.closed:
+            hub = cls._local.hub = cls(brokers)
+        return hub
+
+    def __init__(self, brokers: str) -> None:
+        self.consumer = Consumer(consumer_config(brokers))
+        self.queues: dict[tuple[str, int], deque] = {}
+        self.at_end: dict[tuple[str, int], bool] = {}
+        self.closed = False
+
+    def add(self, topic: str, partition: int, start: int) -> None:
+        self.queues[(topic, partition)] = deque()
+        self.at_end[(topic, partition)] = False
+        self.consumer.incremental_assign([TopicPartition(topic, partition, start)])
+
+    def remove(self, topic: str, partition: int) -> None:
+        if self.queues.pop((topic, partition), None) is None:
+            return
+        self.at_end.pop((topic, partition), None)
+        if not self.queues:
+            self.consumer.close()
+            self.closed = True
+        else:
+            self.consumer.incremental_unassign([TopicPartition(topic, partition)])
+
+    def take(self, topic: str, partition: int, max_n: int) -> tuple[list, bool]:
+        """Up to ``max_n`` messages of the partition, and whether it is at its end."""
+        tp = (topic, partition)
+        q = self.queues[tp]
+        if not q:
+            self._fetch(max_n)
+        n = min(len(q), max_n)
+        out = [q.popleft() for _ in range(n)]
+        return out, not q and self.at_end[tp]
+
+    def _fetch(self, max_n: int) -> None:
+        queues, at_end = self.queues, self.at_end
+        for m in self.consumer.consume(max_n, 0):
+            tp = (m.topic(), m.partition())
+            q = queues.get(tp)
+            if q is None:
+                continue  # from a partition removed meanwhile
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_end[tp] = True
+                    continue
+                raise RuntimeError(f"Kafka error on {tp[0]}[{tp[1]}]: {err}")
+            at_end[tp] = False
+            q.append(m)
+
+
 class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
     def __init__(
         self, brokers: str, topic: str, partition: int, start: int, batch_size: int,
         until_eof: bool, end: EndOfInput | None = None, follows: bool = False,
         on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
-        self._consumer = Consumer(consumer_config(brokers))
+        self._hub = ConsumerHub.for_thread(brokers)
+        self._hub.add(topic, partition, start)
         self._on_lag = on_lag
-        self._consumer.assign([TopicPartition(topic, partition, start)])
         self._topic = topic
         self._partition = partition
         self._part = f"{topic}#{partition}"
@@ -129,28 +199,18 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         if not self._started:
             self._started = True
             return [Tick(self._part, caught_up=False)]
-        out: list[RawRecord | Tick] = []
-        at_end = False
         self._awake = None
-        for m in self._consumer.consume(self._batch_size, 0):
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    at_end = True
-                    continue
-                raise RuntimeError(f"Kafka error on {self._topic}[{self._partition}]: {err}")
-            at_end = False
-            self._at_end = False
-            _, ts = m.timestamp()
-            out.append(
-                RawRecord(
-                    self._topic, self._partition, m.offset(), m.key(), m.value(),
-                    m.headers() or [], ts,
-                )
-            )
-            self._next = m.offset() + 1
+        msgs, at_end = self._hub.take(self._topic, self._partition, self._batch_size)
+        topic, partition = self._topic, self._partition
+        out: list[RawRecord | Tick] = [
+            RawRecord(topic, partition, m.offset(), m.key(), m.value(), m.headers() or [],
+                      m.timestamp()[1])
+            for m in msgs
+        ]
+        if msgs:
+            self._next = msgs[-1].offset() + 1
         self._report_lag()
-        self._at_end = self._at_end or at_end
+        self._at_end = at_end
         if self._at_end and self._until_eof and (not self._follows or self._end is None
                                                  or self._end.quiet()):
             self._done = True
@@ -173,7 +233,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
             return
         self._lag_checked = now
         try:
-            _, high = self._consumer.get_watermark_offsets(
+            _, high = self._hub.consumer.get_watermark_offsets(
                 TopicPartition(self._topic, self._partition), cached=True)
         except Exception:  # noqa: BLE001 - a metric must never stop the input
             return
@@ -195,7 +255,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         return self._next
 
     def close(self) -> None:
-        self._consumer.close()
+        self._hub.remove(self._topic, self._partition)
 
 
 class KafkaPartitionSource(FixedPartitionedSource[RawRecord | Tick, int]):
