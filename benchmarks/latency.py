@@ -202,6 +202,7 @@ def main() -> int:
     ap.add_argument("--timers", type=int, default=100_000)
     ap.add_argument("--lead", type=int, default=300, metavar="SECONDS",
                     help="the first timer is due this long plus 60 s after the events are sent")
+    ap.add_argument("--name", default="latency", help="results file name (default latency)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the plain consume → produce loop at each rate")
     args = ap.parse_args()
@@ -223,7 +224,7 @@ def main() -> int:
         print(f"[latency] {rate}/s, segue: {row['segue']}", flush=True)
         results[f"{rate}_per_s"] = row
     if results:
-        write_result("latency", {"journey": "latency-ping (event → push at once)",
+        write_result(args.name, {"journey": "latency-ping (event → push at once)",
                                  "seconds_per_rate": args.seconds,
                                  "baseline": f"consume → produce loop, {PING_OUTPUTS} messages "
                                              "per event, Segue's client settings",
