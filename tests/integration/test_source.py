@@ -1,0 +1,70 @@
+"""The input source's shared consumer, on the real broker: one consumer, many partitions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flows.source import ConsumerHub
+from segue.kafka_io import produce_records
+
+pytestmark = pytest.mark.integration
+
+
+def _take_all(hub: ConsumerHub, topic: str, partition: int, want: int) -> tuple[list, bool]:
+    got: list = []
+    at_end = False
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (len(got) < want or not at_end):
+        msgs, at_end = hub.take(topic, partition, 7)  # small takes: queues hold the rest
+        assert len(msgs) <= 7
+        got += msgs
+        if not msgs:
+            time.sleep(0.01)
+    return got, at_end
+
+
+def test_one_consumer_hands_each_partition_its_own_messages_in_order(job_factory):
+    job = job_factory()
+    bs, t = job.broker.bootstrap, job.topics
+    # Keys chosen per partition (Kafka's default partitioner), on two topics.
+    from operators.routing import home_partition
+
+    n = job.settings.partitions
+    assert n >= 4
+    keys = {p: [k for k in (f"k{i}" for i in range(400)) if home_partition(k, n) == p][:5]
+            for p in (1, 3)}
+    for p, ks in keys.items():
+        produce_records(bs, t.events, [(k, f"e-{p}-{i}".encode()) for i, k in enumerate(ks)])
+    produce_records(bs, t.repartition, [(keys[1][0], b"r-1-0")])
+
+    hub = ConsumerHub(bs)
+    for topic in (t.events, t.repartition):
+        for p in (1, 2, 3):
+            hub.add(topic, p, 0)
+
+    for p in (1, 3):
+        msgs, at_end = _take_all(hub, t.events, p, 5)
+        assert [m.value() for m in msgs] == [f"e-{p}-{i}".encode() for i in range(5)]
+        assert {(m.topic(), m.partition()) for m in msgs} == {(t.events, p)}
+        assert [m.offset() for m in msgs] == sorted(m.offset() for m in msgs)
+        assert at_end
+    msgs, at_end = _take_all(hub, t.repartition, 1, 1)
+    assert [m.value() for m in msgs] == [b"r-1-0"] and at_end
+    empty, at_end = _take_all(hub, t.events, 2, 0)
+    assert empty == [] and at_end  # an empty partition reports its end too
+
+    # A new message clears the end flag until it has been taken.
+    produce_records(bs, t.events, [(keys[3][0], b"late")])
+    hub.remove(t.events, 1)  # another partition leaving does not disturb partition 3
+    deadline = time.monotonic() + 20
+    late: list = []
+    while not late and time.monotonic() < deadline:
+        late, at_end = hub.take(t.events, 3, 10)
+        time.sleep(0.01)
+    assert [m.value() for m in late] == [b"late"]
+    for topic, p in ((t.events, 2), (t.events, 3), (t.repartition, 1), (t.repartition, 2),
+                     (t.repartition, 3)):
+        hub.remove(topic, p)
+    assert hub.closed  # the last partition out closes the consumer
