@@ -7,7 +7,8 @@ over the same topic and broker:
   ceiling Kafka and the client set on this machine.
 * ``tight_loop``: Segue's per-event work without bytewax and without Kafka: the same raw
   records (fetched once beforehand) decoded and applied by one ``PartitionProcessor`` per
-  partition, outputs serialised but not produced.
+  partition, outputs serialised but not produced; repartition messages (forwarded events,
+  identity, analytics partials) are handed to their partition in memory, as replay does.
 * ``segue``: ``segue run --until-eof`` in one process (one worker), shipped journeys, a promoted
   NBA model (always-on NBA off; the expansion journey's ``nba`` step scores), dispatches to
   Kafka; measured from start to exit, so start-up is included.
@@ -96,8 +97,11 @@ def kafka_loop(bootstrap: str, src: str, dst: str, partitions: int, total: int) 
 
 def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
                models: Path) -> tuple[float, Counter]:
+    """Decode and apply ``msgs`` partition by partition, a batch each in turn as the flow
+    does; what a partition sends over the repartition topic (forwarded events, identity
+    claims and merges, analytics partials) is handed to its target partition's next batch."""
     from flows.tuning import batch_gc
-    from operators.decode import RawRecord, decode
+    from operators.decode import RawRecord, decode, decode_routed
     from operators.journeys import journey_registry
     from operators.orchestrate import PartitionProcessor
     from state.store import PartitionStore
@@ -105,26 +109,43 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     s = settings.model_copy(update={"nba": settings.nba.model_copy(
         update={"models_dir": str(models)})})
     reg = journey_registry(s, journeys, state / "journey-versions")
-    by_part: dict[int, list] = {}
+    n = s.partitions
+    by_part: dict[int, list] = {p: [] for p in range(n)}
     for m in msgs:
-        by_part.setdefault(m.partition(), []).append(m)
-    procs = {p: PartitionProcessor(PartitionStore(state / f"p{p}"), s, reg, partition=p,
-                                   partitions=len(by_part)) for p in by_part}
+        by_part[m.partition()].append(m)
+    procs = [PartitionProcessor(PartitionStore(state / f"p{p}"), s, reg, partition=p,
+                                partitions=n) for p in range(n)]
     skew = s.max_future_skew_s * 1000
+    internal = s.topics.repartition
+    inbox: list[list] = [[] for _ in range(n)]
+    internal_offsets = [0] * n
     outputs: Counter[str] = Counter()
     t0 = time.monotonic()
     with batch_gc():  # as the flow runs
-        for p, ms in by_part.items():
-            proc = procs[p]
-            for i in range(0, len(ms), s.batch_size):
+        start = 0
+        while start < max(len(v) for v in by_part.values()) or any(inbox):
+            for p in range(n):
+                ms = by_part[p][start:start + s.batch_size]
                 items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),
                                           [], m.timestamp()[1]), max_bytes=s.max_event_bytes,
-                                max_future_skew_ms=skew) for m in ms[i:i + s.batch_size]]
+                                max_future_skew_ms=skew) for m in ms]
+                items += inbox[p]
+                inbox[p] = []
+                if not items:
+                    continue
+                proc = procs[p]
                 for seq, out in proc.process(items):
                     outputs[out.topic] += 1
                     proc.acknowledge(seq)
+                    if out.topic == internal:
+                        to = out.partition or 0
+                        internal_offsets[to] += 1
+                        inbox[to].append(decode_routed(
+                            RawRecord(internal, to, internal_offsets[to], None, out.value, [],
+                                      0), max_future_skew_ms=skew))
+            start += s.batch_size
     secs = time.monotonic() - t0
-    for proc in procs.values():
+    for proc in procs:
         proc.store.close()
     return secs, outputs
 
