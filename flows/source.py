@@ -106,20 +106,25 @@ class ConsumerHub:
 
     Partitions join with ``add`` (incremental assign) and leave with ``remove``. ``take``
     hands a partition its queued messages, fetching for all partitions when its queue is
-    empty; a partition's end-of-partition flag holds until a message for it arrives.
+    empty, unless ``max_queued`` messages already wait in the other queues: the broker is
+    much faster than the flow, so fetching whenever a queue is empty would move a whole
+    backlog into memory. A partition's end-of-partition flag holds until a message for it
+    arrives.
     """
 
     _local = threading.local()
 
     @classmethod
-    def for_thread(cls, brokers: str) -> ConsumerHub:
+    def for_thread(cls, brokers: str, max_queued: int) -> ConsumerHub:
         hub = getattr(cls._local, "hub", None)
         if hub is None or hub.closed:
-            hub = cls._local.hub = cls(brokers)
+            hub = cls._local.hub = cls(brokers, max_queued)
         return hub
 
-    def __init__(self, brokers: str) -> None:
+    def __init__(self, brokers: str, max_queued: int = 4000) -> None:
         self.consumer = Consumer(consumer_config(brokers))
+        self.max_queued = max_queued
+        self.queued = 0  # messages in all queues
         self.queues: dict[tuple[str, int], deque] = {}
         self.at_end: dict[tuple[str, int], bool] = {}
         self.closed = False
@@ -130,8 +135,10 @@ class ConsumerHub:
         self.consumer.incremental_assign([TopicPartition(topic, partition, start)])
 
     def remove(self, topic: str, partition: int) -> None:
-        if self.queues.pop((topic, partition), None) is None:
+        q = self.queues.pop((topic, partition), None)
+        if q is None:
             return
+        self.queued -= len(q)
         self.at_end.pop((topic, partition), None)
         if not self.queues:
             self.consumer.close()
@@ -143,11 +150,14 @@ class ConsumerHub:
         """Up to ``max_n`` messages of the partition, and whether it is at its end."""
         tp = (topic, partition)
         q = self.queues[tp]
-        if not q:
-            self._fetch(max_n)
+        fetched = not q and self.queued < self.max_queued
+        if fetched:
+            self._fetch(min(max_n, self.max_queued - self.queued))
         n = min(len(q), max_n)
         out = [q.popleft() for _ in range(n)]
-        return out, not q and self.at_end[tp]
+        self.queued -= n
+        # At its end only if just looked at: with the fetch held back, its news may be waiting.
+        return out, fetched and not q and self.at_end[tp]
 
     def _fetch(self, max_n: int) -> None:
         queues, at_end = self.queues, self.at_end
@@ -164,6 +174,7 @@ class ConsumerHub:
                 raise RuntimeError(f"Kafka error on {tp[0]}[{tp[1]}]: {err}")
             at_end[tp] = False
             q.append(m)
+            self.queued += 1
 
 
 class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
@@ -172,7 +183,8 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         until_eof: bool, end: EndOfInput | None = None, follows: bool = False,
         on_lag: Callable[[str, int, int], None] | None = None,
     ) -> None:
-        self._hub = ConsumerHub.for_thread(brokers)
+        # Room for about a batch in each of 8 partitions (a few MB).
+        self._hub = ConsumerHub.for_thread(brokers, max_queued=8 * batch_size)
         self._hub.add(topic, partition, start)
         self._on_lag = on_lag
         self._topic = topic

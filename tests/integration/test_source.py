@@ -68,3 +68,29 @@ def test_one_consumer_hands_each_partition_its_own_messages_in_order(job_factory
                      (t.repartition, 3)):
         hub.remove(topic, p)
     assert hub.closed  # the last partition out closes the consumer
+
+
+def test_the_shared_consumer_holds_a_bounded_number_of_messages(job_factory):
+    """The broker is faster than the flow: a partition asking while the others' queues are
+    full gets nothing now (and is not told it is at its end), so memory stays bounded."""
+    job = job_factory()
+    bs, t = job.broker.bootstrap, job.topics
+    produce_records(bs, t.events, [(f"k{i}", b"x") for i in range(3000)])
+    hub = ConsumerHub(bs, max_queued=100)
+    for p in range(job.settings.partitions):
+        hub.add(t.events, p, 0)
+    hub.add(t.repartition, 0, 0)
+    taken = 0
+    deadline = time.monotonic() + 20
+    while taken < 3000 and time.monotonic() < deadline:
+        # The idle repartition partition asks first every round, as bytewax would.
+        idle, at_end = hub.take(t.repartition, 0, 2000)
+        assert idle == []
+        assert hub.queued <= 100
+        if hub.queued >= 100:
+            assert not at_end  # could not look: not known to be at its end
+        for p in range(job.settings.partitions):
+            msgs, _ = hub.take(t.events, p, 10)
+            taken += len(msgs)
+            assert hub.queued <= 100
+    assert taken == 3000
