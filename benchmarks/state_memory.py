@@ -74,10 +74,12 @@ def run_until_eof(bs: str, state: Path, env: dict) -> tuple[float, float, float]
     peak, last = 0, 0
     while proc.poll() is None:
         try:
-            last = ps.memory_info().rss
+            rss = ps.memory_info().rss
         except psutil.NoSuchProcess:
             break
-        peak = max(peak, last)
+        if rss:  # 0 once the process has exited (a zombie until reaped)
+            last = rss
+            peak = max(peak, rss)
         time.sleep(0.25)
     if proc.returncode != 0:
         print(f"segue run failed with {proc.returncode}", file=sys.stderr)

@@ -83,7 +83,7 @@ def _options(block_cache_mb: int, write_buffer_mb: int) -> Options:
     # Index and filter blocks stay with the open tables, outside the block cache: in a cache
     # far smaller than the state they were evicted by data blocks and re-read on nearly every
     # lookup (235 µs a get against 4.6 µs, 625k profiles on a 12 MB share of the cache). They
-    # cost about 3 % of the state's size in memory (~20 MB at 5M customers).
+    # cost memory beside the cache (peak RSS 308 → 346 MB at 5M customers, 722 MB of state).
     table.set_cache_index_and_filter_blocks(False)
     opts.set_block_based_table_factory(table)
     return opts
