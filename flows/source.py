@@ -201,7 +201,6 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         self._lag_gauge = None
         self._end = end
         self._follows = follows  # ends only when the inputs have (the repartition topic)
-        self._at_end = False
         if end is not None and not follows:
             end.input_opened()
 
@@ -222,8 +221,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         if msgs:
             self._next = msgs[-1].offset() + 1
         self._report_lag()
-        self._at_end = at_end
-        if self._at_end and self._until_eof and (not self._follows or self._end is None
+        if at_end and self._until_eof and (not self._follows or self._end is None
                                                  or self._end.quiet()):
             self._done = True
             if self._end is not None and not self._follows:
