@@ -101,9 +101,10 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     does; what a partition sends over the repartition topic (forwarded events, identity
     claims and merges, analytics partials) is handed to its target partition's next batch."""
     from flows.tuning import batch_gc
-    from operators.decode import RawRecord, decode, decode_routed
+    from operators.decode import RawRecord, decode
     from operators.journeys import journey_registry
     from operators.orchestrate import PartitionProcessor
+    from segue.replay import Mailboxes
     from state.store import PartitionStore
 
     s = settings.model_copy(update={"nba": settings.nba.model_copy(
@@ -117,20 +118,18 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
                                 partitions=n) for p in range(n)]
     skew = s.max_future_skew_s * 1000
     internal = s.topics.repartition
-    inbox: list[list] = [[] for _ in range(n)]
-    internal_offsets = [0] * n
+    inbox = Mailboxes(n, skew, topic=internal)
     outputs: Counter[str] = Counter()
     t0 = time.monotonic()
     with batch_gc():  # as the flow runs
         start = 0
-        while start < max(len(v) for v in by_part.values()) or any(inbox):
+        while start < max(len(v) for v in by_part.values()) or any(inbox.boxes):
             for p in range(n):
                 ms = by_part[p][start:start + s.batch_size]
                 items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),
                                           [], m.timestamp()[1]), max_bytes=s.max_event_bytes,
                                 max_future_skew_ms=skew) for m in ms]
-                items += inbox[p]
-                inbox[p] = []
+                items += inbox.take(p)
                 if not items:
                     continue
                 proc = procs[p]
@@ -138,11 +137,7 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
                     outputs[out.topic] += 1
                     proc.acknowledge(seq)
                     if out.topic == internal:
-                        to = out.partition or 0
-                        internal_offsets[to] += 1
-                        inbox[to].append(decode_routed(
-                            RawRecord(internal, to, internal_offsets[to], None, out.value, [],
-                                      0), max_future_skew_ms=skew))
+                        inbox.post(out)
             start += s.batch_size
     secs = time.monotonic() - t0
     for proc in procs:

@@ -49,6 +49,28 @@ def _file_for(settings: Settings, topic: str) -> str:
             t.analytics: "analytics"}[topic]
 
 
+class Mailboxes:
+    """The repartition topic without Kafka: messages between in-memory partitions (replay,
+    benchmarks), numbered per partition and decoded as the flow decodes them."""
+
+    def __init__(self, partitions: int, skew_ms: int, topic: str = "replay.internal") -> None:
+        self.topic = topic
+        self.skew_ms = skew_ms
+        self.boxes: list[list] = [[] for _ in range(partitions)]
+        self._offsets = [0] * partitions
+
+    def post(self, out: Output) -> None:
+        part = out.partition or 0
+        self._offsets[part] += 1
+        raw = RawRecord(self.topic, part, self._offsets[part], None, out.value, [], 0)
+        self.boxes[part].append(decode_routed(raw, max_future_skew_ms=self.skew_ms))
+
+    def take(self, part: int) -> list:
+        """What waits for partition ``part``, in order; its box is empty after."""
+        box, self.boxes[part] = self.boxes[part], []
+        return box
+
+
 class ReplayError(Exception):
     """Replay cannot start; the message says why."""
 
@@ -83,22 +105,17 @@ def replay(
                            settings, registry, partition=i, partitions=n_parts)
         for i in range(n_parts)
     ]
-    internal_offsets = [0] * n_parts
     files = {name: open(out / f"{name}.jsonl", "wb") for name in FILES}  # noqa: SIM115
     counts: Counter[str] = Counter()
     journey_rows: dict[tuple, Counter] = defaultdict(Counter)
     skew_ms = settings.max_future_skew_s * 1000
-    internal: list[list] = [[] for _ in range(n_parts)]
+    internal = Mailboxes(n_parts, skew_ms)
 
     def write(proc: PartitionProcessor, entries: list[tuple[int, Output]]) -> None:
         for seq, o in entries:
             proc.acknowledge(seq)
             if o.topic == settings.topics.repartition:
-                part = o.partition or 0
-                internal_offsets[part] += 1
-                raw = RawRecord("replay.internal", part, internal_offsets[part], None, o.value,
-                                [], 0)
-                internal[part].append(decode_routed(raw, max_future_skew_ms=skew_ms))
+                internal.post(o)
                 continue
             name = _file_for(settings, o.topic)
             files[name].write(o.value + b"\n")
@@ -119,11 +136,9 @@ def replay(
             if batches[i] or kw:
                 write(proc, proc.process(batches[i], **kw))
         for _ in range(64):  # identity messages, until quiet
-            if not any(internal):
+            if not any(internal.boxes):
                 return
-            pending = [list(q) for q in internal]
-            for q in internal:
-                q.clear()
+            pending = [internal.take(i) for i in range(n_parts)]
             for i, proc in enumerate(procs):
                 if pending[i]:
                     write(proc, proc.process(pending[i]))
