@@ -38,6 +38,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
         b = item.funcargs.get("broker") if hasattr(item, "funcargs") else None
         if b is not None:
             rep.sections.append(("Tansu broker log (tail)", b.log()))
+        tmp = item.funcargs.get("tmp_path") if hasattr(item, "funcargs") else None
+        if isinstance(tmp, Path):
+            # What each `segue run` of the test printed: the flow's side of a timeout.
+            for log in sorted(tmp.glob("job*/logs/run-*.log")):
+                text = log.read_text(errors="replace")
+                rep.sections.append((f"{log.parent.parent.name} {log.name} (tail)", text[-3000:]))
 
 
 class Job:
