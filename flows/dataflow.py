@@ -121,6 +121,7 @@ class PartitionLogic(StatefulBatchLogic):
         self.caught_up = False
         self._caught_up_inputs: dict[str, bool] = {}
         self._next_due: int | None = None
+        self._dispatch_prefix = f"{ctx.settings.topics.prefix}dispatch."
 
     def _attach(self, part_key: str) -> PartitionProcessor:
         part = int(part_key.rpartition("#")[2])
@@ -155,7 +156,7 @@ class PartitionLogic(StatefulBatchLogic):
             self._send([(seq, out)])
 
     def _send(self, entries: list[tuple[int, Output]]) -> None:
-        dispatch = f"{self.ctx.settings.topics.prefix}dispatch."
+        dispatch = self._dispatch_prefix
         for seq, out in entries:
             self.inflight.add(seq)
             if self.metrics is not None and out.src is not None and out.topic.startswith(dispatch):
