@@ -10,7 +10,10 @@ then sends.
   set by the producing client), per dispatch: p50/p95/p99/max, and the rate the flow kept up
   with. Each rate runs on a fresh broker (Tansu's memory storage slows as it fills), first
   with the limit: a plain consume → produce loop with Segue's client settings that writes as
-  many messages per event as Segue does, then with ``segue run``.
+  many messages per event as Segue does, then with ``segue run``. Each run also reports the
+  cores the flow (or the loop) and the broker used while the load was offered. With
+  ``--repeat N`` the two alternate N times per rate and the round with the median p99 is
+  reported beside every round's numbers: on a shared 2-core machine the tails vary a lot.
 * Timers: 100k customers each start a wait whose due times are spread evenly over 60 s (the
   events are stamped ahead in event time and produced before the first is due); lateness is
   the dispatch's Kafka timestamp minus its due time.
@@ -38,9 +41,10 @@ from segue.broker import EmbeddedBroker, ensure_topics, free_port
 from segue.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-# Messages a ping makes in Segue (journey entered, step, exited; decision; dispatch): the
-# baseline loop writes as many, so the broker carries the same load.
-PING_OUTPUTS = 5
+# Messages a ping of a new customer makes in Segue (lifecycle change; journey entered, two
+# steps, exited; decision; dispatch; a returning customer makes 6): the baseline loop writes
+# as many, so the broker carries the same load.
+PING_OUTPUTS = 7
 
 
 def _iso(ms: int) -> str:
@@ -75,6 +79,17 @@ class Tail:
         while time.monotonic() < end:
             out += [m for m in self.c.consume(10_000, 0.2) if not m.error()]
         return out
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (0 if it is gone)."""
+    import psutil
+
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except (psutil.Error, ValueError):
+        return 0.0
+    return t.user + t.system
 
 
 def offered_load(bs: str, topic: str, rate: int, seconds: int, tag: str) -> int:
@@ -163,9 +178,13 @@ def measure_rate(rate: int, seconds: int, settings: Settings, work: Path, cfg: P
             time.sleep(5)
             tail = Tail(bs, [t.events, t.dispatch("push")], settings.partitions)
             tag = f"r{rate}"
+            cpu0 = {"flow": cpu_seconds(proc.pid), "broker": cpu_seconds(broker.pid)}
             t0 = time.monotonic()
             sent = offered_load(bs, t.events, rate, seconds, tag)
             produced_s = time.monotonic() - t0
+            # Cores each used while the load was offered: the flow and the broker share two.
+            cores = {k: round((cpu_seconds(pid) - cpu0[k]) / produced_s, 2)
+                     for k, pid in (("flow", proc.pid), ("broker", broker.pid))}
             ts_of: dict[str, int] = {}
             out_ts: dict[str, int] = {}
             quiet = 0
@@ -192,7 +211,22 @@ def measure_rate(rate: int, seconds: int, settings: Settings, work: Path, cfg: P
             proc.wait(30)
     return {"offered_rate": rate, "sent": sent, "produced_rate": round(sent / produced_s),
             "dispatched": len(out_ts), "kept_up_rate": round(len(out_ts) / done_s),
+            "cores_used": cores,
+            "flow_cpu_us_per_event": round(cores["flow"] * produced_s / max(sent, 1) * 1e6),
             "latency": summary(lat)}
+
+
+def median_round(rounds: list[dict]) -> dict:
+    """The round with the median p99 (a measured round, not a mix of rounds), and with more
+    than one round, every round's p50/p99 and the rate kept up with."""
+    ranked = sorted(rounds, key=lambda r: r["latency"].get("p99_ms", float("inf")))
+    out = dict(ranked[(len(ranked) - 1) // 2])
+    if len(rounds) > 1:
+        out["rounds"] = [{"p50_ms": r["latency"].get("p50_ms"),
+                          "p99_ms": r["latency"].get("p99_ms"),
+                          "kept_up_rate": r["kept_up_rate"], "cores_used": r["cores_used"]}
+                         for r in rounds]
+    return out
 
 
 def main() -> int:
@@ -205,7 +239,12 @@ def main() -> int:
     ap.add_argument("--name", default="latency", help="results file name (default latency)")
     ap.add_argument("--no-baseline", action="store_true",
                     help="skip the plain consume → produce loop at each rate")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="rounds per rate, plain loop and segue alternating; the round with the "
+                         "median p99 is reported, with every round's numbers (default 1)")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="segue-bench-lat-"))
     settings = Settings(prefix="lat.", policy={"caps": {}, "send_windows": {}},
                         lifecycle={"inactivity_s": 365 * 86_400})
@@ -214,18 +253,20 @@ def main() -> int:
     t = settings.topics
     results: dict = {}
     for rate in [int(r) for r in args.rates.split(",") if r]:
-        row: dict = {}
-        if not args.no_baseline:
-            row["baseline"] = measure_rate(rate, args.seconds, settings, work / f"b{rate}", cfg,
-                                           baseline=True)
-            print(f"[latency] {rate}/s, plain loop: {row['baseline']}", flush=True)
-        row["segue"] = measure_rate(rate, args.seconds, settings, work / f"s{rate}", cfg,
-                                    baseline=False)
-        print(f"[latency] {rate}/s, segue: {row['segue']}", flush=True)
-        results[f"{rate}_per_s"] = row
+        rounds: dict[str, list[dict]] = {"baseline": [], "segue": []}
+        for i in range(args.repeat):
+            # Alternating, so drift in the machine (or the broker) hits both alike.
+            for kind in ("segue",) if args.no_baseline else ("baseline", "segue"):
+                r = measure_rate(rate, args.seconds, settings, work / f"{kind}{rate}-{i}", cfg,
+                                 baseline=kind == "baseline")
+                rounds[kind].append(r)
+                name = "plain loop" if kind == "baseline" else "segue"
+                print(f"[latency] {rate}/s, {name}, round {i + 1}/{args.repeat}: {r}",
+                      flush=True)
+        results[f"{rate}_per_s"] = {kind: median_round(rs) for kind, rs in rounds.items() if rs}
     if results:
         write_result(args.name, {"journey": "latency-ping (event → push at once)",
-                                 "seconds_per_rate": args.seconds,
+                                 "seconds_per_rate": args.seconds, "rounds": args.repeat,
                                  "baseline": f"consume → produce loop, {PING_OUTPUTS} messages "
                                              "per event, Segue's client settings",
                                  "rates": results})
