@@ -27,11 +27,18 @@ def machine() -> dict:
 
 
 def git_commit() -> str:
+    """The short commit, with ``-dirty`` if code (not results) had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True,
+                              cwd=RESULTS.parent).stdout.strip()
+
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=RESULTS.parent).stdout.strip()
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = [line for line in git("status", "--porcelain").splitlines()
+                   if "benchmarks/results/" not in line]
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return f"{commit}-dirty" if changed else commit
 
 
 def write_result(name: str, result: dict) -> Path:
