@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -39,6 +38,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from benchmarks.common import write_result
 from segue.broker import EmbeddedBroker, ensure_topics, free_port
 from segue.config import Settings
+from state.inspect import iso
 
 ROOT = Path(__file__).resolve().parent.parent
 # Messages a ping of a new customer makes in Segue (lifecycle change; journey entered, two
@@ -46,9 +46,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # as many, so the broker carries the same load.
 PING_OUTPUTS = 7
 
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -104,7 +101,7 @@ def offered_load(bs: str, topic: str, rate: int, seconds: int, tag: str) -> int:
         while n < due:
             cid = f"c{n % 50_000}"
             ev = {"type": "track", "event": "Latency Ping", "userId": cid,
-                  "messageId": f"{tag}-{n}", "timestamp": _iso(int(time.time() * 1000))}
+                  "messageId": f"{tag}-{n}", "timestamp": iso(int(time.time() * 1000))}
             try:
                 p.produce(topic, orjson.dumps(ev), cid.encode())
             except BufferError:
@@ -291,7 +288,7 @@ def main() -> int:
         for i in range(n):
             cid = f"t{i}"
             ev = {"type": "track", "event": "Timer Start", "userId": cid,
-                  "messageId": f"t-{i}", "timestamp": _iso(start + i * 60_000 // n)}
+                  "messageId": f"t-{i}", "timestamp": iso(start + i * 60_000 // n)}
             while True:
                 try:
                     p.produce(t.events, orjson.dumps(ev), cid.encode())

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -36,11 +35,7 @@ from benchmarks.common import write_result
 from segue.broker import EmbeddedBroker, ensure_topics
 from segue.config import Settings
 from segue.kafka_io import produce_records
-from state.inspect import partition_stores
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+from state.inspect import iso, partition_stores
 
 
 def one_event_per_customer(n: int, t0: int):
@@ -49,7 +44,7 @@ def one_event_per_customer(n: int, t0: int):
     for i in range(n):
         cid = f"user-{(i * 7919) % n}"
         ev = {"type": "track", "messageId": f"m{i}", "userId": cid, "event": "Signed Up",
-              "timestamp": _iso(t0 + i), "properties": {"plan": "pro"},
+              "timestamp": iso(t0 + i), "properties": {"plan": "pro"},
               "context": {"timezone": "Europe/Berlin"}}
         yield cid, orjson.dumps(ev)
 
@@ -60,7 +55,7 @@ def revisits(n: int, k: int, t0: int):
     for i in range(k):
         cid = f"user-{rng.randrange(n)}"
         ev = {"type": "track", "messageId": f"r{i}", "userId": cid, "event": "Feature Used",
-              "timestamp": _iso(t0 + i), "properties": {"feature": "reports"}}
+              "timestamp": iso(t0 + i), "properties": {"feature": "reports"}}
         yield cid, orjson.dumps(ev)
 
 
@@ -96,7 +91,7 @@ def restart_to_ready(bs: str, state: Path, settings: Settings, env: dict) -> flo
     c.consume(1000, 2.0)  # positions resolved at the end before the probe is produced
     probe = f"probe-{time.time_ns()}"
     ev = {"type": "track", "messageId": probe, "userId": probe, "event": "Signed Up",
-          "timestamp": _iso(int(time.time() * 1000))}
+          "timestamp": iso(int(time.time() * 1000))}
     produce_records(bs, settings.topics.events, [(probe, orjson.dumps(ev))])
     t = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "segue.cli", "run", "--brokers", bs,

@@ -122,8 +122,8 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     outputs: Counter[str] = Counter()
     t0 = time.monotonic()
     with batch_gc():  # as the flow runs
-        start = 0
-        while start < max(len(v) for v in by_part.values()) or any(inbox.boxes):
+        start, longest = 0, max(len(v) for v in by_part.values())
+        while start < longest or inbox:
             for p in range(n):
                 ms = by_part[p][start:start + s.batch_size]
                 items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),

@@ -222,7 +222,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
             self._next = msgs[-1].offset() + 1
         self._report_lag()
         if at_end and self._until_eof and (not self._follows or self._end is None
-                                                 or self._end.quiet()):
+                                           or self._end.quiet()):
             self._done = True
             if self._end is not None and not self._follows:
                 self._end.input_ended()

@@ -65,6 +65,10 @@ class Mailboxes:
         raw = RawRecord(self.topic, part, self._offsets[part], None, out.value, [], 0)
         self.boxes[part].append(decode_routed(raw, max_future_skew_ms=self.skew_ms))
 
+    def __bool__(self) -> bool:
+        """Whether any message waits."""
+        return any(self.boxes)
+
     def take(self, part: int) -> list:
         """What waits for partition ``part``, in order; its box is empty after."""
         box, self.boxes[part] = self.boxes[part], []
@@ -136,7 +140,7 @@ def replay(
             if batches[i] or kw:
                 write(proc, proc.process(batches[i], **kw))
         for _ in range(64):  # identity messages, until quiet
-            if not any(internal.boxes):
+            if not internal:
                 return
             pending = [internal.take(i) for i in range(n_parts)]
             for i, proc in enumerate(procs):
