@@ -50,6 +50,7 @@ from models.profile import Profile
 from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
 from segue.config import NbaSettings, PolicySettings
+from state import keys
 from state.journey_versions import JourneyVersions, VersionConflict
 from state.windows import count as window_count
 
@@ -260,10 +261,6 @@ class _Intent:
     ev: InEvent | None = None        # the event of this moment (branches after the send)
 
 
-def held_key(jid: str, at_ms: int, customer: str) -> bytes:
-    return b"h|%s|%016x|%s" % (jid.encode(), at_ms, customer.encode())
-
-
 class JourneyEngine:
     """Runs journeys for one partition; see the module docstring."""
 
@@ -280,11 +277,17 @@ class JourneyEngine:
         self.nba_pending: set[str] = set()
         self.conflict_delay_ms = conflict_delay_ms
         self.default_tz = default_timezone
-        self.stats: dict[str, int] = {}
         # Labelled counts for metrics: ("journey", kind, id), ("dispatch", channel),
-        # ("decision", outcome, reason).
+        # ("decision", outcome, reason); the batch's, see ``begin``.
         self.counts: Counter[tuple] = Counter()
         self._moment: list[_Intent] = []
+
+    def begin(self, counts: Counter[tuple]) -> None:
+        """A new batch: count into ``counts``; nothing of a batch that failed is left."""
+        self.counts = counts
+        self._moment = []
+        self._nba = []
+        self.nba_pending = set()
 
     # ----- context ---------------------------------------------------------------------------
     def context(self, p: Profile, at: int, ev: InEvent | None, run: dict | None = None) -> Context:
@@ -393,7 +396,6 @@ class JourneyEngine:
             elif x.inactive is not None:
                 host.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
         self._journey_event(host, p, spec, run, "journey.entered", at, cause, reason=reason)
-        self._count("entered")
         self.counts[("journey", "entered", spec.id)] += 1
         self._advance(host, p, spec.id, run, spec, spec.start, at, ev, cause)
 
@@ -404,7 +406,6 @@ class JourneyEngine:
             if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
                 self._journey_event(host, p, spec, run, "journey.converted", at, cause,
                                     reason=f"goal:{g.name}")
-                self._count("converted")
                 self.counts[("journey", "converted", spec.id)] += 1
                 if g.exit:
                     self._exit(host, p, jid, run, spec, at, cause, f"goal:{g.name}")
@@ -454,7 +455,7 @@ class JourneyEngine:
         for x in spec.exits:
             host.cancel(p, f"jx:{jid}:{x.name}")
         if run.get("held"):
-            host.index_delete(held_key(jid, run["held"]["at"], p["ref"]))
+            host.index_delete(keys.held(jid, run["held"]["at"], p["ref"]))
             self._decision(host, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.exited"], at, None)
         if run.get("deferred"):
@@ -463,7 +464,6 @@ class JourneyEngine:
         del p["journeys"][jid]
         p["journey_history"][jid]["last_exit"] = at
         self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason=reason)
-        self._count("exited")
         self.counts[("journey", "exited", spec.id)] += 1
 
     def _goto(self, host: Host, p: Profile, target: str, at: int, cause: dict,
@@ -517,7 +517,6 @@ class JourneyEngine:
             self._decision(host, p, spec, run, run["deferred"], "drop", ["journey.merged"], at,
                            None)
         self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason="merged")
-        self._count("exited")
 
     # ----- timers ----------------------------------------------------------------------------
     def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
@@ -791,7 +790,7 @@ class JourneyEngine:
             held = run.get("held")
             if held is not None and not held.get("indexed"):
                 held["indexed"] = True
-                host.index_put(held_key(jid, held["at"], p["ref"]))
+                host.index_put(keys.held(jid, held["at"], p["ref"]))
                 spec = self.registry.spec(jid, run["v"])
                 if spec is not None:
                     self._decision(host, p, spec, run, held["intent"], "defer",
@@ -850,7 +849,6 @@ class JourneyEngine:
                              "ch": channel, "attempt": attempt, "at": at}
         for k in [k for k, v in sent.items() if v["at"] < at - 7 * DAY_MS]:
             del sent[k]
-        self._count("dispatched")
 
     def on_delivery_failed(self, host: Host, p: Profile, dispatch_id: str, at: int,
                            cause: dict) -> None:
@@ -859,7 +857,6 @@ class JourneyEngine:
         s = p.get("sent", {}).get(dispatch_id)
         if s is None:
             return
-        self._count("delivery_failed")
         self.counts[("dispatch_failed", s["ch"])] += 1
         spec = self.registry.spec(s["jid"], s["v"])
         run = {"v": s["v"], "instance": s["inst"]}
@@ -893,7 +890,7 @@ class JourneyEngine:
             return
         held = run["held"]
         run["held"] = None
-        host.index_delete(held_key(jid, held["at"], p["ref"]))
+        host.index_delete(keys.held(jid, held["at"], p["ref"]))
         step = spec.steps[run["node"]]
         intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
         self._moment.append(intent)
@@ -924,7 +921,6 @@ class JourneyEngine:
             "cause": intent["cause"],
         }
         host.emit(self.topics.decisions, p["id"], record)
-        self._count(f"decision.{outcome}")
         for reason in reasons:
             self.counts[("decision", outcome, reason.split(":", 1)[0])] += 1
 
@@ -958,9 +954,6 @@ class JourneyEngine:
         if kind == "journey.exited":
             record["entered_ms"] = run["entered"]
         host.emit(self.topics.journey_events, p["id"], record)
-
-    def _count(self, what: str) -> None:
-        self.stats[what] = self.stats.get(what, 0) + 1
 
 
 def intent_to_dict(i: _Intent) -> dict:

@@ -44,13 +44,14 @@ from operators.identity import (
     value_of,
     winner,
 )
-from operators.journeys import JourneyEngine, JourneyRegistry, held_key
+from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.lifecycle import StageRules
 from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
 from segue.config import Settings
 from state import keys
-from state.store import PartitionStore, Transaction
+from state.store import PartitionStore
+from state.transaction import BatchTransaction, Progress
 from state.windows import add as count_event
 from state.windows import new_counter
 
@@ -117,47 +118,52 @@ class PartitionProcessor:
         self.partitions = partitions
         self.stages = StageRules(settings.lifecycle)
         self.session_gap_ms = settings.session_gap_s * 1000
-        # Last applied offset per input topic (events, repartition).
-        self.applied: dict[str, int] = {
-            k[len(keys.APPLIED):].decode(): int(v) for k, v in store.scan(keys.APPLIED)}
-        self.seq = int(store.get(keys.OUTBOX_SEQ) or b"0")
-        self.watermark = int(store.get(keys.WATERMARK) or b"0")
-        # Timers pending in this partition (a metric), kept up to date per transaction.
-        self.timers_pending = int(store.get(keys.TIMERS_PENDING) or b"0")
-        self._timer_base: dict[str, int] = {}
+        # What is committed: applied offsets, outbox sequence, watermark, timers pending.
+        self.progress = Progress.load(store)
+        # Totals since start, folded in from each committed batch.
         self.stats: Counter[str] = Counter()
-        # Labelled counts for metrics: ("events", topic, result).
+        # Labelled counts for metrics: ("events", topic, result), ("journey", kind, id), …
         self.counts: Counter[tuple] = Counter()
         # Wall-clock lateness (ms) of timers fired by the wall clock, drained by the caller.
         self.timer_lateness: list[int] = []
-        raw_alerts = store.get(keys.ALERTS)
-        self.alerts = AlertWindow(settings.alerts,
-                                  orjson.loads(raw_alerts) if raw_alerts else None)
-        raw_stats = store.get(keys.ANALYTICS)
-        self.analytics = PartialStats(orjson.loads(raw_stats) if raw_stats else None)
         self.analytics_every_ms = settings.analytics.every_s * 1000
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
         self.engine = JourneyEngine(journeys, self.topics, policy=self.policy,
                                     nba=settings.nba) if journeys is not None else None
-        self._registry_generation = -1
-        self._drained: set[str] = set()
-        # No timer is due before this: scans start here, not at the first key of the prefix,
-        # which after many fired timers is a long run of RocksDB tombstones.
-        self._timer_floor = 0
-        self.drain_pending = False
+        self._load_aggregates()
+        # Outbox entries Kafka acknowledged: deleted by the next batch.
         self._acked: list[int] = []
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
-        self._culprit: object = None
-        self._touched: dict[str, object] = {}
-        # per-transaction scratch
-        self._current: InEvent | None = None  # the event being applied, if any
-        self._wall = False
-        self._txn: Transaction | None = None
-        self._profiles: dict[str, Profile] = {}
-        self._new_timers: list[tuple[int, bytes]] = []
-        self._out: list[Output] = []
+        self.txn: BatchTransaction  # the batch being applied (see ``process``)
+
+    def _load_aggregates(self) -> None:
+        """The alert windows and analytics partials as committed (they are written with
+        every batch that changes them)."""
+        raw_alerts = self.store.get(keys.ALERTS)
+        self.alerts = AlertWindow(self.settings.alerts,
+                                  orjson.loads(raw_alerts) if raw_alerts else None)
+        raw_stats = self.store.get(keys.ANALYTICS)
+        self.analytics = PartialStats(orjson.loads(raw_stats) if raw_stats else None)
+
+    @property
+    def applied(self) -> dict[str, int]:
+        """Last applied offset per input topic (events, repartition), as committed."""
+        return self.progress.applied
+
+    @property
+    def watermark(self) -> int:
+        return self.progress.watermark
+
+    @property
+    def timers_pending(self) -> int:
+        return self.progress.timers_pending
+
+    @property
+    def drain_pending(self) -> bool:
+        """The end-of-input drain stopped early: call ``process`` with the horizon again."""
+        return self.progress.drain_pending
 
     # ----- outbox -------------------------------------------------------------------------
     def unacknowledged(self) -> list[tuple[int, Output]]:
@@ -199,168 +205,130 @@ class PartitionProcessor:
         dropped with a ``timer.error`` record.
         """
         for _ in range(len(items) + 16):
-            saved = self._save()
+            acks, self._acked = self._acked, []
+            txn = self.txn = BatchTransaction(self.store, self.progress)
+            if self.engine is not None:
+                self.engine.begin(txn.counts)
             try:
-                return self._process_once(items, clock_ms, drain_horizon_ms, flush_analytics)
+                entries = self._process_once(items, acks, clock_ms, drain_horizon_ms,
+                                             flush_analytics)
+                txn.commit()
             except Exception as e:  # noqa: BLE001 - see the docstring
-                culprit = self._culprit
-                self._restore(saved)
+                # The whole batch goes; it is done again from the committed state.
+                txn.fail()
+                self._acked = acks + self._acked
+                self._load_aggregates()
+                culprit = txn.culprit
                 if culprit is None or culprit in self._poisoned:
                     raise
                 self._poisoned[culprit] = f"{type(e).__name__}: {e}"[:500]
                 self.stats["processing_errors"] += 1
+                continue
+            self.progress = txn.progress
+            self.analytics.changed = False
+            self.stats.update(txn.stats)
+            self.stats["outputs"] += len(entries)
+            self.counts.update(txn.counts)
+            self.timer_lateness.extend(txn.lateness)
+            return entries
         raise RuntimeError("too many failing items in one batch")
-
-    def _save(self) -> tuple:
-        eng = self.engine
-        return (orjson.dumps(self.alerts.state), orjson.dumps(self.analytics.state),
-                dict(self.applied), self.seq, self.watermark,
-                self._timer_floor,
-                Counter(self.stats), Counter(self.counts), list(self._acked),
-                set(self._drained), self.drain_pending, self._registry_generation,
-                (dict(eng.stats), Counter(eng.counts)) if eng is not None else None)
-
-    def _restore(self, saved: tuple) -> None:
-        (alerts, analytics, self.applied, self.seq, self.watermark, self._timer_floor, self.stats,
-         self.counts,
-         self._acked, self._drained, self.drain_pending, self._registry_generation,
-         eng) = saved
-        self.alerts.state = orjson.loads(alerts)
-        self.analytics.state = orjson.loads(analytics)
-        self.analytics.changed = True
-        if self.engine is not None and eng is not None:
-            self.engine.stats, self.engine.counts = eng
-            self.engine._moment = []
-            self.engine._nba = []
-            self.engine.nba_pending.clear()
-        self._txn = None
-        self._profiles = {}
-        self._timer_base = {}
-        self._current = None
-        self._culprit = None
 
     def _dead_letter_poisoned(self, item: object, topic: str, why: str) -> None:
         body = getattr(item, "raw", None) or getattr(item, "body", None) or {}
         raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
                         None, orjson.dumps(body), [], 0)
         rec = _reject(raw, "processing.error", why)
-        self.stats["dead_lettered"] += 1
-        self.counts[("events", topic, "dead_lettered")] += 1
-        self._out.append(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
+        self.txn.stats["dead_lettered"] += 1
+        self.txn.counts[("events", topic, "dead_lettered")] += 1
+        self.txn.emit(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
 
     def _process_once(
-        self, items: list[InEvent | Rejected], clock_ms: int | None,
+        self, items: list[InEvent | Rejected], acks: list[int], clock_ms: int | None,
         drain_horizon_ms: int | None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
-        txn = self.store.begin()
-        self._txn = txn
-        self._profiles = {}
-        self._touched = {}
-        self._new_timers = []
-        self._out = []
-        for seq in self._acked:
+        txn = self.txn
+        for seq in acks:
             txn.delete(keys.outbox(seq))
-        self._acked.clear()
-        applied_before = dict(self.applied)
-        self._sync_journeys(self.watermark if clock_ms is None else clock_ms)
+        self._sync_journeys(self.txn.progress.watermark if clock_ms is None else clock_ms)
         for item in items:
             topic = item.part.rpartition("#")[0]
-            if item.offset <= self.applied.get(topic, -1):
-                self.stats["skipped_already_applied"] += 1
-                self.counts[("events", topic, "skipped")] += 1
+            if item.offset <= self.txn.progress.applied.get(topic, -1):
+                self.txn.stats["skipped_already_applied"] += 1
+                self.txn.counts[("events", topic, "skipped")] += 1
                 continue
-            self.applied[topic] = item.offset
-            self._culprit = (topic, item.offset)
-            why = self._poisoned.get(self._culprit)
+            self.txn.progress.applied[topic] = item.offset
+            self.txn.culprit = (topic, item.offset)
+            why = self._poisoned.get(self.txn.culprit)
             if why is not None:
                 self._dead_letter_poisoned(item, topic, why)
             elif isinstance(item, Routed):
                 self._on_routed(item)
             elif isinstance(item, Rejected):
-                self.stats["dead_lettered"] += 1
-                self.counts[("events", topic, "dead_lettered")] += 1
-                self.alerts.message(self.watermark, dead=True)
-                self._out.append(
+                self.txn.stats["dead_lettered"] += 1
+                self.txn.counts[("events", topic, "dead_lettered")] += 1
+                self.alerts.message(self.txn.progress.watermark, dead=True)
+                self.txn.emit(
                     Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
                            else None, orjson.dumps(item.record))
                 )
             else:
-                self._current = item
+                self.txn.current = item
                 self._apply(item)
-                self._current = None
-        self._culprit = None
+                self.txn.current = None
+        self.txn.culprit = None
         self._flush_nba()
-        self._wall = clock_ms is not None
-        self._fire_timers(self.watermark if clock_ms is None else clock_ms)
+        self.txn.wall_clock = clock_ms is not None
+        self._fire_timers(self.txn.progress.watermark if clock_ms is None else clock_ms)
         self._flush_nba()
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
             self._flush_nba()
-            if not self.drain_pending:
+            if not self.txn.progress.drain_pending:
                 self._send_analytics()  # end of input: the final partials
         if flush_analytics:
             self._send_analytics()
         for alert in self.alerts.check(self.partition):
-            self._emit_alert(alert, self.watermark, alert["hour_start_ms"],
+            self._emit_alert(alert, self.txn.progress.watermark, alert["hour_start_ms"],
                              {"window_start_ms": alert["hour_start_ms"]})
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
-        pending = self.timers_pending
-        for ref, profile in self._profiles.items():
+        pending = txn.progress.timers_pending
+        for ref, profile in txn.objects.items():
             pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
-                self._timer_base.get(ref, 0)
-        if pending != self.timers_pending:
-            txn.put(keys.TIMERS_PENDING, b"%d" % max(pending, 0))
-        for ref, profile in self._profiles.items():
+                txn.timers_before.get(ref, 0)
+        txn.progress.timers_pending = max(pending, 0)
+        for ref, profile in txn.objects.items():
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
             else:
-                self._culprit = self._touched.get(ref)  # who to blame if it cannot be stored
+                txn.culprit = txn.blame.get(ref)  # who to blame if it cannot be stored
                 txn.put(keys.profile(ref), orjson.dumps(profile))
-        self._culprit = None
-        entries = []
-        for out in self._out:
-            self.seq += 1
-            txn.put(keys.outbox(self.seq), out.encode())
-            entries.append((self.seq, out))
-        if entries:
-            txn.put(keys.OUTBOX_SEQ, b"%d" % self.seq)
-        if self.applied != applied_before:
-            for topic, off in self.applied.items():
-                if applied_before.get(topic) != off:
-                    txn.put(keys.applied(topic), b"%d" % off)
-            txn.put(keys.WATERMARK, b"%d" % self.watermark)
-        txn.commit()
-        self.analytics.changed = False
-        self.timers_pending = max(pending, 0)
-        self._timer_base = {}
-        self._txn = None
-        self._profiles = {}
-        self.stats["outputs"] += len(entries)
-        return entries
+        txn.culprit = None
+        return txn.prepare()
 
     def next_timer_due(self) -> int | None:
-        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key()):
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(self.progress)):
             return keys.parse_timer(k)[0]
         return None
 
-    def _floor_key(self) -> bytes:
-        return b"%s%016x" % (keys.TIMER, self._timer_floor)
+    @staticmethod
+    def _floor_key(progress: Progress) -> bytes:
+        return b"%s%016x" % (keys.TIMER, progress.timer_floor)
 
     # ----- events --------------------------------------------------------------------------
     def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:
-        if self._culprit is not None:
-            self._touched[ref] = self._culprit
-        p = self._profiles.get(ref)
+        if self.txn.culprit is not None:
+            self.txn.blame[ref] = self.txn.culprit
+        p = self.txn.objects.get(ref)
         if p is not None and not p.get("_gone"):
             self._settle(ref)
             return p, False
-        raw = None if p is not None else self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
+        raw = None if p is not None else self.txn.get(keys.profile(ref))
         created = raw is None
         p = new_profile(ref, ts_ms) if created else orjson.loads(raw)
-        self._timer_base.setdefault(ref, len(p["timers"]))
-        self._profiles[ref] = p
+        self.txn.timers_before.setdefault(ref, len(p["timers"]))
+        self.txn.objects[ref] = p
         return p, created
 
     def _settle(self, ref: str) -> None:
@@ -375,17 +343,17 @@ class PartitionProcessor:
             self.engine.flush_nba(self)
 
     def _existing_profile(self, ref: str) -> Profile | None:
-        p = self._profiles.get(ref)
+        p = self.txn.objects.get(ref)
         if p is not None:
             if p.get("_gone"):
                 return None
             self._settle(ref)
             return p
-        raw = self._txn.get(keys.profile(ref))  # type: ignore[union-attr]
+        raw = self.txn.get(keys.profile(ref))
         if raw is None:
             return None
-        p = self._profiles[ref] = orjson.loads(raw)
-        self._timer_base.setdefault(ref, len(p.get("timers", {})))
+        p = self.txn.objects[ref] = orjson.loads(raw)
+        self.txn.timers_before.setdefault(ref, len(p.get("timers", {})))
         return p
 
     def _apply(self, ev: InEvent) -> None:
@@ -397,35 +365,35 @@ class PartitionProcessor:
             return
         p, created = self._profile(ref, ev.ts_ms)
         if created:
-            erased = self._txn.get(keys.erased(ref))  # type: ignore[union-attr]
+            erased = self.txn.get(keys.erased(ref))
             if erased is not None:
                 p["erased_at"] = int(erased)
         if p.get("erased_at") is not None and ev.ts_ms <= p["erased_at"]:
             if created:
-                del self._profiles[ref]
-            self.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
+                del self.txn.objects[ref]
+            self.txn.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
             return
         h = _id_hash(ev.message_id)
         recent = p["recent_ids"]
         topic = ev.part.rpartition("#")[0]
         if h in recent:
-            self.stats["deduplicated"] += 1
-            self.counts[("events", topic, "deduplicated")] += 1
+            self.txn.stats["deduplicated"] += 1
+            self.txn.counts[("events", topic, "deduplicated")] += 1
             return
         recent.append(h)
         if len(recent) > self.settings.dedup_recent_ids:
             del recent[0]
-        self.stats["applied"] += 1
-        self.counts[("events", topic, "applied")] += 1
-        if self.analytics.due(max(ev.ts_ms, self.watermark), self.analytics_every_ms):
+        self.txn.stats["applied"] += 1
+        self.txn.counts[("events", topic, "applied")] += 1
+        if self.analytics.due(max(ev.ts_ms, self.txn.progress.watermark), self.analytics_every_ms):
             self._send_analytics()  # what changed up to the previous period, before this event
         self.alerts.message(ev.ts_ms, dead=False)
         ts = ev.ts_ms
         # This customer's timers due before this event fire first, whatever the batching.
         if p["timers"] and min(p["timers"].values()) <= ts:
             self._fire_customer(p, ts)
-        if ts > self.watermark:
-            self.watermark = ts
+        if ts > self.txn.progress.watermark:
+            self.txn.progress.watermark = ts
         p["events"] += 1
         last = p["last_seen"]
         if p["events"] == 1 or ts - last > self.session_gap_ms:
@@ -489,7 +457,7 @@ class PartitionProcessor:
                 p.setdefault("suppressed", {})[BOUNCES[key]] = "bounce"
         elif key in FAILURES:
             dispatch_id = props.get("dispatch_id")
-            self.stats["delivery_failures"] += 1
+            self.txn.stats["delivery_failures"] += 1
             failed = p.get("sent", {}).get(dispatch_id) if isinstance(dispatch_id, str) else None
             self.alerts.failed(failed["ch"] if failed else _channel(props.get("channel"),
                                                                      "unknown"), ev.ts_ms)
@@ -503,7 +471,7 @@ class PartitionProcessor:
 
     def _opted_out(self, p: Profile, channel: str, at: int, cause: dict) -> None:
         """An opt-out takes effect at once and takes the customer out of active journeys."""
-        self.stats["opt_outs"] += 1
+        self.txn.stats["opt_outs"] += 1
         self.analytics.unsubscribed(channel)
         if self.engine is not None:
             self.engine.exit_all(self, p, at, cause, f"consent.{channel}.opted_out")
@@ -511,16 +479,16 @@ class PartitionProcessor:
     # ----- erasure ---------------------------------------------------------------------------
     def _erased_since(self, ref: str, at: int) -> bool:
         """Was this customer erased at or after ``at``? (Then data from ``at`` is stale.)"""
-        raw = self._txn.get(keys.erased(ref))  # type: ignore[union-attr]
+        raw = self.txn.get(keys.erased(ref))
         return raw is not None and at <= int(raw)
 
     def _erase(self, ref: str, ev: InEvent) -> None:
         """Right to erasure: everything held on the customer goes, before any later event of
         theirs; what remains is an audit record without personal data."""
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         if self._erased_since(ref, ev.ts_ms):
-            self.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
+            self.txn.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
             return
         p = self._existing_profile(ref)
         deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
@@ -531,7 +499,7 @@ class PartitionProcessor:
                 deleted["timers"] += 1
             for jid, run in p.get("journeys", {}).items():
                 if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(held_key(jid, run["held"]["at"], ref))
+                    txn.delete(keys.held(jid, run["held"]["at"], ref))
                     deleted["held"] += 1
             for x in sorted(set(p["links"]) | set(p["merged_from"])):
                 if x != ref:
@@ -542,21 +510,21 @@ class PartitionProcessor:
             for k, v in self.store.scan(keys.OUTBOX):
                 if Output.decode(v).key == p["id"]:
                     txn.delete(k)
-                    self.stats["erased_outbox_entries"] += 1
+                    self.txn.stats["erased_outbox_entries"] += 1
             p.clear()
             p["_gone"] = True
-        self._profiles.setdefault(ref, {"_gone": True})
+        self.txn.objects.setdefault(ref, {"_gone": True})
         txn.delete(keys.profile(ref))
         txn.delete(keys.link(ref))
         txn.delete(keys.redirect(ref))
         txn.put(keys.erased(ref), b"%d" % ev.ts_ms)  # late data from before this is dropped
-        self.stats["erasures"] += 1
+        self.txn.stats["erasures"] += 1
         digest = hashlib.sha256(ref.encode()).hexdigest()
         record = {"schema_version": SCHEMA_VERSION, "type": "privacy.erased",
                   "idempotency_key": idempotency_key("erased", digest, ev.message_id),
                   "customer_id": None, "customer_ref_sha256": digest, "journey": None,
                   "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
-        self._out.append(Output(self.topics.customer_events, digest, orjson.dumps(record)))
+        self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))
 
     def _set_traits(self, p: Profile, traits: dict, ts: int) -> None:
         """Latest event time wins per trait (whatever the arrival order). A raw email never
@@ -580,13 +548,13 @@ class PartitionProcessor:
         else forward the event to the partition that does and return None."""
         if ev.canonical is None:
             primary = primary_ref(ev.user_id, ev.anonymous_id)
-            cached = self._profiles.get(primary)
+            cached = self.txn.objects.get(primary)
             if cached is not None and not cached.get("_gone"):
                 return primary  # owned here, already loaded in this batch: no lookups
             if self.home(primary) != self.partition:  # producer used another partitioner
                 self._forward(ev, None, primary)
                 return None
-            raw = self._txn.get(keys.link(primary))  # type: ignore[union-attr]
+            raw = self.txn.get(keys.link(primary))
             ref = raw.decode() if raw is not None else primary
         else:
             ref = ev.canonical
@@ -594,7 +562,7 @@ class PartitionProcessor:
         if ref != primary and self.home(ref) != self.partition:
             self._forward(ev, ref, ref)
             return None
-        moved = self._txn.get(keys.redirect(ref))  # type: ignore[union-attr]
+        moved = self.txn.get(keys.redirect(ref))
         if moved is not None:
             self._forward(ev, moved.decode(), moved.decode())
             return None
@@ -602,11 +570,11 @@ class PartitionProcessor:
 
     def _forward(self, ev: InEvent, canonical: str | None, target: str) -> None:
         if ev.hops >= self.settings.identity.max_hops:
-            self.stats["identity_loops"] += 1
+            self.txn.stats["identity_loops"] += 1
             self._emit_identity("identity.loop", ev.customer_id, target, ev.ts_ms,
                                 {"message_id": ev.message_id}, reason="identity.max_hops")
             return
-        self.stats["forwarded"] += 1
+        self.txn.stats["forwarded"] += 1
         self._route(target, {"kind": "event", "canonical": canonical, "hops": ev.hops + 1,
                              "event": ev.raw, "kafka_ts": ev.kafka_ts_ms})
 
@@ -616,7 +584,7 @@ class PartitionProcessor:
         if part == self.partition and body["kind"] != "event":
             self._on_routed(Routed(body["kind"], body, -1, ""))
             return
-        self._out.append(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
+        self.txn.emit(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
                                 part))
 
     def _link(self, p: Profile, ev: InEvent) -> None:
@@ -630,7 +598,7 @@ class PartitionProcessor:
             kind = kind_of(x)
             held = sum(1 for y in p["links"] if kind_of(y) == kind)
             if held >= limits.get(kind, 10):
-                self.stats["links_refused"] += 1
+                self.txn.stats["links_refused"] += 1
                 self._emit_identity("identity.link_refused", p["id"], p["ref"], ev.ts_ms,
                                     {"message_id": ev.message_id},
                                     reason=f"identity.limit.{kind}",
@@ -651,27 +619,27 @@ class PartitionProcessor:
         elif m.kind == "analytics":
             self._on_partial(b)
         elif m.kind == "relink":
-            self._txn.put(keys.link(b["id"]), b["canonical"].encode())  # type: ignore[union-attr]
+            self.txn.put(keys.link(b["id"]), b["canonical"].encode())
         elif m.kind == "unlink":  # erasure of the customer it pointed to
-            txn = self._txn
+            txn = self.txn
             assert txn is not None
             for key in (keys.link(b["id"]), keys.redirect(b["id"])):
                 v = txn.get(key)
                 if v is not None and v.decode() == b["ref"]:
                     txn.delete(key)
         else:
-            self.stats["internal_unknown"] += 1
+            self.txn.stats["internal_unknown"] += 1
 
     # ----- analytics -------------------------------------------------------------------------
     def _send_analytics(self) -> None:
         """This partition's changed partials to the partitions that own their totals."""
         for target, body in self.analytics.take():
             self._route(target, {"kind": "analytics", "src": self.partition,
-                                 "at": self.watermark, **body})
+                                 "at": self.txn.progress.watermark, **body})
 
     def _on_partial(self, b: dict) -> None:
         """Keep the newest partial per source partition, emit the total."""
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         scope, name, version = b["scope"], b["id"], b.get("version")
         key = keys.totals(scope, name, version)
@@ -702,8 +670,8 @@ class PartitionProcessor:
                                  body.get("steps", [])}, "exited": body.get("exited", 0)}
         txn.put(key, orjson.dumps(doc))
         snap = sorted((k, v["at"], _size(v["partial"])) for k, v in doc["parts"].items())
-        self.counts[("analytics", scope)] += 1
-        self._out.append(Output(self.topics.analytics, name, orjson.dumps({
+        self.txn.counts[("analytics", scope)] += 1
+        self.txn.emit(Output(self.topics.analytics, name, orjson.dumps({
             "schema_version": SCHEMA_VERSION, "type": f"analytics.{scope}",
             "idempotency_key": idempotency_key("analytics", scope, name, version, snap),
             "customer_id": None, "journey": subject if scope == "journey" else None,
@@ -746,8 +714,8 @@ class PartitionProcessor:
     def _emit_alert(self, alert: dict, at: int, window_ms: int, cause: dict) -> None:
         """One record on ``segue.alerts``; its key is the kind, subject, window and partition
         (an alert repeated by a replay of the same window has the same key)."""
-        self.counts[("alert", alert["kind"])] += 1
-        self._out.append(Output(self.topics.alerts, alert["subject"], orjson.dumps({
+        self.txn.counts[("alert", alert["kind"])] += 1
+        self.txn.emit(Output(self.topics.alerts, alert["subject"], orjson.dumps({
             "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
             "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"],
                                                window_ms, self.partition),
@@ -756,7 +724,7 @@ class PartitionProcessor:
 
     def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
         """At x's home: x belongs to customer c. Merges when x already belongs to another."""
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         raw = txn.get(keys.link(x))
         cur = raw.decode() if raw is not None else None
@@ -777,7 +745,7 @@ class PartitionProcessor:
 
     def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
         """At the loser's home: hand its whole state to the winner, leave a redirect."""
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         if loser == w:
             return
@@ -800,7 +768,7 @@ class PartitionProcessor:
                 txn.delete(keys.timer(due, loser, kind))
             for jid, run in p.get("journeys", {}).items():
                 if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(held_key(jid, run["held"]["at"], loser))
+                    txn.delete(keys.held(jid, run["held"]["at"], loser))
                     run["held"]["indexed"] = False
             snapshot = {k: v for k, v in p.items() if k != "_gone"}
             p.clear()
@@ -813,7 +781,7 @@ class PartitionProcessor:
 
     def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int) -> None:
         """At the winner's home: fold the loser's state in, exactly once."""
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         moved = txn.get(keys.redirect(w))
         if moved is not None and hops < self.settings.identity.max_hops:
@@ -822,7 +790,7 @@ class PartitionProcessor:
                             "at": at, "hops": hops + 1})
             return
         if self._erased_since(w, at):  # merged history from before an erasure: dropped
-            self.stats["dropped_erased"] += 1
+            self.txn.stats["dropped_erased"] += 1
             return
         p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
         if loser in p["merged_from"]:
@@ -841,7 +809,7 @@ class PartitionProcessor:
                 self.engine.adopt_runs(self, p, snapshot, at)
             if "inactivity" not in p["timers"]:
                 self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
-        self.stats["merges"] += 1
+        self.txn.stats["merges"] += 1
         self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
                             merged_from=value_of(loser), merged_ref=loser)
 
@@ -862,7 +830,7 @@ class PartitionProcessor:
                                                      extra.get("merged_ref")),
                   "customer_id": customer, "customer_ref": ref, "journey": None, "at_ms": at,
                   "cause": cause, **extra}
-        self._out.append(Output(self.topics.customer_events, customer, orjson.dumps(record)))
+        self.txn.emit(Output(self.topics.customer_events, customer, orjson.dumps(record)))
 
     def _add_sum(self, p: Profile, name: str, by: object, value: object) -> None:
         if not isinstance(by, str) or not isinstance(value, int | float) \
@@ -905,21 +873,21 @@ class PartitionProcessor:
             "at_ms": at_ms,
             "cause": cause,
         }
-        self.stats["lifecycle_changes"] += 1
-        self._out.append(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
+        self.txn.stats["lifecycle_changes"] += 1
+        self.txn.emit(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
 
     # ----- the engine's host API ------------------------------------------------------------
     def arm(self, p: Profile, kind: str, due_ms: int) -> None:
         """(Re)arm the customer's timer of this kind."""
         old = p["timers"].get(kind)
         if old is not None and old != due_ms:
-            self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
+            self.txn.delete(keys.timer(old, p["ref"], kind))
         self._arm(p, kind, due_ms)
 
     def cancel(self, p: Profile, kind: str) -> None:
         old = p["timers"].pop(kind, None)
         if old is not None:
-            self._txn.delete(keys.timer(old, p["ref"], kind))  # type: ignore[union-attr]
+            self.txn.delete(keys.timer(old, p["ref"], kind))
 
     def emit(self, topic: str, key: str, record: dict) -> None:
         kind = record.get("type")
@@ -930,15 +898,15 @@ class PartitionProcessor:
             self.analytics.decision(record)
         elif topic == self.topics.journey_events:
             self.analytics.journey_event(record)
-        ev = self._current
+        ev = self.txn.current
         src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
-        self._out.append(Output(topic, key, orjson.dumps(record), src=src))
+        self.txn.emit(Output(topic, key, orjson.dumps(record), src=src))
 
     def index_put(self, key: bytes) -> None:
-        self._txn.put(key, b"")  # type: ignore[union-attr]
+        self.txn.put(key, b"")
 
     def index_delete(self, key: bytes) -> None:
-        self._txn.delete(key)  # type: ignore[union-attr]
+        self.txn.delete(key)
 
     # ----- journeys: reloads, resumes -----------------------------------------------------
     def _sync_journeys(self, clock_ms: int) -> None:
@@ -947,35 +915,33 @@ class PartitionProcessor:
         if reg is None or self.engine is None:
             return
         reg.maybe_reload()
-        if reg.generation == self._registry_generation:
+        if reg.generation == self.txn.progress.journeys_generation:
             return
-        self._registry_generation = reg.generation
+        self.txn.progress.journeys_generation = reg.generation
         for jid, spec in sorted(reg.current.items()):
             if spec.status != "active":
                 continue
-            prefix = b"h|%s|" % jid.encode()
-            for k, _ in list(self.store.scan(prefix)):
-                if self._txn.get(k) is None:  # type: ignore[union-attr]
-                    continue
+            prefix = keys.held_prefix(jid)
+            for k, _ in list(self.txn.scan(prefix)):
                 held_at = int(k[len(prefix):len(prefix) + 16], 16)
                 cid = k[len(prefix) + 17:].decode()
                 at = max(clock_ms, held_at)  # released now, never before it was held
                 p, created = self._profile(cid, at)
                 if created:
-                    del self._profiles[cid]
-                    self._txn.delete(k)  # type: ignore[union-attr]
+                    del self.txn.objects[cid]
+                    self.txn.delete(k)
                     continue
                 self.engine.release_held(self, p, jid, at)
-                self.stats["journey_sends_released"] += 1
+                self.txn.stats["journey_sends_released"] += 1
 
     # ----- timers --------------------------------------------------------------------------
     def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
-        if due_ms < self._timer_floor:
-            self._timer_floor = max(due_ms, 0)
+        if due_ms < self.txn.progress.timer_floor:
+            self.txn.progress.timer_floor = max(due_ms, 0)
         key = keys.timer(due_ms, p["ref"], kind)
         p["timers"][kind] = due_ms
-        self._txn.put(key, b"")  # type: ignore[union-attr]
-        self._new_timers.append((due_ms, key))
+        self.txn.put(key, b"")
+        self.txn.armed.append((due_ms, key))
 
     def _fire_customer(self, p: Profile, upto: int) -> None:
         """Fire this customer's timers due at or before ``upto``, earliest first."""
@@ -987,50 +953,50 @@ class PartitionProcessor:
             kinds = [k for d, k in due_now if d == first]
             for kind in kinds:
                 del p["timers"][kind]
-                self._txn.delete(keys.timer(first, p["ref"], kind))  # type: ignore[union-attr]
-            self.stats["timers_fired"] += len(kinds)
-            outer = self._culprit
-            self._culprit = ("timer", p["ref"], first)
-            why = self._poisoned.get(self._culprit)
+                self.txn.delete(keys.timer(first, p["ref"], kind))
+            self.txn.stats["timers_fired"] += len(kinds)
+            outer = self.txn.culprit
+            self.txn.culprit = ("timer", p["ref"], first)
+            why = self._poisoned.get(self.txn.culprit)
             if why is None:
                 self._on_timers(p, first, kinds)
             else:  # it raised before: dropped, and said so
                 self._emit_identity("timer.error", p["id"], p["ref"], first,
                                     {"timer": ",".join(kinds), "due_ms": first}, reason=why)
-            self._culprit = outer
+            self.txn.culprit = outer
 
     def _drain(self, horizon_ms: int) -> None:
         """End of input: fire every timer due within ``horizon_ms`` of its customer's last
         event (and what those timers arm in turn), customer by customer, at most
         ``DRAIN_CUSTOMERS`` per transaction; ``drain_pending`` says whether to call again."""
-        done = self._drained
+        done = self.txn.progress.drained
         n = 0
-        self.drain_pending = False
+        self.txn.progress.drain_pending = False
         for k, _ in self.store.scan(keys.TIMER):
             _, cid, _ = keys.parse_timer(k)
             if cid in done:
                 continue
             if n >= DRAIN_CUSTOMERS:
-                self.drain_pending = True
+                self.txn.progress.drain_pending = True
                 break
             done.add(cid)
             n += 1
             p, created = self._profile(cid, 0)
             if created:
-                del self._profiles[cid]
+                del self.txn.objects[cid]
                 continue
             self._fire_customer(p, p["last_seen"] + horizon_ms)
-        for cid, p in list(self._profiles.items()):
+        for cid, p in list(self.txn.objects.items()):
             if cid not in done:
                 done.add(cid)
                 self._fire_customer(p, p["last_seen"] + horizon_ms)
 
     def _fire_timers(self, clock_ms: int) -> None:
-        txn = self._txn
+        txn = self.txn
         assert txn is not None
         heap: list[tuple[int, bytes]] = []
         truncated = False
-        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key()):
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
             due = int(k[2:18], 16)
             if due > clock_ms:
                 break
@@ -1038,8 +1004,8 @@ class PartitionProcessor:
                 truncated = True
                 break
             heap.append((due, k))
-        heap.extend(t for t in self._new_timers if t[0] <= clock_ms)
-        self._new_timers = []
+        heap.extend(t for t in self.txn.armed if t[0] <= clock_ms)
+        self.txn.armed = []
         heapq.heapify(heap)
         fired = 0
         while heap and fired < MAX_TIMERS_PER_PASS:
@@ -1049,28 +1015,28 @@ class PartitionProcessor:
             _, cid, kind = keys.parse_timer(k)
             p, created = self._profile(cid, due)
             if created:  # profile gone (e.g. erased): drop the stale timer
-                del self._profiles[cid]
+                del self.txn.objects[cid]
                 txn.delete(k)
                 continue
             if p["timers"].get(kind) != due:
                 txn.delete(k)
                 continue
-            if self._wall and len(self.timer_lateness) < 10_000:
-                self.timer_lateness.append(clock_ms - due)
+            if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
+                self.txn.lateness.append(clock_ms - due)
             # All of this customer's timers due now fire together (one moment).
-            before = self.stats["timers_fired"]
-            armed = len(self._new_timers)
+            before = self.txn.stats["timers_fired"]
+            armed = len(self.txn.armed)
             self._fire_customer(p, due)
-            fired += self.stats["timers_fired"] - before
-            for t in self._new_timers[armed:]:  # what firing armed, if already due
+            fired += self.txn.stats["timers_fired"] - before
+            for t in self.txn.armed[armed:]:  # what firing armed, if already due
                 if t[0] <= clock_ms:
                     heapq.heappush(heap, t)
-        self._new_timers = []
+        self.txn.armed = []
         if heap or truncated:  # stopped early: what is left starts the next scan
             rest = [d for d, _ in heap]
-            self._timer_floor = min(rest) if rest else self._timer_floor
+            self.txn.progress.timer_floor = min(rest) if rest else self.txn.progress.timer_floor
         else:
-            self._timer_floor = max(self._timer_floor, clock_ms + 1)
+            self.txn.progress.timer_floor = max(self.txn.progress.timer_floor, clock_ms + 1)
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]

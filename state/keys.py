@@ -1,4 +1,31 @@
-"""Key encoding for the partition store (see ``state.store`` for the layout)."""
+"""The key layout of a partition store: every prefix, and the functions that build keys.
+
+Keys are bytes; ``|`` separates parts. One store per input partition holds:
+
+=====================================================  ==========================================
+``c|<customer ref>``                                   the customer's profile
+``i|<identifier>``                                     identity link: the customer ref it belongs to
+``r|<customer ref>``                                   redirect: the customer it was merged into
+``e|<sha256 of customer ref>``                         erased at (ms): later data from before it is
+                                                       dropped; no personal data
+``t|<due_ms:016x>|<customer ref>|<kind>``              durable timer (empty value), scanned in due
+                                                       order
+``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
+``o|<seq:016x>``                                       outbox: an output not yet acknowledged by
+                                                       Kafka
+``a|<scope>|<id>|<version>``                           analytics totals: the newest partial of every
+                                                       partition
+``m|applied|<topic>``                                  last applied offset of that input topic
+``m|seq``                                              last outbox sequence number
+``m|watermark``                                        highest event time applied (ms)
+``m|timers``                                           durable timers pending (a metric)
+``m|alerts``                                           this partition's alert windows
+``m|analytics``                                        this partition's analytics partials
+=====================================================  ==========================================
+
+All writes of one micro-batch, the applied offsets among them, go in one WriteBatch: after a
+crash the store is at a batch boundary, never in between.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +42,7 @@ ALERTS = b"m|alerts"
 TIMERS_PENDING = b"m|timers"
 ANALYTICS = b"m|analytics"   # this partition's cumulative analytics partials
 TOTALS = b"a|"               # a|<scope>|<id>|<version> -> newest partial of every partition
+HELD = b"h|"                 # h|<journey>|<at:016x>|<customer> -> (empty)
 
 
 def profile(ref: str) -> bytes:
@@ -62,3 +90,16 @@ def outbox(seq: int) -> bytes:
 
 def totals(scope: str, name: str, version: int | None) -> bytes:
     return b"a|%s|%s|%d" % (scope.encode(), name.encode(), version or 0)
+
+
+def held(journey: str, at_ms: int, customer: str) -> bytes:
+    """A send held while ``journey`` is paused, ordered by when it was held.
+
+    >>> held("cart", 5, "user:u1")
+    b'h|cart|0000000000000005|user:u1'
+    """
+    return b"%s%s|%016x|%s" % (HELD, journey.encode(), at_ms, customer.encode())
+
+
+def held_prefix(journey: str) -> bytes:
+    return b"%s%s|" % (HELD, journey.encode())

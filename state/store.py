@@ -1,28 +1,11 @@
-"""One RocksDB store per input Kafka partition, changed only through a ``Transaction``.
-
-Key layout (bytes; ``|`` separates parts):
-
-- ``c|<customer>``                  profile (orjson)
-- ``t|<due_ms:016x>|<customer>|<kind>``  durable timer, scanned in due order
-- ``o|<seq:016x>``                  outbox: an emitted output not yet acknowledged by Kafka
-- ``m|applied``                     last applied input offset of this partition
-- ``m|seq``                         last outbox sequence number
-- ``m|watermark``                   highest event time applied (ms)
-
-All writes of one micro-batch, the applied offset among them, go in one WriteBatch: after a
-crash the store is at a batch boundary, never in between.
+"""One RocksDB store per input Kafka partition, changed only through a ``BatchTransaction``
+(``state.transaction``); ``state.keys`` has the key layout.
 
 Example:
     >>> import tempfile
     >>> store = PartitionStore(tempfile.mkdtemp())
-    >>> txn = store.begin()
-    >>> txn.put(b"c|u1", b"{}")
-    >>> txn.get(b"c|u1")
-    b'{}'
-    >>> store.get(b"c|u1") is None   # not committed yet
+    >>> store.get(b"c|u1") is None
     True
-    >>> txn.commit(); store.get(b"c|u1")
-    b'{}'
 """
 
 from __future__ import annotations
@@ -127,9 +110,6 @@ class PartitionStore:
             return kv
         return None
 
-    def begin(self) -> Transaction:
-        return Transaction(self)
-
     def write(self, batch: WriteBatch) -> None:
         self._db.write(batch)
 
@@ -141,43 +121,3 @@ class PartitionStore:
 
     def close(self) -> None:
         self._db.close()
-
-
-_DELETED = object()
-
-
-class Transaction:
-    """Staged writes over a store with read-your-writes; ``commit`` writes them atomically."""
-
-    __slots__ = ("_store", "_staged")
-
-    def __init__(self, store: PartitionStore) -> None:
-        self._store = store
-        self._staged: dict[bytes, object] = {}
-
-    def get(self, key: bytes) -> bytes | None:
-        v = self._staged.get(key)
-        if v is None:
-            return self._store.get(key)
-        return None if v is _DELETED else v  # type: ignore[return-value]
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._staged[key] = value
-
-    def delete(self, key: bytes) -> None:
-        self._staged[key] = _DELETED
-
-    def __len__(self) -> int:
-        return len(self._staged)
-
-    def commit(self) -> None:
-        if not self._staged:
-            return
-        batch = WriteBatch(raw_mode=True)
-        for k, v in self._staged.items():
-            if v is _DELETED:
-                batch.delete(k)
-            else:
-                batch.put(k, v)
-        self._store.write(batch)
-        self._staged.clear()

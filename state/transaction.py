@@ -1,0 +1,231 @@
+"""One micro-batch of one partition: every change it makes, committed at once or not at all.
+
+A ``BatchTransaction`` owns, for one batch:
+
+- the staged writes, with read-your-writes ``get``, ``put``, ``delete`` and a prefix ``scan``
+  that sees them;
+- the partition's ``Progress`` (applied input offsets, outbox sequence, event-time watermark,
+  timers pending), a copy the batch moves forward;
+- the outbox: outputs in the order the batch emitted them;
+- the timers the batch armed (so timers due within the batch fire in the same batch);
+- the decoded objects (profiles) it touched, written back once at ``prepare``;
+- the counts of what happened, folded into the partition's totals only on ``commit``.
+
+Its status runs STARTED → PREPARED → COMMITTED, or → FAILED from either of the first two. A
+failed transaction is thrown away whole: the batch is done again from the committed state, so
+nothing is snapshotted or restored by hand. A call in the wrong status raises
+``TransactionStateError`` (a bug, never data).
+
+Example:
+    >>> import tempfile
+    >>> from state.store import PartitionStore
+    >>> store = PartitionStore(tempfile.mkdtemp())
+    >>> txn = BatchTransaction(store, Progress.load(store))
+    >>> txn.put(b"c|u1", b"{}")
+    >>> txn.get(b"c|u1"), store.get(b"c|u1")    # read-your-writes; nothing stored yet
+    (b'{}', None)
+    >>> [k for k, _ in txn.scan(b"c|")]
+    [b'c|u1']
+    >>> _ = txn.prepare(); txn.commit(); store.get(b"c|u1")
+    b'{}'
+    >>> txn.put(b"c|u2", b"{}")
+    Traceback (most recent call last):
+    ...
+    state.transaction.TransactionStateError: put needs a STARTED transaction, this one is COMMITTED
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rocksdict import WriteBatch
+
+from state import keys
+from state.store import PartitionStore
+
+
+class Encodable(Protocol):
+    """What the outbox stores: anything that encodes itself to bytes."""
+
+    def encode(self) -> bytes: ...
+
+
+class TransactionStatus(enum.Enum):
+    STARTED = "started"
+    PREPARED = "prepared"
+    COMMITTED = "committed"
+    FAILED = "failed"
+
+
+class TransactionStateError(RuntimeError):
+    """A transaction was used in a status that does not allow the call."""
+
+
+@dataclass(slots=True)
+class Progress:
+    """How far a partition has got, as stored under ``m|…`` (see ``state.keys``)."""
+
+    applied: dict[str, int]   # last applied offset per input topic
+    outbox_seq: int           # last outbox sequence number handed out
+    watermark: int            # highest event time applied (ms)
+    timers_pending: int       # durable timers waiting (a metric)
+    # Kept in memory only (a restart starts them afresh):
+    timer_floor: int = 0      # no timer is due before this: timer scans start here
+    journeys_generation: int = -1   # the journey registry generation held sends were synced to
+    drained: set[str] = field(default_factory=set)  # customers drained at end of input
+    drain_pending: bool = False     # the end-of-input drain needs another batch
+
+    @classmethod
+    def load(cls, store: PartitionStore) -> Progress:
+        return cls(
+            applied={k[len(keys.APPLIED):].decode(): int(v) for k, v in store.scan(keys.APPLIED)},
+            outbox_seq=int(store.get(keys.OUTBOX_SEQ) or b"0"),
+            watermark=int(store.get(keys.WATERMARK) or b"0"),
+            timers_pending=int(store.get(keys.TIMERS_PENDING) or b"0"),
+        )
+
+    def copy(self) -> Progress:
+        return Progress(dict(self.applied), self.outbox_seq, self.watermark, self.timers_pending,
+                        self.timer_floor, self.journeys_generation, set(self.drained),
+                        self.drain_pending)
+
+
+_DELETED = object()
+STARTED = TransactionStatus.STARTED
+PREPARED = TransactionStatus.PREPARED
+
+
+@dataclass(slots=True, eq=False)
+class BatchTransaction:
+    """See the module docstring."""
+
+    store: PartitionStore
+    committed: Progress                 # as of the start of the batch (read only)
+    progress: Progress = field(init=False)
+    status: TransactionStatus = field(init=False, default=STARTED)
+    outbox: list[Any] = field(init=False, default_factory=list)
+    # (due_ms, timer key) armed in this batch, in arming order.
+    armed: list[tuple[int, bytes]] = field(init=False, default_factory=list)
+    # Decoded objects by reference (profiles), written back at prepare.
+    objects: dict[str, Any] = field(init=False, default_factory=dict)
+    # Timers each touched customer had when first read (for ``timers_pending``).
+    timers_before: dict[str, int] = field(init=False, default_factory=dict)
+    stats: Counter[str] = field(init=False, default_factory=Counter)
+    counts: Counter[tuple] = field(init=False, default_factory=Counter)
+    # The input item (or timer) being applied, and who first touched each object: when
+    # something raises, this names the item to dead-letter on the retry.
+    culprit: object = field(init=False, default=None)
+    blame: dict[str, object] = field(init=False, default_factory=dict)
+    current: Any = field(init=False, default=None)   # the event being applied, if any
+    wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
+    lateness: list[int] = field(init=False, default_factory=list)  # of wall-clock timers, ms
+    _staged: dict[bytes, object] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.progress = self.committed.copy()
+
+    def _check(self, want: TransactionStatus, what: str) -> None:
+        if self.status is not want:
+            raise TransactionStateError(
+                f"{what} needs a {want.name} transaction, this one is {self.status.name}")
+
+    # ----- reads and writes ---------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        v = self._staged.get(key)
+        if v is None:
+            return self.store.get(key)
+        return None if v is _DELETED else v  # type: ignore[return-value]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if self.status is not STARTED:
+            self._check(STARTED, "put")
+        self._staged[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if self.status is not STARTED:
+            self._check(STARTED, "delete")
+        self._staged[key] = _DELETED
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys with ``prefix`` in order from ``start``, as this transaction sees them: the
+        store's, with this batch's puts and deletes applied. Writes made while iterating are
+        not seen by the iteration."""
+        lo = start or prefix
+        staged = sorted((k, v) for k, v in self._staged.items()
+                        if k.startswith(prefix) and k >= lo)
+        stored = self.store.scan(prefix, start)
+        i = 0
+        for k, v in stored:
+            while i < len(staged) and staged[i][0] < k:
+                if staged[i][1] is not _DELETED:
+                    yield staged[i]  # type: ignore[misc]
+                i += 1
+            if i < len(staged) and staged[i][0] == k:
+                if staged[i][1] is not _DELETED:
+                    yield staged[i]  # type: ignore[misc]
+                i += 1
+                continue
+            yield k, v
+        for k, v in staged[i:]:
+            if v is not _DELETED:
+                yield k, v  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return len(self._staged)
+
+    # ----- outputs --------------------------------------------------------------------------
+    def emit(self, output: Encodable) -> None:
+        """Put ``output`` in the outbox (given a sequence number at ``prepare``)."""
+        if self.status is not STARTED:
+            self._check(STARTED, "emit")
+        self.outbox.append(output)
+
+    # ----- the end of the batch ---------------------------------------------------------------
+    def prepare(self) -> list[tuple[int, Any]]:
+        """Stage the outbox and the progress; returns the outbox entries (sequence, output).
+
+        After this nothing more can be written; ``commit`` makes it durable.
+        """
+        self._check(STARTED, "prepare")
+        p, before = self.progress, self.committed
+        entries = []
+        for out in self.outbox:
+            p.outbox_seq += 1
+            self._staged[keys.outbox(p.outbox_seq)] = out.encode()
+            entries.append((p.outbox_seq, out))
+        if entries:
+            self._staged[keys.OUTBOX_SEQ] = b"%d" % p.outbox_seq
+        if p.applied != before.applied:
+            for topic, off in p.applied.items():
+                if before.applied.get(topic) != off:
+                    self._staged[keys.applied(topic)] = b"%d" % off
+            self._staged[keys.WATERMARK] = b"%d" % p.watermark
+        if p.timers_pending != before.timers_pending:
+            self._staged[keys.TIMERS_PENDING] = b"%d" % p.timers_pending
+        self.status = PREPARED
+        return entries
+
+    def commit(self) -> None:
+        """Write everything in one WriteBatch: after a crash the store holds all of this
+        batch or none of it."""
+        self._check(PREPARED, "commit")
+        if self._staged:
+            batch = WriteBatch(raw_mode=True)
+            for k, v in self._staged.items():
+                if v is _DELETED:
+                    batch.delete(k)
+                else:
+                    batch.put(k, v)  # type: ignore[arg-type]
+            self.store.write(batch)
+        self.status = TransactionStatus.COMMITTED
+
+    def fail(self) -> None:
+        """Throw the batch away; the store keeps its committed state."""
+        self.status = TransactionStatus.FAILED
+        self._staged.clear()
+        self.outbox.clear()
+        self.objects.clear()

@@ -1,0 +1,75 @@
+"""The batch transaction: read-your-writes, a scan that sees staged changes, all or nothing."""
+
+import pytest
+
+from state import keys
+from state.store import PartitionStore
+from state.transaction import BatchTransaction, Progress, TransactionStateError
+
+
+class Out:
+    def __init__(self, b: bytes) -> None:
+        self.b = b
+
+    def encode(self) -> bytes:
+        return self.b
+
+
+def committed(store: PartitionStore, **puts: bytes) -> None:
+    txn = BatchTransaction(store, Progress.load(store))
+    for k, v in puts.items():
+        txn.put(k.encode(), v)
+    txn.prepare()
+    txn.commit()
+
+
+def test_scan_merges_staged_puts_and_deletes_in_key_order(tmp_path):
+    store = PartitionStore(tmp_path / "s")
+    committed(store, **{"t|2": b"s2", "t|4": b"s4", "t|6": b"s6", "u|1": b"other"})
+    txn = BatchTransaction(store, Progress.load(store))
+    txn.put(b"t|1", b"n1")
+    txn.put(b"t|4", b"n4")   # overwrites a stored key
+    txn.delete(b"t|6")       # hides a stored key
+    txn.put(b"t|9", b"n9")
+    assert list(txn.scan(b"t|")) == [(b"t|1", b"n1"), (b"t|2", b"s2"), (b"t|4", b"n4"),
+                                     (b"t|9", b"n9")]
+    assert list(txn.scan(b"t|", start=b"t|3")) == [(b"t|4", b"n4"), (b"t|9", b"n9")]
+    assert txn.get(b"t|6") is None and store.get(b"t|6") == b"s6"
+
+
+def test_prepare_numbers_the_outbox_and_stages_progress_then_commit_writes_it_all(tmp_path):
+    store = PartitionStore(tmp_path / "s")
+    txn = BatchTransaction(store, Progress.load(store))
+    txn.progress.applied["events"] = 41
+    txn.progress.watermark = 1234
+    txn.emit(Out(b"a"))
+    txn.emit(Out(b"b"))
+    entries = txn.prepare()
+    assert [(seq, o.b) for seq, o in entries] == [(1, b"a"), (2, b"b")]
+    assert store.get(keys.outbox(1)) is None  # prepared is not committed
+    txn.commit()
+    assert store.get(keys.outbox(2)) == b"b"
+    again = Progress.load(store)
+    assert (again.applied, again.outbox_seq, again.watermark) == ({"events": 41}, 2, 1234)
+
+
+def test_a_failed_transaction_leaves_the_committed_state_and_cannot_be_used(tmp_path):
+    store = PartitionStore(tmp_path / "s")
+    committed(store, **{"c|u1": b"old"})
+    before = Progress.load(store)
+    txn = BatchTransaction(store, before)
+    txn.put(b"c|u1", b"new")
+    txn.progress.applied["events"] = 7
+    txn.fail()
+    assert store.get(b"c|u1") == b"old" and before.applied == {}
+    for call in (lambda: txn.put(b"x", b"y"), lambda: txn.delete(b"x"), txn.prepare,
+                 txn.commit):
+        with pytest.raises(TransactionStateError):
+            call()
+
+
+def test_commit_needs_prepare_first(tmp_path):
+    txn = BatchTransaction(PartitionStore(tmp_path / "s"), Progress(
+        applied={}, outbox_seq=0, watermark=0, timers_pending=0))
+    with pytest.raises(TransactionStateError, match="PREPARED"):
+        txn.commit()
