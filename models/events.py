@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
@@ -129,9 +130,17 @@ class InEvent:
     kafka_ts_ms: int = 0
     part: str = ""  # input "topic#partition" it came from
     device_id: str | None = None
-    raw: dict | None = None          # the validated JSON, for forwarding to another partition
+    raw: dict | None = None          # the validated JSON, when it was parsed as a whole
+    raw_json: bytes | None = None    # else the message bytes it came from
     canonical: str | None = None     # set when forwarded: the customer it belongs to
     hops: int = 0                    # times it was forwarded (loop guard)
+
+
+    def document(self) -> dict | None:
+        """The event as received (JSON object), for forwarding to another partition."""
+        if self.raw is None and self.raw_json is not None:
+            self.raw = orjson.loads(self.raw_json)
+        return self.raw
 
 
 def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:

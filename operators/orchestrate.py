@@ -234,7 +234,8 @@ class PartitionProcessor:
         raise RuntimeError("too many failing items in one batch")
 
     def _dead_letter_poisoned(self, item: object, topic: str, why: str) -> None:
-        body = getattr(item, "raw", None) or getattr(item, "body", None) or {}
+        body = (item.document() if isinstance(item, InEvent) else None) \
+            or getattr(item, "body", None) or {}
         raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
                         None, orjson.dumps(body), [], 0)
         rec = _reject(raw, "processing.error", why)
@@ -576,7 +577,7 @@ class PartitionProcessor:
             return
         self.txn.stats["forwarded"] += 1
         self._route(target, {"kind": "event", "canonical": canonical, "hops": ev.hops + 1,
-                             "event": ev.raw, "kafka_ts": ev.kafka_ts_ms})
+                             "event": ev.document(), "kafka_ts": ev.kafka_ts_ms})
 
     def _route(self, target: str, body: dict) -> None:
         """Send ``body`` to the partition that owns ``target``; handle it now if that is us."""
