@@ -1,4 +1,4 @@
-"""The customer profile as stored under ``c|<customer>`` (orjson).
+"""The customer profile as stored under ``c|<customer>`` (``state.profiles``: msgpack).
 
 A plain dict on the hot path (decoded once per micro-batch, written back once); this module
 is the one place that knows its shape.

@@ -50,6 +50,7 @@ from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
 from segue.config import Settings
 from state import keys
+from state.profiles import decode_profile, encode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 from state.windows import add as count_event
@@ -304,7 +305,7 @@ class PartitionProcessor:
                 txn.delete(keys.profile(ref))
             else:
                 txn.culprit = txn.blame.get(ref)  # who to blame if it cannot be stored
-                txn.put(keys.profile(ref), orjson.dumps(profile))
+                txn.put(keys.profile(ref), encode_profile(profile))
         txn.culprit = None
         return txn.prepare()
 
@@ -327,7 +328,7 @@ class PartitionProcessor:
             return p, False
         raw = None if p is not None else self.txn.get(keys.profile(ref))
         created = raw is None
-        p = new_profile(ref, ts_ms) if created else orjson.loads(raw)
+        p = new_profile(ref, ts_ms) if created else decode_profile(raw)
         self.txn.timers_before.setdefault(ref, len(p["timers"]))
         self.txn.objects[ref] = p
         return p, created
@@ -353,7 +354,7 @@ class PartitionProcessor:
         raw = self.txn.get(keys.profile(ref))
         if raw is None:
             return None
-        p = self.txn.objects[ref] = orjson.loads(raw)
+        p = self.txn.objects[ref] = decode_profile(raw)
         self.txn.timers_before.setdefault(ref, len(p.get("timers", {})))
         return p
 

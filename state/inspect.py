@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
 from state import keys
+from state.profiles import decode_profile
 from state.store import PartitionStore
 from state.windows import window_counts
 
@@ -50,7 +49,7 @@ def find_profile(state_dir: str | Path, customer: str) -> tuple[Path, dict] | No
                 for path, store in stores:
                     raw = store.get(keys.profile(ref))
                     if raw is not None:
-                        return path, orjson.loads(raw)
+                        return path, decode_profile(raw)
             nxt = []
             for ref in refs:
                 for _, store in stores:
@@ -72,7 +71,7 @@ def iter_profiles(state_dir: str | Path) -> Iterator[dict]:
         store = open_read_only(path)
         try:
             for _, v in store.scan(keys.PROFILE):
-                yield orjson.loads(v)
+                yield decode_profile(v)
         finally:
             store.close()
 

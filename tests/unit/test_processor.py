@@ -6,6 +6,7 @@ from models.events import InEvent
 from operators.orchestrate import PartitionProcessor
 from segue.config import Settings
 from state import keys
+from state.profiles import decode_profile
 from state.store import PartitionStore
 
 DAY = 86_400_000
@@ -26,7 +27,7 @@ def test_applied_offsets_are_never_applied_again(tmp_path):
     proc, _ = make(tmp_path)
     proc.process([ev(0, "Signed Up"), ev(1, "Signed In")])
     proc.process([ev(1, "Signed In"), ev(2, "Signed In")])  # 1 is a replay
-    p = orjson.loads(proc.store.get(keys.profile("user:u1")))
+    p = decode_profile(proc.store.get(keys.profile("user:u1")))
     assert p["events"] == 3
     assert proc.stats["skipped_already_applied"] == 1
     assert proc.store.get(keys.applied("e")) == b"2"
@@ -35,7 +36,7 @@ def test_applied_offsets_are_never_applied_again(tmp_path):
 def test_same_message_id_is_deduplicated(tmp_path):
     proc, _ = make(tmp_path)
     proc.process([ev(0, "Signed In", mid="x"), ev(1, "Signed In", mid="x")])
-    p = orjson.loads(proc.store.get(keys.profile("user:u1")))
+    p = decode_profile(proc.store.get(keys.profile("user:u1")))
     assert p["events"] == 1 and proc.stats["deduplicated"] == 1
 
 
@@ -71,7 +72,7 @@ def test_min_stage_duration_defers_change_to_a_timer(tmp_path):
     proc, _ = make(tmp_path, min_stage_duration_s=3 * 86_400)
     out = proc.process([ev(0, "Signed Up", ts=T0), ev(1, "Order Completed", ts=T0 + DAY)])
     assert [orjson.loads(o.value)["to_stage"] for _, o in out] == ["activation"]
-    p = orjson.loads(proc.store.get(keys.profile("user:u1")))
+    p = decode_profile(proc.store.get(keys.profile("user:u1")))
     assert p["lifecycle"]["pending"]["stage"] == "retention"
     out = proc.process([], clock_ms=T0 + 3 * DAY)
     recs = [orjson.loads(o.value) for _, o in out]

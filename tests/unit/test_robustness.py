@@ -7,6 +7,7 @@ from operators.decode import RawRecord, Rejected, decode
 from operators.orchestrate import PartitionProcessor
 from operators.policy import DeliveryPolicy
 from segue.config import PolicySettings, Settings
+from state.profiles import decode_profile
 from state.store import PartitionStore
 
 T0 = 1_767_225_600_000
@@ -60,7 +61,7 @@ def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path, mo
     assert len(dlq) == 1 and "RuntimeError: a bug" in dlq[0]["reason"]["detail"]
     assert dlq[0]["source"]["offset"] == 1
     assert proc.stats["applied"] == 2  # the other two, once each (the batch was redone)
-    p = orjson.loads(proc.store.get(b"c|user:u1"))
+    p = decode_profile(proc.store.get(b"c|user:u1"))
     assert p["events"] == 2 and set(p["counters"]) == {"Signed In", "Order Completed"}
 
 
@@ -71,7 +72,7 @@ def test_a_repeated_erasure_request_does_not_erase_the_new_profile(tmp_path):
     proc.process([raw_ev(2, timestamp="2026-01-02T10:00:00Z")])
     again = raw_ev(3, event="Erasure Requested")  # the producer's retry, later offset
     proc.process([again])
-    assert orjson.loads(proc.store.get(b"c|user:u1"))["events"] == 1
+    assert decode_profile(proc.store.get(b"c|user:u1"))["events"] == 1
 
 
 def test_a_global_opt_out_covers_every_channel_and_the_newest_statement_wins():
