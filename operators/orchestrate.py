@@ -50,7 +50,7 @@ from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
 from segue.config import Settings
 from state import keys
-from state.profiles import decode_profile, encode_profile
+from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 from state.windows import add as count_event
@@ -121,6 +121,8 @@ class PartitionProcessor:
         self.session_gap_ms = settings.session_gap_s * 1000
         # What is committed: applied offsets, outbox sequence, watermark, timers pending.
         self.progress = Progress.load(store)
+        # Decoded profiles of recently active customers; the budget is shared by partitions.
+        self.profiles = ProfileCache(settings.store.profile_cache_mb * 2**20 // partitions)
         # Totals since start, folded in from each committed batch.
         self.stats: Counter[str] = Counter()
         # Labelled counts for metrics: ("events", topic, result), ("journey", kind, id), …
@@ -215,7 +217,10 @@ class PartitionProcessor:
                                              flush_analytics)
                 txn.commit()
             except Exception as e:  # noqa: BLE001 - see the docstring
-                # The whole batch goes; it is done again from the committed state.
+                # The whole batch goes; it is done again from the committed state. Profiles it
+                # touched may be half changed: the cache forgets them.
+                for ref in txn.objects:
+                    self.profiles.evict(ref)
                 txn.fail()
                 self._acked = acks + self._acked
                 self._load_aggregates()
@@ -226,6 +231,12 @@ class PartitionProcessor:
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            sizes = txn.object_sizes
+            for ref, p in txn.objects.items():
+                if ref in sizes:
+                    self.profiles.put(ref, p, sizes[ref])
+                else:  # erased or merged away
+                    self.profiles.evict(ref)
             self.analytics.changed = False
             self.stats.update(txn.stats)
             self.stats["outputs"] += len(entries)
@@ -300,12 +311,15 @@ class PartitionProcessor:
             pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
                 txn.timers_before.get(ref, 0)
         txn.progress.timers_pending = max(pending, 0)
+        sizes = txn.object_sizes
         for ref, profile in txn.objects.items():
             if profile.get("_gone"):
                 txn.delete(keys.profile(ref))
             else:
                 txn.culprit = txn.blame.get(ref)  # who to blame if it cannot be stored
-                txn.put(keys.profile(ref), encode_profile(profile))
+                raw = encode_profile(profile)
+                txn.put(keys.profile(ref), raw)
+                sizes[ref] = len(raw)
         txn.culprit = None
         return txn.prepare()
 
@@ -326,12 +340,21 @@ class PartitionProcessor:
         if p is not None and not p.get("_gone"):
             self._settle(ref)
             return p, False
-        raw = None if p is not None else self.txn.get(keys.profile(ref))
-        created = raw is None
-        p = new_profile(ref, ts_ms) if created else decode_profile(raw)
+        stored = None if p is not None else self._stored(ref)
+        created = stored is None
+        p = new_profile(ref, ts_ms) if stored is None else stored
         self.txn.timers_before.setdefault(ref, len(p["timers"]))
         self.txn.objects[ref] = p
         return p, created
+
+    def _stored(self, ref: str) -> Profile | None:
+        """The customer's committed profile: from the cache if it is there, else the store.
+        (A profile this batch changed is in ``txn.objects``, looked at first.)"""
+        p = self.profiles.get(ref)
+        if p is not None:
+            return p
+        raw = self.txn.get(keys.profile(ref))
+        return None if raw is None else decode_profile(raw)
 
     def _settle(self, ref: str) -> None:
         """Decisions waiting for the end of the batch are made before anything else touches
@@ -351,10 +374,10 @@ class PartitionProcessor:
                 return None
             self._settle(ref)
             return p
-        raw = self.txn.get(keys.profile(ref))
-        if raw is None:
+        p = self._stored(ref)
+        if p is None:
             return None
-        p = self.txn.objects[ref] = decode_profile(raw)
+        self.txn.objects[ref] = p
         self.txn.timers_before.setdefault(ref, len(p.get("timers", {})))
         return p
 

@@ -337,6 +337,10 @@ class NbaSettings(_Strict):
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
+    profile_cache_mb: int = Field(
+        default=256, ge=0,
+        description="Decoded profiles of recently active customers kept in memory, for all "
+                    "partitions together (0: none; idle customers are always read from disk).")
 
 
 class Settings(_Strict):

@@ -112,6 +112,7 @@ class BatchTransaction:
     armed: list[tuple[int, bytes]] = field(init=False, default_factory=list)
     # Decoded objects by reference (profiles), written back at prepare.
     objects: dict[str, Any] = field(init=False, default_factory=dict)
+    object_sizes: dict[str, int] = field(init=False, default_factory=dict)  # encoded bytes
     # Timers each touched customer had when first read (for ``timers_pending``).
     timers_before: dict[str, int] = field(init=False, default_factory=dict)
     stats: Counter[str] = field(init=False, default_factory=Counter)

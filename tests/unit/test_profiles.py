@@ -40,3 +40,44 @@ def test_a_profile_stored_as_json_by_an_earlier_version_is_read_and_rewritten(tm
 def test_unknown_bytes_are_a_clear_error_not_a_wrong_profile():
     with pytest.raises(ProfileFormatError, match="unknown profile format"):
         decode_profile(b"\x07garbage")
+
+
+def test_the_cache_is_bounded_and_forgets_least_recently_used_first():
+    from state.profiles import DECODED_PER_ENCODED_BYTE, ProfileCache
+
+    cache = ProfileCache(max_bytes=3 * 100 * DECODED_PER_ENCODED_BYTE)
+    for i in range(3):
+        cache.put(f"u{i}", {"id": i}, encoded_size=100)
+    assert cache.get("u0") == {"id": 0}  # u0 is now the most recent
+    cache.put("u3", {"id": 3}, encoded_size=100)
+    assert cache.get("u1") is None and cache.get("u0") is not None and len(cache) == 3
+    assert cache.bytes <= cache.max_bytes
+    cache.put("huge", {}, encoded_size=10_000)  # larger than the whole budget: not kept
+    assert cache.get("huge") is None and len(cache) == 3
+
+
+def _track(off, name, ts):
+    return InEvent(type="track", message_id=f"m{off}", customer_id="u1", key=name, ts_ms=ts,
+                   offset=off, part="e#0", user_id="u1")
+
+
+def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path, monkeypatch):
+    import operators.orchestrate as orchestrate
+
+    proc = PartitionProcessor(PartitionStore(tmp_path / "p0"), Settings())
+    proc.process([_track(0, "Signed In", T0)])
+    assert proc.profiles.get("user:u1")["events"] == 1  # cached after the commit
+    real = orchestrate.count_event
+
+    def count_then_fail(counter, ts):
+        real(counter, ts)
+        if ts == T0 + 2:
+            raise RuntimeError("a bug after the profile changed")
+
+    monkeypatch.setattr(orchestrate, "count_event", count_then_fail)
+    proc.process([_track(1, "Signed In", T0 + 1), _track(2, "Signed In", T0 + 2)])
+    # Item 2 was dead-lettered and the batch redone: item 1 counts once, item 2 not at all,
+    # in the cache and on disk alike.
+    stored = decode_profile(proc.store.get(keys.profile("user:u1")))
+    assert stored["events"] == 2 and proc.profiles.get("user:u1")["events"] == 2
+    assert proc.stats["processing_errors"] == 1
