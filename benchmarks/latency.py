@@ -36,8 +36,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.common import write_result
+from models.settings import Settings
 from segue.broker import EmbeddedBroker, ensure_topics, free_port
-from segue.config import Settings
 from state.inspect import iso
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,8 +18,8 @@ from benchmarks.common import write_result
 from models import features as F
 from models.nba import NbaModel
 from models.nba_train import Logged, train
+from models.settings import NbaSettings
 from operators.nba import Candidate, NbaDecider, Request
-from segue.config import NbaSettings
 
 
 def synthetic(n: int, nba: NbaSettings, seed: int = 5) -> Logged:

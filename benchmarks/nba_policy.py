@@ -25,7 +25,7 @@ import orjson
 from benchmarks.common import write_result
 from models.nba import NbaModel, promote
 from models.nba_train import evaluate, greedy_actions, load_logged, taken_actions, train
-from segue.config import Settings
+from models.settings import Settings
 from segue.replay import replay
 from segue.simulator import population, respond, simulate, true_conversion
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from segue.config import Settings
+from models.settings import Settings
 from segue.replay import FILES, replay
 
 ROOT = Path(__file__).resolve().parent.parent

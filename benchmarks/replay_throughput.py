@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.common import write_result
-from segue.config import Settings
+from models.settings import Settings
 from segue.replay import replay
 from segue.simulator import simulate
 

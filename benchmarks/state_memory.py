@@ -32,8 +32,8 @@ import psutil
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from benchmarks.common import write_result
+from models.settings import Settings
 from segue.broker import EmbeddedBroker, ensure_topics
-from segue.config import Settings
 from segue.kafka_io import produce_records
 from state.inspect import iso, partition_stores
 

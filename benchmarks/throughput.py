@@ -39,8 +39,8 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.common import write_result
+from models.settings import Settings
 from segue.broker import EmbeddedBroker, ensure_topics
-from segue.config import Settings
 from segue.kafka_io import event_records, produce_records
 from segue.simulator import simulate
 
@@ -149,7 +149,7 @@ def train_model(models: Path) -> str:
     from benchmarks.nba_cost import synthetic
     from models.nba import promote
     from models.nba_train import train
-    from segue.config import NbaSettings
+    from models.settings import NbaSettings
 
     nba = NbaSettings()
     log = synthetic(20_000, nba)

@@ -48,11 +48,11 @@ from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.settings import Settings
 from operators.alerts import LagWatch
 from operators.decode import Rejected, decode, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor
-from segue.config import Settings
 from state import keys
 from state.store import PartitionStore, store_dir
 

@@ -15,9 +15,9 @@ from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
 from flows.tuning import batch_gc
+from models.settings import Settings
 from operators.journeys import journey_registry
 from segue.broker import BrokerError, ensure_topics, wait_for_metadata
-from segue.config import Settings
 
 
 def run_flow(

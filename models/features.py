@@ -20,7 +20,7 @@ import math
 import zlib
 from typing import Any
 
-from segue.config import STAGES
+from models.settings import STAGES
 from state.windows import count as window_count
 
 VERSION = 1

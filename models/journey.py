@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from models.conditions import Condition
-from segue.config import Stage
+from models.settings import Stage
 
 CHANNELS = ("email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content")
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)\s*$")

@@ -29,7 +29,7 @@ import orjson
 
 from models import features as F
 from models.nba import ACTION_FEATURE, DO_NOTHING, SCORE_MODELS, NbaModel
-from segue.config import NbaSettings
+from models.settings import NbaSettings
 
 CANCEL = "Subscription Cancelled"
 UPGRADE = "Subscription Upgraded"

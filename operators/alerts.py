@@ -4,7 +4,7 @@ Counted per partition in hours of event time, in the partition store (key ``a|<h
 restart neither loses nor repeats them; each alert fires once per kind, subject and hour, with
 an idempotency key from exactly that.
 
->>> from segue.config import AlertSettings
+>>> from models.settings import AlertSettings
 >>> w = AlertWindow(AlertSettings(channel_min_sends=2))
 >>> w.sent("push", 0); w.sent("push", 1); w.failed("push", 2)
 >>> [a["kind"] for a in w.check(0)]
@@ -15,7 +15,7 @@ an idempotency key from exactly that.
 
 from __future__ import annotations
 
-from segue.config import AlertSettings
+from models.settings import AlertSettings
 
 HOUR_MS = 3_600_000
 

@@ -47,9 +47,9 @@ from models.journey import (
 )
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
+from models.settings import NbaSettings, PolicySettings
 from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
-from segue.config import NbaSettings, PolicySettings
 from state import keys
 from state.journey_versions import JourneyVersions, VersionConflict
 from state.windows import count as window_count

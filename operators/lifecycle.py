@@ -1,11 +1,11 @@
 """Lifecycle stage: which stage an event moves a customer to, and the minimum stage duration.
 
-The rules live in ``Settings.lifecycle`` (see ``segue.config``); the first matching transition
+The rules live in ``Settings.lifecycle`` (see ``models.settings``); the first matching transition
 wins. A change requested sooner than ``min_stage_duration_s`` after the previous change waits
 on a durable timer; the newest request wins. Inactivity moves customers from a timer too.
 
 Example:
-    >>> from segue.config import LifecycleRules
+    >>> from models.settings import LifecycleRules
     >>> rules = StageRules(LifecycleRules())
     >>> rules.requested(None, "page:Home")
     'awareness'
@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from segue.config import LifecycleRules
+from models.settings import LifecycleRules
 
 
 class StageRules:

@@ -23,7 +23,7 @@ from typing import Any
 from models import features as F
 from models.conditions import Context
 from models.nba import DO_NOTHING, ModelRegistry, NbaModel, rationale_text
-from segue.config import NbaAction, NbaSettings
+from models.settings import NbaAction, NbaSettings
 
 _CURRENT = object()  # decide() with the registry's promoted model
 

@@ -32,6 +32,7 @@ from models.events import CONSENT_UPDATED, ERASURE_REQUESTED, InEvent
 from models.journey import CHANNELS
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
+from models.settings import Settings
 from operators.alerts import AlertWindow
 from operators.analytics import PartialStats, channel_record, combine, journey_record
 from operators.decode import RawRecord, Rejected, Routed, _reject
@@ -48,7 +49,6 @@ from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.lifecycle import StageRules
 from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
-from segue.config import Settings
 from state import keys
 from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore

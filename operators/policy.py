@@ -11,7 +11,7 @@ window. Transactional sends skip caps and quiet hours and need only transactiona
 Pure functions of (profile, send, time): the live flow, replay and tests share them.
 
 Example:
-    >>> from segue.config import PolicySettings
+    >>> from models.settings import PolicySettings
     >>> pol = DeliveryPolicy(PolicySettings())
     >>> p = {"timezone": "Europe/Paris", "traits": {}, "consent": {}, "suppressed": {},
     ...      "ledger": []}
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from segue.config import PolicySettings
+from models.settings import PolicySettings
 from state.ledger import record_send, sends_within
 
 DAY_MS = 86_400_000

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from models.journey import CHANNELS
-from segue.config import Settings
+from models.settings import Settings
 
 
 class BrokerError(RuntimeError):

@@ -148,7 +148,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
-    from segue.config import Settings
+    from models.settings import Settings
 
     if args.action == "validate":
         if not args.file:

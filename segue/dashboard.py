@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from models.journey import CHANNELS
-from segue.config import Settings
+from models.settings import Settings
 
 HOUR_MS = 3_600_000
 

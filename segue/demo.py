@@ -13,8 +13,8 @@ from rich.console import Console
 
 from flows.run import run_flow
 from models.journey import CHANNELS
+from models.settings import STAGES, Settings
 from segue.broker import EmbeddedBroker, ensure_topics
-from segue.config import STAGES, Settings
 from segue.dashboard import DashboardState, TopicTail
 from segue.kafka_io import consume_all, event_records, produce_records
 from segue.simulator import simulate

@@ -17,11 +17,11 @@ from pathlib import Path
 import orjson
 
 from flows.tuning import batch_gc
+from models.settings import Settings
 from operators.decode import RawRecord, decode, decode_routed
 from operators.journeys import journey_registry
 from operators.orchestrate import Output, PartitionProcessor
 from operators.routing import home_partition
-from segue.config import Settings
 from state.store import PartitionStore
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",

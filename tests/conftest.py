@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from models.settings import Settings
 from segue.broker import EmbeddedBroker, ensure_topics
-from segue.config import Settings, load_settings
+from segue.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"

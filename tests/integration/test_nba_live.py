@@ -11,7 +11,7 @@ import pytest
 
 from models.nba import promote
 from models.nba_train import train
-from segue.config import NbaSettings
+from models.settings import NbaSettings
 from segue.kafka_io import consume_all, produce_records
 from tests.conftest import wait_for
 from tests.unit.test_nba import _logged

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from models.outputs import idempotency_key
-from segue.config import Settings
+from models.settings import Settings
 from segue.replay import replay
 from tests.conftest import ROOT
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from models.settings import Settings
 from operators.analytics import compare
 from operators.journeys import bucket
-from segue.config import Settings
 from segue.replay import replay
 
 ROOT = Path(__file__).resolve().parents[2]

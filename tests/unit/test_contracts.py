@@ -60,7 +60,7 @@ def test_simulator_is_deterministic_heavy_tailed_and_in_time_order():
 def test_the_readme_configuration_example_is_valid():
     import yaml
 
-    from segue.config import Settings
+    from models.settings import Settings
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     start = text.index("```yaml\nprefix: segue.") + len("```yaml\n")

@@ -30,8 +30,8 @@ def test_compose_has_the_full_stack_with_two_segue_processes():
         assert f"--process-id {int(name[-1]) - 1}" in cmd
         assert s["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     topics = services["topics"]["command"][0]
+    from models.settings import Settings
     from segue.broker import topic_specs
-    from segue.config import Settings
 
     for t in topic_specs(Settings()):  # every topic Segue itself would create
         assert re.search(rf"\s{re.escape(t.removeprefix('segue.'))}[\s;]", topics), t

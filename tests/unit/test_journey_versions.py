@@ -6,9 +6,9 @@ import orjson
 import pytest
 
 from models.events import InEvent
+from models.settings import Settings
 from operators.journeys import JourneyLoadError, JourneyRegistry
 from operators.orchestrate import PartitionProcessor
-from segue.config import Settings
 from state.store import PartitionStore
 
 # Journey mechanics only: no caps, no quiet hours (delivery policy has its own tests).

@@ -14,11 +14,11 @@ from models import features as F
 from models.nba import DO_NOTHING, ModelRegistry, NbaModel, promote
 from models.nba_train import Logged, TrainError, evaluate, train
 from models.profile import new_profile
+from models.settings import NbaSettings, PolicySettings, Settings
 from operators.journeys import bucket, condition
 from operators.nba import Candidate, NbaDecider, Request
 from operators.orchestrate import PartitionProcessor
 from operators.policy import DeliveryPolicy
-from segue.config import NbaSettings, PolicySettings, Settings
 from state.store import PartitionStore
 from tests.unit.test_processor import ev
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.settings import PolicySettings
 from operators.policy import DAY_MS, DeliveryPolicy
-from segue.config import PolicySettings
 
 
 def ms(*args) -> int:

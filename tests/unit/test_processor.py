@@ -3,8 +3,8 @@
 import orjson
 
 from models.events import InEvent
+from models.settings import Settings
 from operators.orchestrate import PartitionProcessor
-from segue.config import Settings
 from state import keys
 from state.profiles import decode_profile
 from state.store import PartitionStore

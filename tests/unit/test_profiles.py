@@ -5,8 +5,8 @@ import pytest
 
 from models.events import InEvent
 from models.profile import new_profile
+from models.settings import Settings
 from operators.orchestrate import PartitionProcessor
-from segue.config import Settings
 from state import keys
 from state.inspect import find_profile
 from state.profiles import FORMAT_V1, ProfileFormatError, decode_profile

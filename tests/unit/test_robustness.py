@@ -3,10 +3,10 @@
 import orjson
 
 from models.events import InEvent
+from models.settings import PolicySettings, Settings
 from operators.decode import RawRecord, Rejected, decode
 from operators.orchestrate import PartitionProcessor
 from operators.policy import DeliveryPolicy
-from segue.config import PolicySettings, Settings
 from state.profiles import decode_profile
 from state.store import PartitionStore
 

@@ -1,0 +1,372 @@
+"""Settings: one validated model with documented defaults (``segue.config`` reads YAML).
+
+Example:
+    >>> s = Settings()
+    >>> s.topics.events
+    'segue.events'
+    >>> Settings(prefix="t1.").topics.dispatch("email")
+    't1.dispatch.email'
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from models.conditions import Condition
+
+STAGES = (
+    "awareness",
+    "consideration",
+    "activation",
+    "retention",
+    "expansion",
+    "advocacy",
+    "at-risk",
+    "win-back",
+)
+Stage = Literal[
+    "awareness",
+    "consideration",
+    "activation",
+    "retention",
+    "expansion",
+    "advocacy",
+    "at-risk",
+    "win-back",
+]
+DAY_S = 86_400
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics:
+    """Topic names, all under one prefix (default ``segue.``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.events = f"{prefix}events"
+        self.dlq = f"{prefix}dlq"
+        self.customer_events = f"{prefix}customer-events"
+        self.decisions = f"{prefix}decisions"
+        self.journey_events = f"{prefix}journey-events"
+        self.repartition = f"{prefix}repartition"  # internal: events and merges between partitions
+        self.alerts = f"{prefix}alerts"
+        self.analytics = f"{prefix}analytics"
+
+    def dispatch(self, channel: str) -> str:
+        return f"{self.prefix}dispatch.{channel}"
+
+    def all_outputs(self) -> list[str]:
+        return [self.dlq, self.customer_events, self.decisions, self.journey_events, self.alerts,
+                self.analytics]
+
+
+class LifecycleTransition(_Strict):
+    """Move a customer to ``to`` when one of ``on`` happens while in one of ``from_``.
+
+    ``on`` holds event keys: a track event's name (``Order Completed``), ``page:<name>``,
+    ``screen:<name>``, a call type (``identify``), or ``*`` for any event. ``from_`` holds
+    stages, ``none`` for a customer without a stage yet, or ``*`` for any stage.
+    """
+
+    on: list[str] = Field(min_length=1)
+    to: Stage
+    from_: list[str] = Field(default=["*"], alias="from")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, v: object) -> object:
+        # YAML 1.1 reads an unquoted `on:` key as the boolean true.
+        if isinstance(v, dict) and True in v and "on" not in v:
+            v = {("on" if k is True else k): x for k, x in v.items()}
+        return v
+
+
+DEFAULT_TRANSITIONS = [
+    LifecycleTransition(on=["Subscription Cancelled"], to="at-risk", **{"from": ["*"]}),
+    LifecycleTransition(on=["*"], to="win-back", **{"from": ["at-risk"]}),
+    LifecycleTransition(
+        on=["Invite Sent", "Referral Sent", "Review Submitted"],
+        to="advocacy",
+        **{"from": ["retention", "expansion"]},
+    ),
+    LifecycleTransition(
+        on=["Subscription Upgraded", "Plan Upgraded"],
+        to="expansion",
+        **{"from": ["activation", "retention", "win-back"]},
+    ),
+    LifecycleTransition(
+        on=["Order Completed", "Subscription Renewed"],
+        to="retention",
+        **{"from": ["none", "awareness", "consideration", "activation", "win-back"]},
+    ),
+    LifecycleTransition(
+        on=["Signed Up", "Account Created", "Feature Activated"],
+        to="activation",
+        **{"from": ["none", "awareness", "consideration"]},
+    ),
+    LifecycleTransition(
+        on=["Trial Started", "Product Added", "Checkout Started", "page:Pricing"],
+        to="consideration",
+        **{"from": ["none", "awareness"]},
+    ),
+    LifecycleTransition(on=["*"], to="awareness", **{"from": ["none"]}),
+]
+
+
+class LifecycleRules(_Strict):
+    """Lifecycle stage rules; the first matching transition wins."""
+
+    transitions: list[LifecycleTransition] = Field(default=DEFAULT_TRANSITIONS)
+    min_stage_duration_s: int = Field(
+        default=3 * DAY_S,
+        ge=0,
+        description="A stage change requested earlier than this after the last change waits "
+        "(on a durable timer) until the minimum has passed; the newest request wins.",
+    )
+    inactivity_s: int = Field(
+        default=21 * DAY_S, gt=0, description="No activity for this long moves the customer."
+    )
+    inactivity_stage: Stage = "at-risk"
+    inactivity_from: list[str] = Field(
+        default=["activation", "retention", "expansion", "advocacy", "win-back"]
+    )
+
+
+class ProfileSum(_Strict):
+    """Sum ``value`` by ``by`` over ``event``'s properties; journeys read the leader as
+    ``profile.top.<name>`` (e.g. the content category a customer spent most time on)."""
+
+    name: str
+    event: str
+    by: str
+    value: str
+
+
+class IdentitySettings(_Strict):
+    """Identity resolution limits (as Segment's identity rules): links beyond a limit are
+    refused with a reason instead of growing a customer without bound."""
+
+    max_links: dict[str, int] = Field(
+        default={"user": 5, "email": 10, "device": 20, "trait": 10, "anon": 50},
+        description="most identifiers of each kind one customer may hold")
+    traits: list[str] = Field(default=[], description="traits that also identify a customer")
+    max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
+
+
+class PolicySettings(_Strict):
+    """Delivery policy: caps, send windows, consent defaults, fallback (seeds 000 and 001)."""
+
+    caps: dict[str, dict[Literal["day", "week"], int]] = Field(default={
+        "email": {"day": 2, "week": 2},
+        "push": {"day": 3, "week": 3},
+        "sms": {"day": 1, "week": 1},
+        "in_app": {"week": 5},
+        "ads": {"day": 5},
+        "total": {"week": 8},
+    }, description="per channel and 'total' across channels; sliding windows in event time")
+    send_windows: dict[str, str] = Field(default={
+        "email": "09:00-20:00", "push": "08:00-22:00", "sms": "09:00-21:00",
+    }, description="local time of the customer; channels not listed send around the clock")
+    blackout_dates: list[str] = Field(default=[], description="YYYY-MM-DD, customer's local date")
+    default_timezone: str = "UTC"
+    consent_defaults: dict[str, Literal["opted_in", "opted_out"]] = Field(
+        default={"sms": "opted_out"},
+        description="marketing consent before any Consent Updated event (others: opted_in)")
+    fallback: dict[str, str] = Field(default={
+        "sms": "email", "push": "inbox", "email": "in_app", "in_app": "badge",
+    }, description="next channel when one is capped, unconsented, suppressed or failing; "
+                   "'enrich' ends a chain with a silent profile update")
+    max_defer_s: int = Field(default=7 * DAY_S, ge=0,
+                             description="a capped send waits at most this long, else drops")
+
+    @field_validator("send_windows")
+    @classmethod
+    def _windows(cls, v: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for ch, w in v.items():
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", w):
+                raise ValueError(f"{ch}: {w!r} is not a window like 09:00-20:00")
+            if w[:5] >= w[6:]:
+                raise ValueError(f"{ch}: {w!r} must end after it starts (windows do not "
+                                 "cross midnight; 00:00-24:00 is around the clock)")
+        return v
+
+
+class AlertSettings(_Strict):
+    """Thresholds for alerts on ``segue.alerts`` (evaluated per partition, per hour of event
+    time)."""
+
+    channel_failure_rate: float = Field(default=0.2, gt=0, le=1,
+                                        description="failed / sent dispatches of a channel")
+    channel_min_sends: int = Field(default=20, ge=1, description="no verdict on fewer sends")
+    dlq_rate: float = Field(default=0.05, gt=0, le=1, description="dead letters / messages")
+    dlq_min_messages: int = Field(default=100, ge=1)
+    step_dropoff_share: float = Field(
+        default=0.5, gt=0, le=1, description="share of a journey's exits since its last "
+        "analytics total that left at one step before the end (and at least twice that "
+        "step's share before)")
+    step_min_exits: int = Field(default=50, ge=1, description="no verdict on fewer exits")
+    lag_growth_checks: int = Field(default=6, ge=2, description="input lag grew this many "
+                                   "checks in a row (one check every 10 s)")
+    lag_min_messages: int = Field(default=10_000, ge=1, description="and is at least this")
+
+
+class AnalyticsSettings(_Strict):
+    """Journey and channel analytics on ``segue.analytics``."""
+
+    every_s: int = Field(default=3600, gt=0, description="a partition sends what changed "
+                         "each time its event time enters a new period of this length")
+    min_customers_per_arm: int = Field(default=100, ge=1, description="below this a split "
+                                       "or holdout comparison says 'needs more data'")
+
+
+NBA_CHANNELS = Literal["email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content",
+                       "none"]
+
+
+class NbaAction(_Strict):
+    """One action of the next-best-action inventory.
+
+    Eligible when every rule holds: ``stages`` (lifecycle), ``plans`` / ``tiers`` (the
+    ``plan`` / ``tier`` traits), ``when`` (a condition, as in journeys), ``vip`` (``allow``,
+    ``never`` or ``only`` for customers matching ``nba.vip_when``) and ``blackout`` (the
+    customer's local dates, ``YYYY-MM-DD`` or ``YYYY-MM-DD..YYYY-MM-DD``). ``cost`` is in the
+    same unit as ``nba.conversion_value``. Channel ``none`` is "do nothing".
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    channel: NBA_CHANNELS
+    template: str = ""
+    cost: float = Field(default=0.0, ge=0)
+    stages: list[Stage] = Field(default=[], description="allowed stages (empty: all)")
+    plans: list[str] = Field(default=[], description="allowed 'plan' traits (empty: all)")
+    tiers: list[str] = Field(default=[], description="allowed 'tier' traits (empty: all)")
+    when: Condition | None = None
+    vip: Literal["allow", "never", "only"] = "allow"
+    blackout: list[str] = Field(default=[])
+
+    @field_validator("blackout")
+    @classmethod
+    def _dates(cls, v: list[str]) -> list[str]:
+        import re
+
+        for d in v:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?", d):
+                raise ValueError(f"{d!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD")
+        return v
+
+
+DEFAULT_ACTIONS = [
+    NbaAction(name="educational_email", channel="email", template="guide-best-practices",
+              cost=0.05),
+    NbaAction(name="feature_tip", channel="in_app", template="feature-spotlight", cost=0.01,
+              stages=["activation", "retention", "expansion", "advocacy"]),
+    NbaAction(name="upgrade_offer", channel="email", template="upgrade-offer",
+              cost=0.10, when="traits.plan != 'enterprise'", vip="allow"),
+    NbaAction(name="discount", channel="email", template="discount-15", cost=2.0,
+              vip="never"),
+    NbaAction(name="csm_outreach", channel="webhook", template="csm-task", cost=8.0,
+              plans=["pro", "enterprise"]),
+    NbaAction(name="content_recommendation", channel="content", template="content-for-you",
+              cost=0.01),
+    NbaAction(name="do_nothing", channel="none"),
+]
+
+
+class NbaAlwaysOn(_Strict):
+    """Always-on next best action: outside any journey, decide for a customer on these events
+    (at most once per ``every``), when ``when`` holds."""
+
+    events: list[str] = Field(min_length=1, description="trigger event keys")
+    when: Condition | None = Field(default=None,
+                                   description="condition, e.g. profile.events >= 5")
+    every: int = Field(default=7 * DAY_S, gt=0, description="seconds between decisions")
+    priority_stage: Stage = "retention"
+
+
+class NbaSettings(_Strict):
+    """Next best action: inventory, exploration, the model folder and the training goal."""
+
+    actions: list[NbaAction] = Field(default=DEFAULT_ACTIONS, min_length=1)
+    exploration: float = Field(
+        default=0.1, ge=0, le=1,
+        description="share of decisions that pick uniformly among eligible actions (the "
+        "randomised data offline evaluation and training need)")
+    models_dir: str | None = Field(
+        default=None, description="model folder (segue nba train/evaluate); its promoted "
+        "model is reloaded while running. None: rank by inventory order")
+    reload_s: float = Field(default=5.0, gt=0, description="how often to look for a newly "
+                            "promoted model")
+    goal_events: list[str] = Field(default=["Subscription Upgraded", "Order Completed"],
+                                   min_length=1, description="a conversion, for training")
+    horizon_s: int = Field(default=7 * DAY_S, gt=0,
+                           description="a conversion counts this long after a decision")
+    conversion_value: float = Field(default=100.0, gt=0,
+                                    description="value of one conversion (ranks against cost)")
+    vip_when: Condition = Field(default="traits.vip == true", description="who is a VIP")
+    always_on: NbaAlwaysOn | None = None
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, v: list[NbaAction]) -> list[NbaAction]:
+        names = [a.name for a in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate action names: {', '.join(dup)}")
+        return v
+
+    def action(self, name: str) -> NbaAction | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+
+class StoreSettings(_Strict):
+    block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
+    write_buffer_mb: int = Field(default=16, ge=1)
+    profile_cache_mb: int = Field(
+        default=256, ge=0,
+        description="Decoded profiles of recently active customers kept in memory, for all "
+                    "partitions together (0: none; idle customers are always read from disk).")
+
+
+class Settings(_Strict):
+    """Everything the flow reads; defaults are production defaults."""
+
+    prefix: str = Field(default="segue.", pattern=r"^[A-Za-z0-9._-]*$")
+    partitions: int = Field(default=8, ge=1, description="Partitions of topics Segue creates.")
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_future_skew_s: int = Field(
+        default=DAY_S,
+        ge=0,
+        description="Events stamped later than their Kafka timestamp plus this are dead-lettered.",
+    )
+    session_gap_s: int = Field(default=30 * 60, gt=0)
+    dedup_recent_ids: int = Field(
+        default=64, ge=1, description="messageIds remembered per customer for deduplication."
+    )
+    batch_size: int = Field(default=2000, ge=1, description="Max messages per poll per partition.")
+    lifecycle: LifecycleRules = LifecycleRules()
+    profile_sums: list[ProfileSum] = Field(default=[
+        ProfileSum(name="content_seconds", event="Content Viewed", by="category", value="seconds")
+    ])
+    identity: IdentitySettings = IdentitySettings()
+    policy: PolicySettings = PolicySettings()
+    alerts: AlertSettings = AlertSettings()
+    nba: NbaSettings = NbaSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    store: StoreSettings = StoreSettings()
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.prefix)
