@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from models import features as nba_features
@@ -48,6 +48,7 @@ from models.journey import (
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
 from models.settings import NbaSettings, PolicySettings
+from operators.effects import Effects
 from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
 from state import keys
@@ -231,16 +232,6 @@ def priority_key(j: Journey) -> tuple:
     return (STAGE_PRIORITY.index(j.priority.stage), -j.priority.value, j.id)
 
 
-class Host(Protocol):
-    """What the engine needs from the partition processor."""
-
-    def arm(self, p: Profile, kind: str, due_ms: int) -> None: ...
-    def cancel(self, p: Profile, kind: str) -> None: ...
-    def emit(self, topic: str, key: str, record: dict) -> None: ...
-    def index_put(self, key: bytes) -> None: ...
-    def index_delete(self, key: bytes) -> None: ...
-
-
 @dataclass(slots=True)
 class _Intent:
     """A send a journey wants to make at this moment."""
@@ -264,11 +255,10 @@ class _Intent:
 class JourneyEngine:
     """Runs journeys for one partition; see the module docstring."""
 
-    def __init__(self, registry: JourneyRegistry, topics: Any, conflict_delay_ms: int = 3_600_000,
+    def __init__(self, registry: JourneyRegistry, conflict_delay_ms: int = 3_600_000,
                  default_timezone: str = "UTC", policy: DeliveryPolicy | None = None,
                  nba: NbaSettings | None = None) -> None:
         self.registry = registry
-        self.topics = topics
         self.policy = policy or DeliveryPolicy(PolicySettings())
         self.nba = NbaDecider(nba or NbaSettings(), condition, self.policy.tz, bucket)
         # Next-best-action decisions wait here for the end of the micro-batch (one model call);
@@ -288,6 +278,49 @@ class JourneyEngine:
         self._moment = []
         self._nba = []
         self.nba_pending = set()
+
+    # ----- entry points: each returns, in order, the effects of what it did ----------------
+    def on_event(self, p: Profile, ev: InEvent) -> Effects:
+        """An event of the customer: goals, exits, waiting steps, then new entries."""
+        fx = Effects()
+        self._on_event(fx, p, ev)
+        return fx
+
+    def on_timers(self, p: Profile, due: int, kinds: list[str]) -> Effects:
+        """Journey timers of one customer due at the same moment."""
+        fx = Effects()
+        self._on_timers(fx, p, due, kinds)
+        return fx
+
+    def exit_all(self, p: Profile, at: int, cause: dict, reason: str) -> Effects:
+        """Take the customer out of every journey (opt-out, erasure, merge)."""
+        fx = Effects()
+        self._exit_all(fx, p, at, cause, reason)
+        return fx
+
+    def adopt_runs(self, p: Profile, snapshot: dict, at: int) -> Effects:
+        """Journeys of a customer merged into ``p`` (see ``_adopt_runs``)."""
+        fx = Effects()
+        self._adopt_runs(fx, p, snapshot, at)
+        return fx
+
+    def on_delivery_failed(self, p: Profile, dispatch_id: str, at: int, cause: dict) -> Effects:
+        """A channel reported a dispatch failed: retry once, then the backup channel."""
+        fx = Effects()
+        self._on_delivery_failed(fx, p, dispatch_id, at, cause)
+        return fx
+
+    def release_held(self, p: Profile, jid: str, at: int) -> Effects:
+        """The journey was resumed: send the held message, then carry on from there."""
+        fx = Effects()
+        self._release_held(fx, p, jid, at)
+        return fx
+
+    def flush_nba(self, ref: str | None = None) -> Effects:
+        """Make the waiting next-best-action decisions (all, or one customer's)."""
+        fx = Effects()
+        self._flush_nba(fx, ref)
+        return fx
 
     # ----- context ---------------------------------------------------------------------------
     def context(self, p: Profile, at: int, ev: InEvent | None, run: dict | None = None) -> Context:
@@ -327,8 +360,8 @@ class JourneyEngine:
         return None if spec is None else (run, spec)
 
     # ----- events ----------------------------------------------------------------------------
-    def on_event(self, host: Host, p: Profile, ev: InEvent) -> None:
-        self.settle(host, p)
+    def _on_event(self, fx: Effects, p: Profile, ev: InEvent) -> None:
+        self._settle(fx, p)
         at = ev.ts_ms
         cause = {"message_id": ev.message_id}
         for jid in sorted(p.setdefault("journeys", {})):
@@ -337,21 +370,21 @@ class JourneyEngine:
                 continue  # ended earlier in this moment (e.g. by a goto)
             run, spec = found
             ctx = self.context(p, at, ev, run)
-            if self._goals(host, p, jid, run, spec, ev, ctx, at, cause):
+            if self._goals(fx, p, jid, run, spec, ev, ctx, at, cause):
                 continue
-            if self._exits(host, p, jid, run, spec, ev, ctx, at, cause):
+            if self._exits(fx, p, jid, run, spec, ev, ctx, at, cause):
                 continue
             step = spec.steps.get(run["node"])
             if isinstance(step, WaitEvent) and ev.key == step.event and (
                 step.where is None or condition(step.where)(ctx)
             ):
-                host.cancel(p, f"j:{jid}")
+                fx.cancel(p, f"j:{jid}")
                 run["due"] = None
-                self._advance(host, p, jid, run, spec, step.on_event, at, ev, cause)
-        self._enter_matching(host, p, ev, at, cause)
-        self._resolve(host, p, at)
+                self._advance(fx, p, jid, run, spec, step.on_event, at, ev, cause)
+        self._enter_matching(fx, p, ev, at, cause)
+        self._resolve(fx, p, at)
 
-    def _enter_matching(self, host: Host, p: Profile, ev: InEvent, at: int, cause: dict) -> None:
+    def _enter_matching(self, fx: Effects, p: Profile, ev: InEvent, at: int, cause: dict) -> None:
         runs = p["journeys"]
         for spec in self.registry.entries_for(ev.key):
             if spec.id in runs:
@@ -363,7 +396,7 @@ class JourneyEngine:
                 continue
             if spec.entry.exclude is not None and condition(spec.entry.exclude)(ctx):
                 continue
-            self._enter(host, p, spec, at, ev, cause, reason="trigger")
+            self._enter(fx, p, spec, at, ev, cause, reason="trigger")
 
     def _may_reenter(self, p: Profile, spec: Journey, at: int) -> bool:
         hist = p.get("journey_history", {}).get(spec.id)
@@ -376,7 +409,7 @@ class JourneyEngine:
             return True
         return at - hist["last_exit"] >= rule.after
 
-    def _enter(self, host: Host, p: Profile, spec: Journey, at: int, ev: InEvent | None,
+    def _enter(self, fx: Effects, p: Profile, spec: Journey, at: int, ev: InEvent | None,
                cause: dict, reason: str) -> None:
         hist = p.setdefault("journey_history", {}).setdefault(
             spec.id, {"entries": 0, "last_exit": None})
@@ -392,27 +425,27 @@ class JourneyEngine:
                              and x.inactive is None and condition(x.when)(ctx)]
         for x in spec.exits:
             if x.after is not None:
-                host.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
+                fx.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
             elif x.inactive is not None:
-                host.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
-        self._journey_event(host, p, spec, run, "journey.entered", at, cause, reason=reason)
+                fx.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
+        self._journey_event(fx, p, spec, run, "journey.entered", at, cause, reason=reason)
         self.counts[("journey", "entered", spec.id)] += 1
-        self._advance(host, p, spec.id, run, spec, spec.start, at, ev, cause)
+        self._advance(fx, p, spec.id, run, spec, spec.start, at, ev, cause)
 
     # ----- goals and exits -------------------------------------------------------------------
-    def _goals(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, ev: InEvent,
+    def _goals(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, ev: InEvent,
                ctx: Context, at: int, cause: dict) -> bool:
         for g in spec.goals:
             if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
-                self._journey_event(host, p, spec, run, "journey.converted", at, cause,
+                self._journey_event(fx, p, spec, run, "journey.converted", at, cause,
                                     reason=f"goal:{g.name}")
                 self.counts[("journey", "converted", spec.id)] += 1
                 if g.exit:
-                    self._exit(host, p, jid, run, spec, at, cause, f"goal:{g.name}")
+                    self._exit(fx, p, jid, run, spec, at, cause, f"goal:{g.name}")
                     return True
         return False
 
-    def _exits(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey,
+    def _exits(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey,
                ev: InEvent | None, ctx: Context, at: int, cause: dict) -> bool:
         for x in spec.exits:
             if x.event is not None:
@@ -420,73 +453,73 @@ class JourneyEngine:
                     continue
                 if x.when is not None and not condition(x.when)(ctx):
                     continue
-                return self._take_exit(host, p, jid, run, spec, x, at, cause)
+                return self._take_exit(fx, p, jid, run, spec, x, at, cause)
             if x.when is not None and x.after is None and x.inactive is None:
                 # Fires when the condition turns true during the journey, not if it already
                 # held at entry (e.g. "adoption > 80 → expansion").
                 now_true = condition(x.when)(ctx)
                 was = x.name in run["true_exits"]
                 if now_true and not was:
-                    return self._take_exit(host, p, jid, run, spec, x, at, cause)
+                    return self._take_exit(fx, p, jid, run, spec, x, at, cause)
                 if was and not now_true:
                     run["true_exits"].remove(x.name)
         return False
 
-    def _take_exit(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, x: Any,
+    def _take_exit(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, x: Any,
                    at: int, cause: dict) -> bool:
         if x.goto and spec.min_duration and at < run["entered"] + spec.min_duration:
             # Minimum stage duration: the transition waits until the journey has lasted long
             # enough (unless another exit ends it first).
-            host.arm(p, f"jx:{jid}:{x.name}", run["entered"] + spec.min_duration)
+            fx.arm(p, f"jx:{jid}:{x.name}", run["entered"] + spec.min_duration)
             run.setdefault("pending_exit", x.name)
             return False
         if x.emit:
-            self._journey_event(host, p, spec, run, f"journey.{x.emit}", at, cause,
+            self._journey_event(fx, p, spec, run, f"journey.{x.emit}", at, cause,
                                 reason=f"exit:{x.name}")
-        self._exit(host, p, jid, run, spec, at, cause, f"exit:{x.name}")
+        self._exit(fx, p, jid, run, spec, at, cause, f"exit:{x.name}")
         if x.goto:
-            self._goto(host, p, x.goto, at, cause, reason=f"from:{jid}")
+            self._goto(fx, p, x.goto, at, cause, reason=f"from:{jid}")
         return True
 
-    def _exit(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey, at: int,
+    def _exit(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, at: int,
               cause: dict, reason: str) -> None:
-        host.cancel(p, f"j:{jid}")
-        host.cancel(p, f"jd:{jid}")
+        fx.cancel(p, f"j:{jid}")
+        fx.cancel(p, f"jd:{jid}")
         for x in spec.exits:
-            host.cancel(p, f"jx:{jid}:{x.name}")
+            fx.cancel(p, f"jx:{jid}:{x.name}")
         if run.get("held"):
-            host.index_delete(keys.held(jid, run["held"]["at"], p["ref"]))
-            self._decision(host, p, spec, run, run["held"]["intent"], "drop",
+            fx.index_delete(keys.held(jid, run["held"]["at"], p["ref"]))
+            self._decision(fx, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.exited"], at, None)
         if run.get("deferred"):
-            self._decision(host, p, spec, run, run["deferred"], "drop", ["journey.exited"], at,
+            self._decision(fx, p, spec, run, run["deferred"], "drop", ["journey.exited"], at,
                            None)
         del p["journeys"][jid]
         p["journey_history"][jid]["last_exit"] = at
-        self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason=reason)
+        self._journey_event(fx, p, spec, run, "journey.exited", at, cause, reason=reason)
         self.counts[("journey", "exited", spec.id)] += 1
 
-    def _goto(self, host: Host, p: Profile, target: str, at: int, cause: dict,
+    def _goto(self, fx: Effects, p: Profile, target: str, at: int, cause: dict,
               reason: str) -> None:
         spec = self.registry.current.get(target)
         if spec is None or spec.status != "active" or target in p["journeys"]:
             return
-        self._enter(host, p, spec, at, None, cause, reason=reason)
+        self._enter(fx, p, spec, at, None, cause, reason=reason)
 
-    def exit_all(self, host: Host, p: Profile, at: int, cause: dict, reason: str) -> None:
+    def _exit_all(self, fx: Effects, p: Profile, at: int, cause: dict, reason: str) -> None:
         """Take the customer out of every journey (opt-out, erasure, merge)."""
-        self.settle(host, p)
+        self._settle(fx, p)
         for jid in sorted(p.get("journeys", {})):
             run = p["journeys"][jid]
             spec = self.registry.spec(jid, run["v"])
             if spec is not None:
-                self._exit(host, p, jid, run, spec, at, cause, reason)
+                self._exit(fx, p, jid, run, spec, at, cause, reason)
 
-    def adopt_runs(self, host: Host, p: Profile, snapshot: dict, at: int) -> None:
+    def _adopt_runs(self, fx: Effects, p: Profile, snapshot: dict, at: int) -> None:
         """A customer merged into ``p``: journeys only it was in move over with their timers;
         for a journey both were in, the earlier entry survives and the other run exits with
         reason ``merged``."""
-        self.settle(host, p)
+        self._settle(fx, p)
         theirs = snapshot.get("journeys", {})
         timers = snapshot.get("timers", {})
         cause = {"merge": snapshot["ref"]}
@@ -497,31 +530,31 @@ class JourneyEngine:
             if mine is not None:
                 if mine["entered"] <= run["entered"]:  # ours survives (ties: the winner's)
                     if spec is not None:
-                        self._drop_run(host, p, spec, run, at, cause)
+                        self._drop_run(fx, p, spec, run, at, cause)
                     continue
                 my_spec = self.registry.spec(jid, mine["v"])
                 if my_spec is not None:
-                    self._exit(host, p, jid, mine, my_spec, at, cause, "merged")
+                    self._exit(fx, p, jid, mine, my_spec, at, cause, "merged")
             p["journeys"][jid] = run
             for kind, due in timers.items():
                 if kind in (f"j:{jid}", f"jd:{jid}") or kind.startswith(f"jx:{jid}:"):
-                    host.arm(p, kind, due)
-        self._index_held(host, p, at)
+                    fx.arm(p, kind, due)
+        self._index_held(fx, p, at)
 
-    def _drop_run(self, host: Host, p: Profile, spec: Journey, run: dict, at: int,
+    def _drop_run(self, fx: Effects, p: Profile, spec: Journey, run: dict, at: int,
                   cause: dict) -> None:
         if run.get("held"):
-            self._decision(host, p, spec, run, run["held"]["intent"], "drop",
+            self._decision(fx, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.merged"], at, None)
         if run.get("deferred"):
-            self._decision(host, p, spec, run, run["deferred"], "drop", ["journey.merged"], at,
+            self._decision(fx, p, spec, run, run["deferred"], "drop", ["journey.merged"], at,
                            None)
-        self._journey_event(host, p, spec, run, "journey.exited", at, cause, reason="merged")
+        self._journey_event(fx, p, spec, run, "journey.exited", at, cause, reason="merged")
 
     # ----- timers ----------------------------------------------------------------------------
-    def on_timers(self, host: Host, p: Profile, due: int, kinds: list[str]) -> None:
+    def _on_timers(self, fx: Effects, p: Profile, due: int, kinds: list[str]) -> None:
         """Journey timers of one customer due at the same moment."""
-        self.settle(host, p)
+        self._settle(fx, p)
         p.setdefault("journeys", {})
         for kind in sorted(kinds):
             prefix, _, rest = kind.partition(":")
@@ -537,12 +570,12 @@ class JourneyEngine:
                 if x is None:
                     continue
                 if x.inactive is not None and p["last_seen"] + x.inactive > due:
-                    host.arm(p, kind, p["last_seen"] + x.inactive)  # activity since: push back
+                    fx.arm(p, kind, p["last_seen"] + x.inactive)  # activity since: push back
                     continue
                 if run.get("pending_exit") == x.name or x.after or x.inactive:
-                    self._take_exit(host, p, jid, run, spec, x, due, cause)
+                    self._take_exit(fx, p, jid, run, spec, x, due, cause)
                 continue
-            if self._exits(host, p, jid, run, spec, None, ctx, due, cause):
+            if self._exits(fx, p, jid, run, spec, None, ctx, due, cause):
                 continue
             if prefix == "jd":
                 if run.get("deferred") and self.registry.status(jid) == "paused":
@@ -557,15 +590,15 @@ class JourneyEngine:
                 run["due"] = None
                 step = spec.steps[run["node"]]
                 nxt = step.on_timeout if isinstance(step, WaitEvent) else step.next
-                self._advance(host, p, jid, run, spec, nxt, due, None, cause)
-        self._resolve(host, p, due)
+                self._advance(fx, p, jid, run, spec, nxt, due, None, cause)
+        self._resolve(fx, p, due)
 
     # ----- steps -----------------------------------------------------------------------------
-    def _advance(self, host: Host, p: Profile, jid: str, run: dict, spec: Journey,
+    def _advance(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey,
                  node: str | None, at: int, ev: InEvent | None, cause: dict) -> None:
         for _ in range(MAX_STEPS_PER_MOMENT):
             if node is None:
-                self._exit(host, p, jid, run, spec, at, cause, "completed")
+                self._exit(fx, p, jid, run, spec, at, cause, "completed")
                 return
             step = spec.steps[node]
             run["node"] = node
@@ -579,22 +612,22 @@ class JourneyEngine:
                 # carries on from step.next (see _resolve), or waits here if paused/deferred.
                 self._intend(p, jid, run, spec, node, step.channel, step.template, step.purpose,
                              step.personalization, None, None, at, cause, ctx, step.next, ev)
-                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
                 return
             elif isinstance(step, Wait):
                 due = at + step.duration if step.duration is not None else \
                     self._next_local_time(p, at, step.until or "00:00")
                 run["due"] = due
-                host.arm(p, f"j:{jid}", due)
+                fx.arm(p, f"j:{jid}", due)
                 extra["until_ms"] = due
-                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
                 return
             elif isinstance(step, WaitEvent):
                 due = at + step.timeout
                 run["due"] = due
-                host.arm(p, f"j:{jid}", due)
+                fx.arm(p, f"j:{jid}", due)
                 extra.update(event=step.event, until_ms=due)
-                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+                self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
                 return
             elif isinstance(step, Branch):
                 nxt = step.default
@@ -630,18 +663,18 @@ class JourneyEngine:
                 self.nba_pending.add(p["ref"])
                 return
             elif isinstance(step, Goto):
-                self._step_event(host, p, spec, run, node, step.type, at, cause,
+                self._step_event(fx, p, spec, run, node, step.type, at, cause,
                                  {"target": step.journey})
-                self._exit(host, p, jid, run, spec, at, cause, f"goto:{step.journey}")
-                self._goto(host, p, step.journey, at, cause, reason=f"from:{jid}")
+                self._exit(fx, p, jid, run, spec, at, cause, f"goto:{step.journey}")
+                self._goto(fx, p, step.journey, at, cause, reason=f"from:{jid}")
                 return
             elif isinstance(step, End):
-                self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
-                self._exit(host, p, jid, run, spec, at, cause, "completed")
+                self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
+                self._exit(fx, p, jid, run, spec, at, cause, "completed")
                 return
-            self._step_event(host, p, spec, run, node, step.type, at, cause, extra)
+            self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
             node = nxt
-        self._exit(host, p, jid, run, spec, at, cause, "error.too_many_steps")
+        self._exit(fx, p, jid, run, spec, at, cause, "error.too_many_steps")
 
     def _next_local_time(self, p: Profile, at: int, hhmm: str) -> int:
         tz_name = p.get("timezone")
@@ -685,7 +718,7 @@ class JourneyEngine:
                                run["visits"].get(node, 1), run["entered"])
 
     # ----- next best action ------------------------------------------------------------------
-    def flush_nba(self, host: Host, ref: str | None = None) -> None:
+    def _flush_nba(self, fx: Effects, ref: str | None = None) -> None:
         """Make the waiting next-best-action decisions (all, or one customer's) and carry
         their journeys on."""
         while self._nba:
@@ -700,15 +733,15 @@ class JourneyEngine:
                 self.nba_pending.discard(ref)
             saved, self._moment = self._moment, []
             for r, rec in zip(reqs, self.nba.decide(reqs), strict=True):
-                self._carry_on_nba(host, r, rec)
+                self._carry_on_nba(fx, r, rec)
             self._moment = saved
 
-    def settle(self, host: Host, p: Profile) -> None:
+    def _settle(self, fx: Effects, p: Profile) -> None:
         """Make this customer's waiting decisions before anything else happens to it."""
         if p.get("ref") in self.nba_pending:
-            self.flush_nba(host, p["ref"])
+            self._flush_nba(fx, p["ref"])
 
-    def _carry_on_nba(self, host: Host, r: Request, rec: dict) -> None:
+    def _carry_on_nba(self, fx: Effects, r: Request, rec: dict) -> None:
         p, jid, run, spec, node, step, at, cause, ev = r.payload
         if p["journeys"].get(jid) is not run or run["node"] != node:
             return  # cannot happen: a customer's decisions are made before it is touched
@@ -716,23 +749,23 @@ class JourneyEngine:
             p["scores"] = {**rec["scores"], "model": rec["model"], "at_ms": at}
         primary = rec["ranked"][0] if rec["ranked"] else None
         action = primary["action"] if primary else None
-        self._step_event(host, p, spec, run, node, "nba", at, cause,
+        self._step_event(fx, p, spec, run, node, "nba", at, cause,
                          {"action": action, "explored": rec["explored"], "model": rec["model"]})
         if primary is None:
-            self._advance(host, p, jid, run, spec, step.next, at, ev, cause)
+            self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)
             return
         self.counts[("nba", action, rec["explored"])] += 1
         if primary["channel"] == "none":
             intent = _Intent(jid, run, spec, node, "none", primary["template"], "marketing", {},
                              action, rec, cause, self._dispatch_id(p, jid, run, node))
-            self._decision(host, p, spec, run, intent_to_dict(intent), "drop",
+            self._decision(fx, p, spec, run, intent_to_dict(intent), "drop",
                            ["nba.do_nothing"], at, None)
-            self._advance(host, p, jid, run, spec, step.next, at, ev, cause)
+            self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)
         else:
             self._intend(p, jid, run, spec, node, primary["channel"], primary["template"],
                          "marketing", [], action, rec, at, cause, self.context(p, at, ev, run),
                          step.next, ev)
-        self._resolve(host, p, at)
+        self._resolve(fx, p, at)
 
     def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
         """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,
@@ -754,10 +787,10 @@ class JourneyEngine:
             skipped.append({"action": cand["action"], "channel": cand["channel"],
                             "reasons": v.reasons})
 
-    def _resolve(self, host: Host, p: Profile, at: int) -> None:
+    def _resolve(self, fx: Effects, p: Profile, at: int) -> None:
         """Sends of this moment: the highest-priority journey's go out and it carries on;
         the others wait on their send step for ``conflict_delay`` (a ``defer`` decision)."""
-        self._index_held(host, p, at)
+        self._index_held(fx, p, at)
         for _ in range(MAX_STEPS_PER_MOMENT):
             intents, self._moment = self._moment, []
             if not intents:
@@ -767,36 +800,36 @@ class JourneyEngine:
             winner = live[0].jid if live else None
             for i in intents:
                 if p["journeys"].get(i.jid) is not i.run:  # its journey ended meanwhile
-                    self._decision(host, p, i.spec, i.run, intent_to_dict(i), "drop",
+                    self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "drop",
                                    ["journey.exited"], at, None)
                 elif i.run["holdout"]:
-                    self._decision(host, p, i.spec, i.run, intent_to_dict(i), "holdout",
+                    self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "holdout",
                                    ["holdout.control"], at, None)
-                    self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
+                    self._advance(fx, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
                 elif i.jid == winner:
-                    if self._deliver(host, p, i, at):
-                        self._advance(host, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
+                    if self._deliver(fx, p, i, at):
+                        self._advance(fx, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
                 else:
                     due = at + self.conflict_delay_ms
                     d = intent_to_dict(i)
                     i.run["deferred"] = d
-                    host.arm(p, f"jd:{i.jid}", due)
-                    self._decision(host, p, i.spec, i.run, d, "defer",
+                    fx.arm(p, f"jd:{i.jid}", due)
+                    self._decision(fx, p, i.spec, i.run, d, "defer",
                                    [f"conflict.priority:{winner}"], at, due)
-            self._index_held(host, p, at)
+            self._index_held(fx, p, at)
 
-    def _index_held(self, host: Host, p: Profile, at: int) -> None:
+    def _index_held(self, fx: Effects, p: Profile, at: int) -> None:
         for jid, run in p.get("journeys", {}).items():
             held = run.get("held")
             if held is not None and not held.get("indexed"):
                 held["indexed"] = True
-                host.index_put(keys.held(jid, held["at"], p["ref"]))
+                fx.index_put(keys.held(jid, held["at"], p["ref"]))
                 spec = self.registry.spec(jid, run["v"])
                 if spec is not None:
-                    self._decision(host, p, spec, run, held["intent"], "defer",
+                    self._decision(fx, p, spec, run, held["intent"], "defer",
                                    ["journey.paused"], at, None)
 
-    def _deliver(self, host: Host, p: Profile, i: _Intent, at: int) -> bool:
+    def _deliver(self, fx: Effects, p: Profile, i: _Intent, at: int) -> bool:
         """Ask delivery policy; returns whether the journey moves on (sent or dropped)."""
         caps = i.spec.cap_limits
         if i.nba is not None:
@@ -805,22 +838,22 @@ class JourneyEngine:
         d = intent_to_dict(i)
         if v.outcome == "defer":
             i.run["deferred"] = d
-            host.arm(p, f"jd:{i.jid}", v.next_ms or at)
-            self._decision(host, p, i.spec, i.run, d, "defer", v.reasons, at, v.next_ms,
+            fx.arm(p, f"jd:{i.jid}", v.next_ms or at)
+            self._decision(fx, p, i.spec, i.run, d, "defer", v.reasons, at, v.next_ms,
                            channel=v.channel)
             return False
         if v.outcome == "drop":
             if v.channel == "enrich":  # silent enrichment: remember what was not sent
                 p.setdefault("enrichment", {})[i.template] = at
-            self._decision(host, p, i.spec, i.run, d, "drop", v.reasons, at, None,
+            self._decision(fx, p, i.spec, i.run, d, "drop", v.reasons, at, None,
                            channel=v.channel)
             return True
         self.policy.record(p, v.channel, i.jid, i.dispatch_id, at)
-        self._decision(host, p, i.spec, i.run, d, "send", v.reasons, at, None, channel=v.channel)
-        self._dispatch(host, p, d, i.jid, i.run["v"], i.run["instance"], v.channel, at, 1)
+        self._decision(fx, p, i.spec, i.run, d, "send", v.reasons, at, None, channel=v.channel)
+        self._dispatch(fx, p, d, i.jid, i.run["v"], i.run["instance"], v.channel, at, 1)
         return True
 
-    def _dispatch(self, host: Host, p: Profile, d: dict, jid: str, version: int,
+    def _dispatch(self, fx: Effects, p: Profile, d: dict, jid: str, version: int,
                   instance: int, channel: str, at: int, attempt: int) -> None:
         dispatch_id = d["dispatch_id"] if channel == d["channel"] else \
             idempotency_key(d["dispatch_id"], "fallback", channel)
@@ -842,7 +875,7 @@ class JourneyEngine:
             "at_ms": at,
             "cause": d["cause"],
         }
-        host.emit(self.topics.dispatch(channel), p["id"], record)
+        fx.dispatch(channel, p["id"], record)
         self.counts[("dispatch", channel)] += 1
         sent = p.setdefault("sent", {})
         sent[dispatch_id] = {"d": d, "jid": jid, "v": version, "inst": instance,
@@ -850,10 +883,10 @@ class JourneyEngine:
         for k in [k for k, v in sent.items() if v["at"] < at - 7 * DAY_MS]:
             del sent[k]
 
-    def on_delivery_failed(self, host: Host, p: Profile, dispatch_id: str, at: int,
+    def _on_delivery_failed(self, fx: Effects, p: Profile, dispatch_id: str, at: int,
                            cause: dict) -> None:
         """A channel reported a dispatch failed: retry once, then the backup channel."""
-        self.settle(host, p)
+        self._settle(fx, p)
         s = p.get("sent", {}).get(dispatch_id)
         if s is None:
             return
@@ -863,25 +896,25 @@ class JourneyEngine:
         d = dict(s["d"], cause=cause)
         if s["attempt"] == 1:
             if spec is not None:
-                self._decision(host, p, spec, run, d, "send", ["delivery.failed", "retry"], at,
+                self._decision(fx, p, spec, run, d, "send", ["delivery.failed", "retry"], at,
                                None, channel=s["ch"])
-            self._dispatch(host, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
+            self._dispatch(fx, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
                            s["v"], s["inst"], s["ch"], at, 2)
             return
         v = self.policy.decide(p, s["ch"], d["purpose"], {}, s["jid"], at, exclude=(s["ch"],))
         backup = v.outcome == "send" and v.channel not in (s["ch"], "enrich")
         if spec is not None:
-            self._decision(host, p, spec, run, d, "send" if backup else "drop",
+            self._decision(fx, p, spec, run, d, "send" if backup else "drop",
                            ["delivery.failed", *v.reasons], at, None, channel=v.channel)
         if backup:
             self.policy.record(p, v.channel, s["jid"], idempotency_key(dispatch_id, v.channel),
                                at)
-            self._dispatch(host, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
+            self._dispatch(fx, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
                            s["v"], s["inst"], v.channel, at, 1)
 
-    def release_held(self, host: Host, p: Profile, jid: str, at: int) -> None:
+    def _release_held(self, fx: Effects, p: Profile, jid: str, at: int) -> None:
         """The journey was resumed: send the held message, then carry on from there."""
-        self.settle(host, p)
+        self._settle(fx, p)
         run = p.get("journeys", {}).get(jid)
         if run is None or run.get("held") is None:
             return
@@ -890,14 +923,14 @@ class JourneyEngine:
             return
         held = run["held"]
         run["held"] = None
-        host.index_delete(keys.held(jid, held["at"], p["ref"]))
+        fx.index_delete(keys.held(jid, held["at"], p["ref"]))
         step = spec.steps[run["node"]]
         intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
         self._moment.append(intent)
-        self._resolve(host, p, at)
+        self._resolve(fx, p, at)
 
     # ----- outputs ---------------------------------------------------------------------------
-    def _decision(self, host: Host, p: Profile, spec: Journey, run: dict, intent: dict,
+    def _decision(self, fx: Effects, p: Profile, spec: Journey, run: dict, intent: dict,
                   outcome: str, reasons: list[str], at: int, next_ms: int | None,
                   channel: str | None = None) -> None:
         record = {
@@ -920,16 +953,16 @@ class JourneyEngine:
             "at_ms": at,
             "cause": intent["cause"],
         }
-        host.emit(self.topics.decisions, p["id"], record)
+        fx.decision(p["id"], record)
         for reason in reasons:
             self.counts[("decision", outcome, reason.split(":", 1)[0])] += 1
 
-    def _step_event(self, host: Host, p: Profile, spec: Journey, run: dict, node: str,
+    def _step_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, node: str,
                     step_type: str, at: int, cause: dict, extra: dict) -> None:
-        self._journey_event(host, p, spec, run, "journey.step", at, cause, node=node,
+        self._journey_event(fx, p, spec, run, "journey.step", at, cause, node=node,
                             step_type=step_type, **extra)
 
-    def _journey_event(self, host: Host, p: Profile, spec: Journey, run: dict, kind: str,
+    def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, kind: str,
                        at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
         node = node or run["node"]
         visit = run["visits"].get(node, 0)
@@ -953,7 +986,7 @@ class JourneyEngine:
             record["holdout"] = run["holdout"]
         if kind == "journey.exited":
             record["entered_ms"] = run["entered"]
-        host.emit(self.topics.journey_events, p["id"], record)
+        fx.journey_event(p["id"], record)
 
 
 def intent_to_dict(i: _Intent) -> dict:

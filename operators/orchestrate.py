@@ -36,6 +36,7 @@ from models.settings import Settings
 from operators.alerts import AlertWindow
 from operators.analytics import PartialStats, channel_record, combine, journey_record
 from operators.decode import RawRecord, Rejected, Routed, _reject
+from operators.effects import ArmTimer, CancelTimer, Effects, Emit, IndexPut
 from operators.identity import (
     hash_email,
     identifiers,
@@ -132,7 +133,7 @@ class PartitionProcessor:
         self.analytics_every_ms = settings.analytics.every_s * 1000
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
-        self.engine = JourneyEngine(journeys, self.topics, policy=self.policy,
+        self.engine = JourneyEngine(journeys, policy=self.policy,
                                     nba=settings.nba) if journeys is not None else None
         self._load_aggregates()
         # Outbox entries Kafka acknowledged: deleted by the next batch.
@@ -361,11 +362,11 @@ class PartitionProcessor:
         their customer, so the outcome never depends on where a batch ended."""
         eng = self.engine
         if eng is not None and ref in eng.nba_pending:
-            eng.flush_nba(self, ref)
+            self._effects(eng.flush_nba(ref))
 
     def _flush_nba(self) -> None:
         if self.engine is not None and self.engine.nba_pending:
-            self.engine.flush_nba(self)
+            self._effects(self.engine.flush_nba())
 
     def _existing_profile(self, ref: str) -> Profile | None:
         p = self.txn.objects.get(ref)
@@ -452,7 +453,7 @@ class PartitionProcessor:
         if ev.key in FEEDBACK_EVENTS:
             self._feedback(p, ev)
         if self.engine is not None:
-            self.engine.on_event(self, p, ev)
+            self._effects(self.engine.on_event(p, ev))
 
     # ----- consent, suppression, channel feedback ------------------------------------------
     def _feedback(self, p: Profile, ev: InEvent) -> None:
@@ -487,7 +488,7 @@ class PartitionProcessor:
             self.alerts.failed(failed["ch"] if failed else _channel(props.get("channel"),
                                                                      "unknown"), ev.ts_ms)
             if isinstance(dispatch_id, str) and self.engine is not None:
-                self.engine.on_delivery_failed(self, p, dispatch_id, ev.ts_ms, cause)
+                self._effects(self.engine.on_delivery_failed(p, dispatch_id, ev.ts_ms, cause))
         elif key in ENGAGEMENT:
             channel, what = ENGAGEMENT[key]
             channel = _channel(props.get("channel"), channel)
@@ -499,7 +500,7 @@ class PartitionProcessor:
         self.txn.stats["opt_outs"] += 1
         self.analytics.unsubscribed(channel)
         if self.engine is not None:
-            self.engine.exit_all(self, p, at, cause, f"consent.{channel}.opted_out")
+            self._effects(self.engine.exit_all(p, at, cause, f"consent.{channel}.opted_out"))
 
     # ----- erasure ---------------------------------------------------------------------------
     def _erased_since(self, ref: str, at: int) -> bool:
@@ -831,7 +832,7 @@ class PartitionProcessor:
             merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
             self._merge_lifecycle(p, snapshot)
             if self.engine is not None:
-                self.engine.adopt_runs(self, p, snapshot, at)
+                self._effects(self.engine.adopt_runs(p, snapshot, at))
             if "inactivity" not in p["timers"]:
                 self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
         self.txn.stats["merges"] += 1
@@ -901,37 +902,43 @@ class PartitionProcessor:
         self.txn.stats["lifecycle_changes"] += 1
         self.txn.emit(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
 
-    # ----- the engine's host API ------------------------------------------------------------
-    def arm(self, p: Profile, kind: str, due_ms: int) -> None:
-        """(Re)arm the customer's timer of this kind."""
-        old = p["timers"].get(kind)
-        if old is not None and old != due_ms:
-            self.txn.delete(keys.timer(old, p["ref"], kind))
-        self._arm(p, kind, due_ms)
+    # ----- effects: the one place they are applied to the batch ---------------------------
+    def _effects(self, fx: Effects) -> None:
+        """Apply what a decision returned, in order."""
+        txn = self.txn
+        for e in fx.items:
+            if type(e) is Emit:
+                self._emit(e)
+            elif type(e) is ArmTimer:
+                p = e.profile
+                old = p["timers"].get(e.kind)
+                if old is not None and old != e.due_ms:
+                    txn.delete(keys.timer(old, p["ref"], e.kind))
+                self._arm(p, e.kind, e.due_ms)
+            elif type(e) is CancelTimer:
+                old = e.profile["timers"].pop(e.kind, None)
+                if old is not None:
+                    txn.delete(keys.timer(old, e.profile["ref"], e.kind))
+            elif type(e) is IndexPut:
+                txn.put(e.key, b"")
+            else:
+                txn.delete(e.key)
 
-    def cancel(self, p: Profile, kind: str) -> None:
-        old = p["timers"].pop(kind, None)
-        if old is not None:
-            self.txn.delete(keys.timer(old, p["ref"], kind))
-
-    def emit(self, topic: str, key: str, record: dict) -> None:
-        kind = record.get("type")
-        if kind == "dispatch":
+    def _emit(self, e: Emit) -> None:
+        record = e.record
+        if e.kind == "dispatch":
             self.alerts.sent(record["channel"], record["at_ms"])
             self.analytics.dispatch(record)
-        elif kind == "decision":
+            topic = self.topics.dispatch(e.channel)  # type: ignore[arg-type]
+        elif e.kind == "decision":
             self.analytics.decision(record)
-        elif topic == self.topics.journey_events:
+            topic = self.topics.decisions
+        else:
             self.analytics.journey_event(record)
+            topic = self.topics.journey_events
         ev = self.txn.current
         src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
-        self.txn.emit(Output(topic, key, orjson.dumps(record), src=src))
-
-    def index_put(self, key: bytes) -> None:
-        self.txn.put(key, b"")
-
-    def index_delete(self, key: bytes) -> None:
-        self.txn.delete(key)
+        self.txn.emit(Output(topic, e.key, orjson.dumps(record), src=src))
 
     # ----- journeys: reloads, resumes -----------------------------------------------------
     def _sync_journeys(self, clock_ms: int) -> None:
@@ -956,7 +963,7 @@ class PartitionProcessor:
                     del self.txn.objects[cid]
                     self.txn.delete(k)
                     continue
-                self.engine.release_held(self, p, jid, at)
+                self._effects(self.engine.release_held(p, jid, at))
                 self.txn.stats["journey_sends_released"] += 1
 
     # ----- timers --------------------------------------------------------------------------
@@ -1069,7 +1076,7 @@ class PartitionProcessor:
             if kind not in journey_kinds:
                 self._on_timer(p, kind, due)
         if journey_kinds and self.engine is not None:
-            self.engine.on_timers(self, p, due, journey_kinds)
+            self._effects(self.engine.on_timers(p, due, journey_kinds))
 
     def _on_timer(self, p: Profile, kind: str, due: int) -> None:
         lc = p["lifecycle"]

@@ -119,7 +119,7 @@ def test_eligibility_rules_and_ineligible_actions_never_chosen():
     d = NbaDecider(nba, condition, DeliveryPolicy(PolicySettings()).tz, bucket)
     from operators.journeys import JourneyEngine, JourneyRegistry
 
-    eng = JourneyEngine(JourneyRegistry.of([]), Settings().topics)
+    eng = JourneyEngine(JourneyRegistry.of([]))
     p = new_profile("user:u", 0)
     p["traits"] = {"plan": "enterprise", "vip": True}
     p["lifecycle"]["stage"] = "retention"

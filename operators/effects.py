@@ -1,0 +1,98 @@
+"""Effects: what a decision wants to happen, returned to the partition step that applies them.
+
+A journey step, a delivery decision or a merge does not write to the store or produce to
+Kafka itself. It records effects in order, and the partition step applies them to the batch
+transaction in that order (``operators.orchestrate``): timers armed or cancelled, indexed
+held sends, and outputs. Analytics and alerts fold the typed outputs (dispatch, decision,
+journey event) as they are applied, instead of inspecting records after the fact.
+
+Example:
+    >>> fx = Effects()
+    >>> fx.arm({"ref": "user:u1", "timers": {}}, "j:cart", 5_000)
+    >>> fx.dispatch("email", "u1", {"type": "dispatch"})
+    >>> [type(e).__name__ for e in fx.items]
+    ['ArmTimer', 'Emit']
+    >>> fx.items[1].kind, fx.items[1].channel
+    ('dispatch', 'email')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+Profile = dict[str, Any]
+
+
+@dataclass(slots=True, frozen=True)
+class ArmTimer:
+    """(Re)arm the customer's timer of ``kind`` at ``due_ms``."""
+
+    profile: Profile
+    kind: str
+    due_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class CancelTimer:
+    profile: Profile
+    kind: str
+
+
+@dataclass(slots=True, frozen=True)
+class IndexPut:
+    """Add an index entry (held sends: ``state.keys.held``)."""
+
+    key: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class IndexDelete:
+    key: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class Emit:
+    """An output record: ``kind`` is ``dispatch`` (with its ``channel``), ``decision`` or
+    ``journey_event``."""
+
+    kind: str
+    key: str
+    record: dict
+    channel: str | None = None
+
+
+Effect = ArmTimer | CancelTimer | IndexPut | IndexDelete | Emit
+
+
+class Effects:
+    """An ordered list of effects, with one method per kind."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[Effect] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        self.items.append(ArmTimer(p, kind, due_ms))
+
+    def cancel(self, p: Profile, kind: str) -> None:
+        self.items.append(CancelTimer(p, kind))
+
+    def index_put(self, key: bytes) -> None:
+        self.items.append(IndexPut(key))
+
+    def index_delete(self, key: bytes) -> None:
+        self.items.append(IndexDelete(key))
+
+    def dispatch(self, channel: str, key: str, record: dict) -> None:
+        self.items.append(Emit("dispatch", key, record, channel))
+
+    def decision(self, key: str, record: dict) -> None:
+        self.items.append(Emit("decision", key, record))
+
+    def journey_event(self, key: str, record: dict) -> None:
+        self.items.append(Emit("journey_event", key, record))
