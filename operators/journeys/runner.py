@@ -18,19 +18,13 @@ until a deferral timer (``jd:<id>``) lets them try again.
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time as _time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from models import features as nba_features
-from models.conditions import Context, compile_condition
+from models.conditions import Context
 from models.events import InEvent
 from models.journey import (
     Branch,
@@ -43,216 +37,28 @@ from models.journey import (
     Split,
     Wait,
     WaitEvent,
-    load_dir,
 )
-from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
 from models.settings import NbaSettings, PolicySettings
 from operators.effects import Effects
+from operators.journeys import records
+from operators.journeys.delivery import (
+    DAY_MS,
+    MAX_STEPS_PER_MOMENT,
+    SendDelivery,
+    _Intent,
+    intent_from_dict,
+    intent_to_dict,
+)
+from operators.journeys.evaluate import bucket, condition
+from operators.journeys.registry import JourneyRegistry
 from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
 from state import keys
-from state.journey_versions import JourneyVersions, VersionConflict
 from state.windows import count as window_count
 
-DAY_MS = 86_400_000
-MAX_STEPS_PER_MOMENT = 200
-STAGE_PRIORITY = ("at-risk", "win-back", "activation", "retention", "expansion", "advocacy",
-                  "consideration", "awareness")
-_compiled: dict[str, Callable[[Context], bool]] = {}
 
-
-def condition(text: str) -> Callable[[Context], bool]:
-    fn = _compiled.get(text)
-    if fn is None:
-        fn = _compiled[text] = compile_condition(text)
-    return fn
-
-
-def bucket(*parts: object) -> float:
-    """A stable number in [0, 100) from content (split and holdout assignment).
-
-    >>> bucket("u1", "cart", "split") == bucket("u1", "cart", "split")
-    True
-    """
-    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h) / 2**64 * 100
-
-
-class JourneyLoadError(Exception):
-    """The journeys folder has invalid files; the message lists them."""
-
-
-class JourneyRegistry:
-    """The journeys of a folder: the newest version per id is the one new entries get.
-
-    Reloaded when files change (``maybe_reload``); an invalid folder on reload keeps the last
-    good definitions running and records the errors.
-    """
-
-    def __init__(self, folder: str | Path | None, archive: str | Path | None = None,
-                 poll_s: float = 2.0, builtin: list[Journey] | None = None) -> None:
-        self.folder = Path(folder) if folder else None
-        self.builtin = list(builtin or [])  # from settings (always-on NBA), not from files
-        self.versions = JourneyVersions(archive)
-        self.poll_s = poll_s
-        self.current: dict[str, Journey] = {}
-        self._active: list[Journey] = []
-        self._by_event: dict[str, list[Journey]] = {}
-        self._always: list[Journey] = []
-        self.errors: list[str] = []
-        self.generation = 0
-        self._signature: tuple = ()
-        self._checked = 0.0
-        self._lock = threading.RLock()
-        if self.folder is not None:
-            errors = self._load()
-            if errors:
-                raise JourneyLoadError("\n".join(errors))
-        elif self.builtin:
-            self._install([])
-
-    @classmethod
-    def of(cls, journeys: list[Journey]) -> JourneyRegistry:
-        reg = cls(None)
-        reg._install(journeys)
-        return reg
-
-    def _folder_signature(self) -> tuple:
-        assert self.folder is not None
-        try:
-            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                                for p in self.folder.iterdir() if p.suffix in (".yaml", ".yml")))
-        except OSError:
-            return ()
-
-    def _load(self) -> list[str]:
-        assert self.folder is not None
-        sig = self._folder_signature()
-        loaded, errors = load_dir(self.folder)
-        if errors:
-            self._signature = sig
-            self.errors = errors
-            return errors
-        try:
-            self._install([j for _, j in loaded])
-        except VersionConflict as e:
-            self.errors = [str(e)]
-            self._signature = sig
-            return self.errors
-        self._signature = sig
-        self.errors = []
-        return []
-
-    def _install(self, journeys: list[Journey]) -> None:
-        journeys = [*journeys, *self.builtin]
-        newest: dict[str, Journey] = {}
-        for j in journeys:
-            self.versions.add(j)
-            if j.id not in newest or j.version > newest[j.id].version:
-                newest[j.id] = j
-        active = sorted((j for j in newest.values() if j.status == "active"), key=priority_key)
-        by_event: dict[str, list[Journey]] = {}
-        for j in active:
-            for name in j.entry.events():
-                by_event.setdefault(name, []).append(j)
-        with self._lock:
-            self.current = newest
-            self._active = active
-            self._by_event = by_event
-            self._always = [j for j in active if not j.entry.events()]
-            self.generation += 1
-
-    def maybe_reload(self) -> bool:
-        """Re-read the folder if its files changed (at most every ``poll_s``)."""
-        if self.folder is None:
-            return False
-        now = _time.monotonic()
-        if now - self._checked < self.poll_s:
-            return False
-        with self._lock:  # one worker thread reloads; the others see the result
-            if now - self._checked < self.poll_s:
-                return False
-            self._checked = now
-            if self._folder_signature() == self._signature:
-                return False
-            before = self.generation
-            self._load()
-            return self.generation != before
-
-    def spec(self, jid: str, version: int) -> Journey | None:
-        return self.versions.get(jid, version)
-
-    def status(self, jid: str) -> str:
-        j = self.current.get(jid)
-        return j.status if j is not None else "removed"
-
-    def entries(self) -> list[Journey]:
-        """Active journeys, in conflict-priority order."""
-        return self._active
-
-    def entries_for(self, event_key: str) -> list[Journey]:
-        """Active journeys this event may start: its trigger's, and condition-only ones."""
-        triggered = self._by_event.get(event_key, [])
-        if not self._always:
-            return triggered
-        return sorted([*triggered, *self._always], key=priority_key)
-
-
-ALWAYS_ON = "nba-always-on"
-
-
-def always_on_journey(nba: NbaSettings) -> Journey | None:
-    """The always-on next-best-action mode as a built-in journey: entered on the trigger
-    events (when the condition holds), one ``nba`` step over the inventory, re-entered at
-    most every ``nba.always_on.every``."""
-    ao = nba.always_on
-    if ao is None:
-        return None
-    return Journey.model_validate({
-        "id": ALWAYS_ON, "name": "Always-on next best action", "version": 1,
-        "priority": {"stage": ao.priority_stage, "value": 0},
-        "entry": {"event": list(ao.events), "when": ao.when,
-                  "reentry": {"after": f"{ao.every}s"}},
-        "start": "decide", "steps": {"decide": {"type": "nba"}},
-    })
-
-
-def journey_registry(settings: Any, journeys_dir: str | Path | None,
-                     archive: str | Path | None) -> JourneyRegistry | None:
-    """The registry a flow runs: the folder's journeys plus the built-in ones the settings
-    ask for (always-on NBA); None when there are none."""
-    builtin = [j for j in (always_on_journey(settings.nba),) if j is not None]
-    if journeys_dir is None and not builtin:
-        return None
-    return JourneyRegistry(journeys_dir, archive=archive, builtin=builtin)
-
-
-def priority_key(j: Journey) -> tuple:
-    return (STAGE_PRIORITY.index(j.priority.stage), -j.priority.value, j.id)
-
-
-@dataclass(slots=True)
-class _Intent:
-    """A send a journey wants to make at this moment."""
-
-    jid: str
-    run: dict
-    spec: Journey
-    node: str
-    channel: str
-    template: str
-    purpose: str
-    personalization: dict
-    action: str | None
-    nba: dict | None
-    cause: dict
-    dispatch_id: str
-    next: str | None = None          # where the journey goes on after this send
-    ev: InEvent | None = None        # the event of this moment (branches after the send)
-
-
-class JourneyEngine:
+class JourneyEngine(SendDelivery):
     """Runs journeys for one partition; see the module docstring."""
 
     def __init__(self, registry: JourneyRegistry, conflict_delay_ms: int = 3_600_000,
@@ -692,31 +498,6 @@ class JourneyEngine:
                                                         microsecond=0)
         return int(target.timestamp() * 1000)
 
-    # ----- sends and conflicts ---------------------------------------------------------------
-    def _intend(self, p: Profile, jid: str, run: dict, spec: Journey, node: str, channel: str,
-                template: str, purpose: str, fields: list[str], action: str | None,
-                nba: dict | None, at: int, cause: dict, ctx: Context, nxt: str | None,
-                ev: InEvent | None) -> None:
-        personalization = {}
-        for path in fields:
-            parts = tuple(path.split("."))
-            if parts[0] in ("traits", "event", "profile", "scores", "journey"):
-                personalization[path] = ctx.resolve(parts)
-        dispatch_id = self._dispatch_id(p, jid, run, node)
-        intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
-                         action, nba, cause, dispatch_id, nxt, ev)
-        if self.registry.status(jid) == "paused":
-            run["held"] = {"at": at, "intent": intent_to_dict(intent)}
-            return
-        self._moment.append(intent)
-
-    @staticmethod
-    def _dispatch_id(p: Profile, jid: str, run: dict, node: str) -> str:
-        # The entry time identifies the entry instance even where instance numbers restart
-        # (after a merge or an erasure).
-        return idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
-                               run["visits"].get(node, 1), run["entered"])
-
     # ----- next best action ------------------------------------------------------------------
     def _flush_nba(self, fx: Effects, ref: str | None = None) -> None:
         """Make the waiting next-best-action decisions (all, or one customer's) and carry
@@ -767,193 +548,12 @@ class JourneyEngine:
                          step.next, ev)
         self._resolve(fx, p, at)
 
-    def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
-        """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,
-        suppressed) becomes the first backup action that can go out on its own channel."""
-        ranked = i.nba.get("ranked", []) if i.nba else []
-        if len(ranked) < 2 or i.nba.get("skipped") is not None:  # type: ignore[union-attr]
-            return
-        skipped = []
-        for cand in ranked:
-            if cand["channel"] == "none":
-                break  # doing nothing ranks above the rest
-            v = self.policy.decide(p, cand["channel"], i.purpose, caps, i.jid, at)
-            if v.outcome == "send" and v.channel == cand["channel"]:
-                if skipped:
-                    i.action, i.channel, i.template = cand["action"], cand["channel"], \
-                        cand["template"]
-                    i.nba = dict(i.nba, skipped=skipped)  # type: ignore[arg-type]
-                return
-            skipped.append({"action": cand["action"], "channel": cand["channel"],
-                            "reasons": v.reasons})
-
-    def _resolve(self, fx: Effects, p: Profile, at: int) -> None:
-        """Sends of this moment: the highest-priority journey's go out and it carries on;
-        the others wait on their send step for ``conflict_delay`` (a ``defer`` decision)."""
-        self._index_held(fx, p, at)
-        for _ in range(MAX_STEPS_PER_MOMENT):
-            intents, self._moment = self._moment, []
-            if not intents:
-                return
-            live = sorted((i for i in intents if not i.run["holdout"]),
-                          key=lambda i: priority_key(i.spec))
-            winner = live[0].jid if live else None
-            for i in intents:
-                if p["journeys"].get(i.jid) is not i.run:  # its journey ended meanwhile
-                    self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "drop",
-                                   ["journey.exited"], at, None)
-                elif i.run["holdout"]:
-                    self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "holdout",
-                                   ["holdout.control"], at, None)
-                    self._advance(fx, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
-                elif i.jid == winner:
-                    if self._deliver(fx, p, i, at):
-                        self._advance(fx, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
-                else:
-                    due = at + self.conflict_delay_ms
-                    d = intent_to_dict(i)
-                    i.run["deferred"] = d
-                    fx.arm(p, f"jd:{i.jid}", due)
-                    self._decision(fx, p, i.spec, i.run, d, "defer",
-                                   [f"conflict.priority:{winner}"], at, due)
-            self._index_held(fx, p, at)
-
-    def _index_held(self, fx: Effects, p: Profile, at: int) -> None:
-        for jid, run in p.get("journeys", {}).items():
-            held = run.get("held")
-            if held is not None and not held.get("indexed"):
-                held["indexed"] = True
-                fx.index_put(keys.held(jid, held["at"], p["ref"]))
-                spec = self.registry.spec(jid, run["v"])
-                if spec is not None:
-                    self._decision(fx, p, spec, run, held["intent"], "defer",
-                                   ["journey.paused"], at, None)
-
-    def _deliver(self, fx: Effects, p: Profile, i: _Intent, at: int) -> bool:
-        """Ask delivery policy; returns whether the journey moves on (sent or dropped)."""
-        caps = i.spec.cap_limits
-        if i.nba is not None:
-            self._backup(p, i, caps, at)
-        v = self.policy.decide(p, i.channel, i.purpose, caps, i.jid, at)
-        d = intent_to_dict(i)
-        if v.outcome == "defer":
-            i.run["deferred"] = d
-            fx.arm(p, f"jd:{i.jid}", v.next_ms or at)
-            self._decision(fx, p, i.spec, i.run, d, "defer", v.reasons, at, v.next_ms,
-                           channel=v.channel)
-            return False
-        if v.outcome == "drop":
-            if v.channel == "enrich":  # silent enrichment: remember what was not sent
-                p.setdefault("enrichment", {})[i.template] = at
-            self._decision(fx, p, i.spec, i.run, d, "drop", v.reasons, at, None,
-                           channel=v.channel)
-            return True
-        self.policy.record(p, v.channel, i.jid, i.dispatch_id, at)
-        self._decision(fx, p, i.spec, i.run, d, "send", v.reasons, at, None, channel=v.channel)
-        self._dispatch(fx, p, d, i.jid, i.run["v"], i.run["instance"], v.channel, at, 1)
-        return True
-
-    def _dispatch(self, fx: Effects, p: Profile, d: dict, jid: str, version: int,
-                  instance: int, channel: str, at: int, attempt: int) -> None:
-        dispatch_id = d["dispatch_id"] if channel == d["channel"] else \
-            idempotency_key(d["dispatch_id"], "fallback", channel)
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "type": "dispatch",
-            "idempotency_key": dispatch_id if attempt == 1 else
-            idempotency_key(dispatch_id, "attempt", attempt),
-            "dispatch_id": dispatch_id,
-            "attempt": attempt,
-            "customer_id": p["id"],
-            "channel": channel,
-            "original_channel": d["channel"],
-            "template": d["template"],
-            "purpose": d["purpose"],
-            "action": d.get("action"),
-            "personalization": d["personalization"],
-            "journey": {"id": jid, "version": version, "node": d["node"], "instance": instance},
-            "at_ms": at,
-            "cause": d["cause"],
-        }
-        fx.dispatch(channel, p["id"], record)
-        self.counts[("dispatch", channel)] += 1
-        sent = p.setdefault("sent", {})
-        sent[dispatch_id] = {"d": d, "jid": jid, "v": version, "inst": instance,
-                             "ch": channel, "attempt": attempt, "at": at}
-        for k in [k for k, v in sent.items() if v["at"] < at - 7 * DAY_MS]:
-            del sent[k]
-
-    def _on_delivery_failed(self, fx: Effects, p: Profile, dispatch_id: str, at: int,
-                           cause: dict) -> None:
-        """A channel reported a dispatch failed: retry once, then the backup channel."""
-        self._settle(fx, p)
-        s = p.get("sent", {}).get(dispatch_id)
-        if s is None:
-            return
-        self.counts[("dispatch_failed", s["ch"])] += 1
-        spec = self.registry.spec(s["jid"], s["v"])
-        run = {"v": s["v"], "instance": s["inst"]}
-        d = dict(s["d"], cause=cause)
-        if s["attempt"] == 1:
-            if spec is not None:
-                self._decision(fx, p, spec, run, d, "send", ["delivery.failed", "retry"], at,
-                               None, channel=s["ch"])
-            self._dispatch(fx, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
-                           s["v"], s["inst"], s["ch"], at, 2)
-            return
-        v = self.policy.decide(p, s["ch"], d["purpose"], {}, s["jid"], at, exclude=(s["ch"],))
-        backup = v.outcome == "send" and v.channel not in (s["ch"], "enrich")
-        if spec is not None:
-            self._decision(fx, p, spec, run, d, "send" if backup else "drop",
-                           ["delivery.failed", *v.reasons], at, None, channel=v.channel)
-        if backup:
-            self.policy.record(p, v.channel, s["jid"], idempotency_key(dispatch_id, v.channel),
-                               at)
-            self._dispatch(fx, p, dict(d, channel=s["ch"], dispatch_id=dispatch_id), s["jid"],
-                           s["v"], s["inst"], v.channel, at, 1)
-
-    def _release_held(self, fx: Effects, p: Profile, jid: str, at: int) -> None:
-        """The journey was resumed: send the held message, then carry on from there."""
-        self._settle(fx, p)
-        run = p.get("journeys", {}).get(jid)
-        if run is None or run.get("held") is None:
-            return
-        spec = self.registry.spec(jid, run["v"])
-        if spec is None:
-            return
-        held = run["held"]
-        run["held"] = None
-        fx.index_delete(keys.held(jid, held["at"], p["ref"]))
-        step = spec.steps[run["node"]]
-        intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
-        self._moment.append(intent)
-        self._resolve(fx, p, at)
-
     # ----- outputs ---------------------------------------------------------------------------
     def _decision(self, fx: Effects, p: Profile, spec: Journey, run: dict, intent: dict,
                   outcome: str, reasons: list[str], at: int, next_ms: int | None,
                   channel: str | None = None) -> None:
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "type": "decision",
-            "idempotency_key": idempotency_key("decision", intent["dispatch_id"], outcome, at,
-                                               channel, *reasons),
-            "dispatch_id": intent["dispatch_id"],
-            "customer_id": p["id"],
-            "journey": {"id": spec.id, "version": run["v"], "node": intent["node"],
-                        "instance": run["instance"]},
-            "channel": channel or intent["channel"],
-            "original_channel": intent["channel"],
-            "template": intent["template"],
-            "outcome": outcome,
-            "reasons": reasons,
-            "next_eligible_ms": next_ms,
-            "action": intent.get("action"),
-            "nba": intent.get("nba"),
-            "at_ms": at,
-            "cause": intent["cause"],
-        }
-        fx.decision(p["id"], record)
+        fx.decision(p["id"], records.decision(p, spec, run, intent, outcome, reasons, at,
+                                              next_ms, channel))
         for reason in reasons:
             self.counts[("decision", outcome, reason.split(":", 1)[0])] += 1
 
@@ -964,38 +564,5 @@ class JourneyEngine:
 
     def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, kind: str,
                        at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
-        node = node or run["node"]
-        visit = run["visits"].get(node, 0)
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "type": kind,
-            "idempotency_key": idempotency_key(kind, p["id"], spec.id, run["v"], node,
-                                               run["instance"], visit, extra.get("reason"),
-                                               run["entered"]),
-            "customer_id": p["id"],
-            "journey": {"id": spec.id, "version": run["v"], "node": node,
-                        "instance": run["instance"]},
-            "at_ms": at,
-            "cause": cause,
-            **extra,
-        }
-        # The run's experiment arms travel with every record (analytics: conversion per arm).
-        if run.get("variant") is not None:
-            record["variant"] = run["variant"]
-        if run.get("holdout") is not None:
-            record["holdout"] = run["holdout"]
-        if kind == "journey.exited":
-            record["entered_ms"] = run["entered"]
-        fx.journey_event(p["id"], record)
-
-
-def intent_to_dict(i: _Intent) -> dict:
-    return {"node": i.node, "channel": i.channel, "template": i.template, "purpose": i.purpose,
-            "personalization": i.personalization, "action": i.action, "nba": i.nba,
-            "cause": i.cause, "dispatch_id": i.dispatch_id}
-
-
-def intent_from_dict(d: dict, run: dict, spec: Journey, nxt: str | None) -> _Intent:
-    return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
-                   d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"],
-                   nxt, None)
+        fx.journey_event(p["id"], records.journey_event(p, spec, run, kind, at, cause, node,
+                                                        extra))
