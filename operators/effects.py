@@ -53,8 +53,8 @@ class IndexDelete:
 
 @dataclass(slots=True, frozen=True)
 class Emit:
-    """An output record: ``kind`` is ``dispatch`` (with its ``channel``), ``decision`` or
-    ``journey_event``."""
+    """An output record: ``kind`` is ``dispatch`` (with its ``channel``), ``decision``,
+    ``journey_event`` or ``customer_event``."""
 
     kind: str
     key: str
@@ -62,7 +62,14 @@ class Emit:
     channel: str | None = None
 
 
-Effect = ArmTimer | CancelTimer | IndexPut | IndexDelete | Emit
+@dataclass(slots=True, frozen=True)
+class Count:
+    """One more of ``what`` in the partition's counts (``segue replay``'s summary, the run's)."""
+
+    what: str
+
+
+Effect = ArmTimer | CancelTimer | IndexPut | IndexDelete | Emit | Count
 
 
 class Effects:
@@ -96,3 +103,9 @@ class Effects:
 
     def journey_event(self, key: str, record: dict) -> None:
         self.items.append(Emit("journey_event", key, record))
+
+    def customer_event(self, key: str, record: dict) -> None:
+        self.items.append(Emit("customer_event", key, record))
+
+    def count(self, what: str) -> None:
+        self.items.append(Count(what))

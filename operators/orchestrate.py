@@ -28,17 +28,17 @@ from typing import Any
 
 import orjson
 
-from models.events import CONSENT_UPDATED, ERASURE_REQUESTED, InEvent
-from models.journey import CHANNELS
+from models.events import ERASURE_REQUESTED, InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from models.settings import Settings
 from operators.alerts import AlertWindow
 from operators.analytics import PartialStats, channel_record, combine, journey_record
+from operators.customer import activity, feedback, lifecycle
+from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.decode import RawRecord, Rejected, Routed, _reject
-from operators.effects import ArmTimer, CancelTimer, Effects, Emit, IndexPut
+from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
 from operators.identity import (
-    hash_email,
     identifiers,
     kind_of,
     merge_profile_data,
@@ -47,29 +47,15 @@ from operators.identity import (
     winner,
 )
 from operators.journeys import JourneyEngine, JourneyRegistry
-from operators.lifecycle import StageRules
 from operators.policy import DeliveryPolicy
 from operators.routing import home_partition
 from state import keys
 from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
-from state.windows import add as count_event
-from state.windows import new_counter
 
 ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
-BOUNCES = {"Email Bounced": "email", "Push Notification Bounced": "push", "SMS Failed": "sms"}
-FAILURES = ("Dispatch Failed",)
-ENGAGEMENT = {
-    "Email Delivered": ("email", "delivered"), "Email Opened": ("email", "opened"),
-    "Email Link Clicked": ("email", "clicked"), "Push Notification Received": ("push", "delivered"),
-    "Push Notification Tapped": ("push", "clicked"), "SMS Delivered": ("sms", "delivered"),
-    "Dispatch Delivered": ("unknown", "delivered"),
-}
-FEEDBACK_EVENTS = frozenset((CONSENT_UPDATED, "Unsubscribed", "Email Marked as Spam", *BOUNCES,
-                             *FAILURES, *ENGAGEMENT))
 MAX_TIMERS_PER_PASS = 20_000
-SUM_LIMIT = 2**53
 DRAIN_CUSTOMERS = 5_000
 
 
@@ -93,18 +79,9 @@ class Output:
         return Output(topic, key, value.encode(), partition)
 
 
-def _channel(value: object, default: str) -> str:
-    """A channel named in event properties: one of ours, else the default."""
-    return value if isinstance(value, str) and value in CHANNELS else default
-
-
 def _size(partial: dict) -> int:
     """How much a cumulative partial has counted (it only grows)."""
     return sum(v for v in partial.values() if isinstance(v, int))
-
-
-def _id_hash(message_id: str) -> int:
-    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
 
 
 class PartitionProcessor:
@@ -118,7 +95,7 @@ class PartitionProcessor:
         self.topics = settings.topics
         self.partition = partition
         self.partitions = partitions
-        self.stages = StageRules(settings.lifecycle)
+        self.stages = lifecycle.StageRules(settings.lifecycle)
         self.session_gap_ms = settings.session_gap_s * 1000
         # What is committed: applied offsets, outbox sequence, watermark, timers pending.
         self.progress = Progress.load(store)
@@ -399,16 +376,11 @@ class PartitionProcessor:
                 del self.txn.objects[ref]
             self.txn.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
             return
-        h = _id_hash(ev.message_id)
-        recent = p["recent_ids"]
         topic = ev.part.rpartition("#")[0]
-        if h in recent:
+        if activity.seen_before(p, ev.message_id, self.settings.dedup_recent_ids):
             self.txn.stats["deduplicated"] += 1
             self.txn.counts[("events", topic, "deduplicated")] += 1
             return
-        recent.append(h)
-        if len(recent) > self.settings.dedup_recent_ids:
-            del recent[0]
         self.txn.stats["applied"] += 1
         self.txn.counts[("events", topic, "applied")] += 1
         if self.analytics.due(max(ev.ts_ms, self.txn.progress.watermark), self.analytics_every_ms):
@@ -420,80 +392,33 @@ class PartitionProcessor:
             self._fire_customer(p, ts)
         if ts > self.txn.progress.watermark:
             self.txn.progress.watermark = ts
-        p["events"] += 1
-        last = p["last_seen"]
-        if p["events"] == 1 or ts - last > self.session_gap_ms:
-            p["sessions"] += 1
-        if ts > last:
-            p["last_seen"] = ts
-        if ts < p["first_seen"]:
-            p["first_seen"] = ts
-        if ev.traits:
-            self._set_traits(p, ev.traits, ts)
-        if ev.timezone:
-            p["timezone"] = ev.timezone
-        counter = p["counters"].get(ev.key)
-        if counter is None:
-            counter = p["counters"][ev.key] = new_counter()
-        count_event(counter, ts)
+        activity.record(p, ev, self.session_gap_ms, self.settings.profile_sums)
         to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
         if to is not None:
-            self._request_stage(p, to, ts, {"message_id": ev.message_id})
-        if ev.key == "Order Completed":
-            rev = ev.properties.get("revenue")
-            if isinstance(rev, int | float) and not isinstance(rev, bool) and 0 < rev < SUM_LIMIT:
-                p["revenue"] = round(p.get("revenue", 0.0) + rev, 2)  # monetary, for NBA
-        for rule in self.settings.profile_sums:
-            if ev.key == rule.event:
-                self._add_sum(p, rule.name, ev.properties.get(rule.by),
-                              ev.properties.get(rule.value))
+            fx = Effects()
+            lifecycle.request_stage(fx, self.stages, p, to, ts, {"message_id": ev.message_id})
+            self._effects(fx)
         if "inactivity" not in p["timers"]:
             self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
         self._link(p, ev)
         if ev.key in FEEDBACK_EVENTS:
-            self._feedback(p, ev)
+            fb = feedback.apply(p, ev)
+            if fb is not None:
+                self._on_feedback(p, ev, fb)
         if self.engine is not None:
             self._effects(self.engine.on_event(p, ev))
 
     # ----- consent, suppression, channel feedback ------------------------------------------
-    def _feedback(self, p: Profile, ev: InEvent) -> None:
-        props = ev.properties
-        key = ev.key
+    def _on_feedback(self, p: Profile, ev: InEvent, fb: feedback.Feedback) -> None:
         cause = {"message_id": ev.message_id}
-        if key == CONSENT_UPDATED:  # properties validated at the edge (ConsentProperties)
-            channel = props.get("channel", "all")
-            purpose = props.get("purpose", "marketing")
-            status = props.get("status")
-            p.setdefault("consent", {}).setdefault(channel, {})[purpose] = status
-            p.setdefault("consent_ts", {})[f"{channel}/{purpose}"] = ev.ts_ms
-            if status == "opted_out" and purpose in ("marketing", "all"):
-                self._opted_out(p, channel, ev.ts_ms, cause)
-        elif key == "Unsubscribed":
-            channel = _channel(props.get("channel"), "email")
-            p.setdefault("consent", {}).setdefault(channel, {})["marketing"] = "opted_out"
-            p.setdefault("consent_ts", {})[f"{channel}/marketing"] = ev.ts_ms
-            self._opted_out(p, channel, ev.ts_ms, cause)
-        elif key == "Email Marked as Spam":
-            p.setdefault("suppressed", {})["email"] = "complaint"
-            p.setdefault("consent", {}).setdefault("email", {})["marketing"] = "opted_out"
-            p.setdefault("consent_ts", {})["email/marketing"] = ev.ts_ms
-            self._opted_out(p, "email", ev.ts_ms, cause)
-        elif key in BOUNCES:
-            if props.get("bounce_type") != "soft":
-                p.setdefault("suppressed", {})[BOUNCES[key]] = "bounce"
-        elif key in FAILURES:
-            dispatch_id = props.get("dispatch_id")
+        if fb.opted_out is not None:
+            self._opted_out(p, fb.opted_out, ev.ts_ms, cause)
+        elif fb.failed_channel is not None:
             self.txn.stats["delivery_failures"] += 1
-            failed = p.get("sent", {}).get(dispatch_id) if isinstance(dispatch_id, str) else None
-            self.alerts.failed(failed["ch"] if failed else _channel(props.get("channel"),
-                                                                     "unknown"), ev.ts_ms)
-            if isinstance(dispatch_id, str) and self.engine is not None:
-                self._effects(self.engine.on_delivery_failed(p, dispatch_id, ev.ts_ms, cause))
-        elif key in ENGAGEMENT:
-            channel, what = ENGAGEMENT[key]
-            channel = _channel(props.get("channel"), channel)
-            eng = p.setdefault("engagement", {}).setdefault(channel, {})
-            eng[what] = eng.get(what, 0) + 1
+            self.alerts.failed(fb.failed_channel, ev.ts_ms)
+            if fb.failed_dispatch is not None and self.engine is not None:
+                self._effects(self.engine.on_delivery_failed(p, fb.failed_dispatch, ev.ts_ms,
+                                                             cause))
 
     def _opted_out(self, p: Profile, channel: str, at: int, cause: dict) -> None:
         """An opt-out takes effect at once and takes the customer out of active journeys."""
@@ -551,19 +476,6 @@ class PartitionProcessor:
                   "customer_id": None, "customer_ref_sha256": digest, "journey": None,
                   "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
         self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))
-
-    def _set_traits(self, p: Profile, traits: dict, ts: int) -> None:
-        """Latest event time wins per trait (whatever the arrival order). A raw email never
-        reaches state: it is kept as its SHA-256 only."""
-        ts_of = p.setdefault("trait_ts", {})
-        for k, v in traits.items():
-            if k == "email":
-                if not isinstance(v, str):
-                    continue
-                k, v = "email_sha256", hash_email(v)
-            if ts >= ts_of.get(k, -1):
-                p["traits"][k] = v
-                ts_of[k] = ts
 
     # ----- identity ------------------------------------------------------------------------
     def home(self, ref: str) -> int:
@@ -830,7 +742,9 @@ class PartitionProcessor:
             p["links"].append(loser)
         if snapshot is not None:
             merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
-            self._merge_lifecycle(p, snapshot)
+            fx = Effects()
+            lifecycle.merge(fx, p, snapshot)
+            self._effects(fx)
             if self.engine is not None:
                 self._effects(self.engine.adopt_runs(p, snapshot, at))
             if "inactivity" not in p["timers"]:
@@ -838,15 +752,6 @@ class PartitionProcessor:
         self.txn.stats["merges"] += 1
         self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
                             merged_from=value_of(loser), merged_ref=loser)
-
-    def _merge_lifecycle(self, p: Profile, snapshot: dict) -> None:
-        # The winner's stage stands; a winner without one takes the loser's.
-        if p["lifecycle"]["stage"] is None and snapshot["lifecycle"]["stage"] is not None:
-            p["lifecycle"] = dict(snapshot["lifecycle"])
-            for kind in ("stage",):
-                due = snapshot["timers"].get(kind)
-                if due is not None:
-                    self._arm(p, kind, due)
 
     def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,
                        **extra: object) -> None:
@@ -857,50 +762,6 @@ class PartitionProcessor:
                   "customer_id": customer, "customer_ref": ref, "journey": None, "at_ms": at,
                   "cause": cause, **extra}
         self.txn.emit(Output(self.topics.customer_events, customer, orjson.dumps(record)))
-
-    def _add_sum(self, p: Profile, name: str, by: object, value: object) -> None:
-        if not isinstance(by, str) or not isinstance(value, int | float) \
-                or isinstance(value, bool):
-            return
-        sums = p.setdefault("sums", {}).setdefault(name, {})
-        # Clamped: one absurd value must not overflow what the profile can store.
-        sums[by] = max(min(sums.get(by, 0) + value, SUM_LIMIT), -SUM_LIMIT)
-        # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.
-        p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
-
-    # ----- lifecycle -----------------------------------------------------------------------
-    def _request_stage(self, p: Profile, to: str, at_ms: int, cause: dict) -> None:
-        lc = p["lifecycle"]
-        if lc["stage"] is not None and at_ms < lc["since"] + self.stages.min_stage_ms:
-            lc["pending"] = {"stage": to, "cause": cause}
-            if "stage" not in p["timers"]:
-                self._arm(p, "stage", lc["since"] + self.stages.min_stage_ms)
-            return
-        self._change_stage(p, to, at_ms, cause)
-
-    def _change_stage(self, p: Profile, to: str, at_ms: int, cause: dict) -> None:
-        lc = p["lifecycle"]
-        before = lc["stage"]
-        lc["pending"] = None
-        if before == to:
-            return
-        lc["stage"] = to
-        lc["since"] = at_ms
-        lc["changes"] += 1
-        cause_id = cause.get("message_id") or f"{cause.get('timer')}@{cause.get('due_ms')}"
-        record = {
-            "schema_version": SCHEMA_VERSION,
-            "type": "lifecycle.changed",
-            "idempotency_key": idempotency_key("lifecycle", p["id"], before, to, cause_id),
-            "customer_id": p["id"],
-            "journey": None,
-            "from_stage": before,
-            "to_stage": to,
-            "at_ms": at_ms,
-            "cause": cause,
-        }
-        self.txn.stats["lifecycle_changes"] += 1
-        self.txn.emit(Output(self.topics.customer_events, p["id"], orjson.dumps(record)))
 
     # ----- effects: the one place they are applied to the batch ---------------------------
     def _effects(self, fx: Effects) -> None:
@@ -921,6 +782,8 @@ class PartitionProcessor:
                     txn.delete(keys.timer(old, e.profile["ref"], e.kind))
             elif type(e) is IndexPut:
                 txn.put(e.key, b"")
+            elif type(e) is Count:
+                txn.stats[e.what] += 1
             else:
                 txn.delete(e.key)
 
@@ -933,6 +796,8 @@ class PartitionProcessor:
         elif e.kind == "decision":
             self.analytics.decision(record)
             topic = self.topics.decisions
+        elif e.kind == "customer_event":
+            topic = self.topics.customer_events
         else:
             self.analytics.journey_event(record)
             topic = self.topics.journey_events
@@ -1074,22 +939,8 @@ class PartitionProcessor:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]
         for kind in kinds:
             if kind not in journey_kinds:
-                self._on_timer(p, kind, due)
+                fx = Effects()
+                lifecycle.on_timer(fx, self.stages, p, kind, due)
+                self._effects(fx)
         if journey_kinds and self.engine is not None:
             self._effects(self.engine.on_timers(p, due, journey_kinds))
-
-    def _on_timer(self, p: Profile, kind: str, due: int) -> None:
-        lc = p["lifecycle"]
-        if kind == "inactivity":
-            target = p["last_seen"] + self.stages.inactivity_ms
-            if target > due:  # activity since it was armed: push it back, lazily
-                self._arm(p, "inactivity", target)
-            elif self.stages.inactivity_applies(lc["stage"]):
-                self._request_stage(
-                    p, self.stages.rules.inactivity_stage, due,
-                    {"timer": "inactivity", "due_ms": due},
-                )
-        elif kind == "stage":
-            pending = lc["pending"]
-            if pending is not None:
-                self._change_stage(p, pending["stage"], due, pending["cause"])

@@ -62,19 +62,19 @@ def _track(off, name, ts):
 
 
 def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path, monkeypatch):
-    import operators.orchestrate as orchestrate
+    from operators.customer import activity
 
     proc = PartitionProcessor(PartitionStore(tmp_path / "p0"), Settings())
     proc.process([_track(0, "Signed In", T0)])
     assert proc.profiles.get("user:u1")["events"] == 1  # cached after the commit
-    real = orchestrate.count_event
+    real = activity.count_event
 
     def count_then_fail(counter, ts):
         real(counter, ts)
         if ts == T0 + 2:
             raise RuntimeError("a bug after the profile changed")
 
-    monkeypatch.setattr(orchestrate, "count_event", count_then_fail)
+    monkeypatch.setattr(activity, "count_event", count_then_fail)
     proc.process([_track(1, "Signed In", T0 + 1), _track(2, "Signed In", T0 + 2)])
     # Item 2 was dead-lettered and the batch redone: item 1 counts once, item 2 not at all,
     # in the cache and on disk alike.

@@ -46,14 +46,16 @@ def test_deeply_nested_input_is_dead_lettered_at_the_edge():
 
 def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path, monkeypatch):
     proc = PartitionProcessor(PartitionStore(tmp_path / "p"), Settings())
-    boom = proc._set_traits
+    from operators.customer import activity
+
+    boom = activity.set_traits
 
     def fragile(p, traits, ts):
         if traits.get("explode"):
             raise RuntimeError("a bug")
         return boom(p, traits, ts)
 
-    monkeypatch.setattr(proc, "_set_traits", fragile)
+    monkeypatch.setattr(activity, "set_traits", fragile)
     out = proc.process([raw_ev(0), raw_ev(1, type="identify", traits={"explode": 1}),
                         raw_ev(2, event="Order Completed")])
     recs = [orjson.loads(o.value) for _, o in out]

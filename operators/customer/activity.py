@@ -1,0 +1,98 @@
+"""What an applied event changes in its customer's profile: counts, sessions, first and last
+seen, traits, time zone, sliding-window counters, revenue and the configured sums.
+
+Example:
+    >>> from models.events import InEvent
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
+    >>> ev = InEvent("identify", "m1", "u1", "identify", 1_000, traits={"email": "A@b.c"})
+    >>> record(p, ev, session_gap_ms=1_800_000, sums=())
+    >>> p["events"], p["sessions"], sorted(p["traits"])
+    (1, 1, ['email_sha256'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from models.events import InEvent
+from models.profile import Profile
+from models.settings import ProfileSum
+from operators.identity import hash_email
+from state.windows import add as count_event
+from state.windows import new_counter
+
+SUM_LIMIT = 2**53
+
+
+def message_hash(message_id: str) -> int:
+    """The 63-bit hash a profile remembers a messageId by (deduplication)."""
+    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
+
+
+def seen_before(p: Profile, message_id: str, keep: int) -> bool:
+    """Whether the customer had this messageId among its last ``keep``; remembers it if not."""
+    h = message_hash(message_id)
+    recent = p["recent_ids"]
+    if h in recent:
+        return True
+    recent.append(h)
+    if len(recent) > keep:
+        del recent[0]
+    return False
+
+
+def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum]) -> None:
+    """Fold one event into the profile (see the module docstring)."""
+    ts = ev.ts_ms
+    p["events"] += 1
+    last = p["last_seen"]
+    if p["events"] == 1 or ts - last > session_gap_ms:
+        p["sessions"] += 1
+    if ts > last:
+        p["last_seen"] = ts
+    if ts < p["first_seen"]:
+        p["first_seen"] = ts
+    if ev.traits:
+        set_traits(p, ev.traits, ts)
+    if ev.timezone:
+        p["timezone"] = ev.timezone
+    counter = p["counters"].get(ev.key)
+    if counter is None:
+        counter = p["counters"][ev.key] = new_counter()
+    count_event(counter, ts)
+    if ev.key == "Order Completed":
+        rev = ev.properties.get("revenue")
+        if isinstance(rev, int | float) and not isinstance(rev, bool) and 0 < rev < SUM_LIMIT:
+            p["revenue"] = round(p.get("revenue", 0.0) + rev, 2)  # monetary, for NBA
+    for rule in sums:
+        if ev.key == rule.event:
+            add_sum(p, rule.name, ev.properties.get(rule.by), ev.properties.get(rule.value))
+
+
+def set_traits(p: Profile, traits: dict, ts: int) -> None:
+    """Latest event time wins per trait (whatever the arrival order). A raw email never
+    reaches state: it is kept as its SHA-256 only."""
+    ts_of = p.setdefault("trait_ts", {})
+    for k, v in traits.items():
+        if k == "email":
+            if not isinstance(v, str):
+                continue
+            k, v = "email_sha256", hash_email(v)
+        if ts >= ts_of.get(k, -1):
+            p["traits"][k] = v
+            ts_of[k] = ts
+
+
+def add_sum(p: Profile, name: str, by: object, value: object) -> None:
+    """Add ``value`` to the sum ``name`` under ``by``; journeys read the leader as
+    ``profile.top.<name>``."""
+    if not isinstance(by, str) or not isinstance(value, int | float) \
+            or isinstance(value, bool):
+        return
+    sums = p.setdefault("sums", {}).setdefault(name, {})
+    # Clamped: one absurd value must not overflow what the profile can store.
+    sums[by] = max(min(sums.get(by, 0) + value, SUM_LIMIT), -SUM_LIMIT)
+    # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.
+    p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
