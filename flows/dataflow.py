@@ -49,7 +49,7 @@ from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.settings import Settings
-from operators.alerts import LagWatch
+from operators.analytics.alerts import LagWatch
 from operators.decode import Rejected, decode, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.orchestrate import Output, PartitionProcessor

@@ -29,26 +29,20 @@ from typing import Any
 import orjson
 
 from models.events import ERASURE_REQUESTED, InEvent
+from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from models.settings import Settings
-from operators.alerts import AlertWindow
-from operators.analytics import PartialStats, channel_record, combine, journey_record
+from operators.analytics.alerts import AlertWindow
+from operators.analytics.partials import PartialStats, channel_record, combine, journey_record
 from operators.customer import activity, feedback, lifecycle
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
-from operators.identity import (
-    identifiers,
-    kind_of,
-    merge_profile_data,
-    primary_ref,
-    value_of,
-    winner,
-)
+from operators.identity.merge import identifiers, merge_profile_data
+from operators.identity.routing import home_partition
 from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.policy import DeliveryPolicy
-from operators.routing import home_partition
 from state import keys
 from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore

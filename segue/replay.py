@@ -19,9 +19,9 @@ import orjson
 from flows.tuning import batch_gc
 from models.settings import Settings
 from operators.decode import RawRecord, decode, decode_routed
+from operators.identity.routing import home_partition
 from operators.journeys import journey_registry
 from operators.orchestrate import Output, PartitionProcessor
-from operators.routing import home_partition
 from state.store import PartitionStore
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",

@@ -27,7 +27,7 @@ def open_read_only(path: Path) -> PartitionStore:
 
 
 def _candidates(identifier: str) -> list[str]:
-    from operators.identity import hash_email
+    from models.identifiers import hash_email
 
     if ":" in identifier and identifier.split(":", 1)[0] in ("user", "anon", "email", "device",
                                                               "trait"):

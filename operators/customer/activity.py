@@ -17,9 +17,9 @@ import hashlib
 from collections.abc import Sequence
 
 from models.events import InEvent
+from models.identifiers import hash_email
 from models.profile import Profile
 from models.settings import ProfileSum
-from operators.identity import hash_email
 from state.windows import add as count_event
 from state.windows import new_counter
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from operators.routing import home_partition
+from operators.identity.routing import home_partition
 from segue.kafka_io import consume_all, event_records, produce_records
 from segue.simulator import simulate
 from state.inspect import find_profile, iter_profiles, partition_stores, profile_view

@@ -173,7 +173,7 @@ def test_failed_push_is_retried_once_then_sent_as_inbox_message(outputs):
 
 
 def test_erasure_leaves_nothing_and_later_events_start_fresh(outputs):
-    from operators.identity import hash_email
+    from models.identifiers import hash_email
     needles = [b"erase-me", b"erase-device", b"erase@me.example",
                hash_email("erase@me.example").encode()]
     fresh_from = ms(T0 + timedelta(days=2))  # the one event after the erasure

@@ -29,7 +29,7 @@ def test_one_consumer_hands_each_partition_its_own_messages_in_order(job_factory
     job = job_factory()
     bs, t = job.broker.bootstrap, job.topics
     # Keys chosen per partition (Kafka's default partitioner), on two topics.
-    from operators.routing import home_partition
+    from operators.identity.routing import home_partition
 
     n = job.settings.partitions
     assert n >= 4

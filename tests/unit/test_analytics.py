@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from models.settings import Settings
-from operators.analytics import compare
+from operators.analytics.partials import compare
 from operators.journeys import bucket
 from segue.replay import replay
 

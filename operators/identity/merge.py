@@ -1,50 +1,18 @@
-"""Identity: the identifiers an event carries, which customer wins a merge, and how two
-profiles merge.
-
-An identifier is ``kind:value``: ``user:<userId>``, ``anon:<anonymousId>``,
-``email:<sha256 of the normalised address>``, ``device:<context.device.id>``, or
-``trait:<name>:<value>`` for configured traits. A customer's reference (its state key) is the
-identifier it was created under; when two customers join, the one whose reference ranks first
-(user, then email, device, trait, anon; then by value) survives, whatever order events arrive
-in. Raw email addresses are hashed here and never reach state, logs or metrics.
+"""The identifiers an event carries, and how two profiles merge (``models.identifiers`` has
+the references and which one wins).
 
 >>> sorted(i[:12] for i in identifiers({"userId": "u1", "anonymousId": "a1",
 ...                                      "traits": {"email": " Ann@X.io"}}))
 ['anon:a1', 'email:311227', 'user:u1']
->>> winner("anon:a1", "user:u1")
-'user:u1'
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
+from models.identifiers import hash_email
 from state.ledger import merge_ledgers
 from state.windows import _LEVELS
-
-KIND_RANK = {"user": 0, "email": 1, "device": 2, "trait": 3, "anon": 4}
-
-
-def hash_email(email: str) -> str:
-    """SHA-256 of the trimmed, lower-cased address.
-
-    >>> hash_email(" Ann@Example.COM ") == hash_email("ann@example.com")
-    True
-    """
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
-
-
-def kind_of(ref: str) -> str:
-    return ref.split(":", 1)[0]
-
-
-def value_of(ref: str) -> str:
-    return ref.split(":", 1)[1]
-
-
-def primary_ref(user_id: str | None, anonymous_id: str | None) -> str:
-    return f"user:{user_id}" if user_id else f"anon:{anonymous_id}"
 
 
 def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[str]:
@@ -71,17 +39,6 @@ def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[s
             out.add(f"trait:{name}:{v}")
     return out
 
-
-def rank(ref: str) -> tuple[int, str]:
-    return (KIND_RANK.get(kind_of(ref), 9), ref)
-
-
-def winner(a: str, b: str) -> str:
-    """The reference that survives when ``a`` and ``b`` turn out to be one customer."""
-    return min(a, b, key=rank)
-
-
-# ----- merging profiles ------------------------------------------------------------------------
 
 def _merge_pairs(a: list, b: list, keep: int) -> list:
     counts: dict[int, int] = {}
