@@ -25,8 +25,8 @@ def idempotency_key(*parts: object) -> str:
     return h.hexdigest()
 
 
-def envelope(kind: str, key: str, *, customer_id: str | None, journey: dict | None, at_ms: int,
-             cause: dict, **fields: object) -> dict:
+def envelope(kind: str, key: str, /, *, customer_id: str | None, journey: dict | None,
+             at_ms: int, cause: dict, **fields: object) -> dict:
     """One output record: the fields every output has, then its own ``fields``.
 
     ``key`` is its idempotency key, built by the caller from the content that makes this

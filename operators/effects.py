@@ -54,7 +54,7 @@ class IndexDelete:
 @dataclass(slots=True, frozen=True)
 class Emit:
     """An output record: ``kind`` is ``dispatch`` (with its ``channel``), ``decision``,
-    ``journey_event`` or ``customer_event``."""
+    ``journey_event``, ``customer_event``, ``alert`` or ``analytics``."""
 
     kind: str
     key: str
@@ -109,3 +109,9 @@ class Effects:
 
     def count(self, what: str) -> None:
         self.items.append(Count(what))
+
+    def alert(self, subject: str, record: dict) -> None:
+        self.items.append(Emit("alert", subject, record))
+
+    def analytics(self, subject: str, record: dict) -> None:
+        self.items.append(Emit("analytics", subject, record))

@@ -24,7 +24,6 @@ import hashlib
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -33,8 +32,9 @@ from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from models.settings import Settings
+from operators.analytics import totals
 from operators.analytics.alerts import AlertWindow
-from operators.analytics.partials import PartialStats, channel_record, combine, journey_record
+from operators.analytics.partials import PartialStats
 from operators.customer import activity, feedback, lifecycle
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.decode import RawRecord, Rejected, Routed, _reject
@@ -71,11 +71,6 @@ class Output:
     def decode(raw: bytes) -> Output:
         topic, key, value, partition = orjson.loads(raw)
         return Output(topic, key, value.encode(), partition)
-
-
-def _size(partial: dict) -> int:
-    """How much a cumulative partial has counted (it only grows)."""
-    return sum(v for v in partial.values() if isinstance(v, int))
 
 
 class PartitionProcessor:
@@ -272,9 +267,11 @@ class PartitionProcessor:
                 self._send_analytics()  # end of input: the final partials
         if flush_analytics:
             self._send_analytics()
+        fx = Effects()
         for alert in self.alerts.check(self.partition):
-            self._emit_alert(alert, self.txn.progress.watermark, alert["hour_start_ms"],
-                             {"window_start_ms": alert["hour_start_ms"]})
+            totals.raise_alert(fx, alert, self.txn.progress.watermark, alert["hour_start_ms"],
+                               {"window_start_ms": alert["hour_start_ms"]}, self.partition)
+        self._effects(fx)
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
@@ -570,89 +567,9 @@ class PartitionProcessor:
                                  "at": self.txn.progress.watermark, **body})
 
     def _on_partial(self, b: dict) -> None:
-        """Keep the newest partial per source partition, emit the total."""
-        txn = self.txn
-        assert txn is not None
-        scope, name, version = b["scope"], b["id"], b.get("version")
-        key = keys.totals(scope, name, version)
-        raw = txn.get(key)
-        doc = orjson.loads(raw) if raw else {"parts": {}, "alerted": [], "prev": {}}
-        src = str(b["src"])
-        old = doc["parts"].get(src)
-        # Cumulative partials: an older one (redelivered, or overtaken) changes nothing.
-        if old is not None and (old["at"], _size(old["partial"])) >= (b["at"], _size(b["partial"])):
-            return
-        doc["parts"][src] = {"at": b["at"], "partial": b["partial"]}
-        total = combine([v["partial"] for _, v in sorted(doc["parts"].items())])
-        at = max(v["at"] for v in doc["parts"].values())
-        n = len(doc["parts"])
-        if scope == "journey":
-            spec = self.journeys.spec(name, version) if self.journeys is not None else None
-            body = journey_record(name, version, total, n,
-                                  self.settings.analytics.min_customers_per_arm)
-            body["target_conversion"] = spec.target.conversion \
-                if spec is not None and spec.target is not None else None
-            subject = {"id": name, "version": version}
-            for alert in self._journey_alerts(name, version, spec, body, doc, at):
-                self._emit_alert(alert, at, at, {"partition": self.partition})
-        else:
-            body = channel_record(name, total, n)
-            subject = {"channel": name}
-        doc["prev"] = {"steps": {s["step"]: [s["visits"], s["dropped"]] for s in
-                                 body.get("steps", [])}, "exited": body.get("exited", 0)}
-        txn.put(key, orjson.dumps(doc))
-        snap = sorted((k, v["at"], _size(v["partial"])) for k, v in doc["parts"].items())
-        self.txn.counts[("analytics", scope)] += 1
-        self.txn.emit(Output(self.topics.analytics, name, orjson.dumps({
-            "schema_version": SCHEMA_VERSION, "type": f"analytics.{scope}",
-            "idempotency_key": idempotency_key("analytics", scope, name, version, snap),
-            "customer_id": None, "journey": subject if scope == "journey" else None,
-            "channel": name if scope == "channel" else None,
-            "at_ms": at, "cause": {"partition": b["src"]}, **body})))
-
-    def _journey_alerts(self, jid: str, version: int, spec: Any, body: dict, doc: dict,
-                        at: int) -> list:
-        a = self.settings.alerts
-        out = []
-        prev = doc.get("prev", {})
-        before_steps = prev.get("steps", {})
-        exits_before = prev.get("exited", 0)
-        exits_now = body["exited"] - exits_before
-        if exits_now >= a.step_min_exits:
-            # A step's share of the journey's exits in this period against before it.
-            for s in body["steps"]:
-                before = before_steps.get(s["step"], [0, 0])[1]
-                share = (s["dropped"] - before) / exits_now
-                base = before / exits_before if exits_before else 0.0
-                last = doc.setdefault("raised", {}).get(s["step"], -1 << 62)
-                if share >= a.step_dropoff_share and share >= 2 * base and \
-                        at - last >= self.analytics_every_ms:  # once per period and step
-                    doc["raised"][s["step"]] = at
-                    out.append({"kind": "step_dropoff",
-                                "subject": f"{jid}@v{version}:{s['step']}",
-                                "rate": round(share, 4), "threshold": a.step_dropoff_share,
-                                "exits": exits_now, "baseline_rate": round(base, 4)})
-        target = spec.target if spec is not None else None
-        tag = f"target:{version}"
-        rate = body["finished_conversion_rate"]
-        if target is not None and body["exited"] >= target.min_finished and rate is not None \
-                and rate < target.conversion and tag not in doc["alerted"]:
-            doc["alerted"].append(tag)
-            out.append({"kind": "conversion_below_target", "subject": f"{jid}@v{version}",
-                        "rate": rate, "threshold": target.conversion,
-                        "finished": body["exited"]})
-        return out
-
-    def _emit_alert(self, alert: dict, at: int, window_ms: int, cause: dict) -> None:
-        """One record on ``segue.alerts``; its key is the kind, subject, window and partition
-        (an alert repeated by a replay of the same window has the same key)."""
-        self.txn.counts[("alert", alert["kind"])] += 1
-        self.txn.emit(Output(self.topics.alerts, alert["subject"], orjson.dumps({
-            "schema_version": SCHEMA_VERSION, "type": f"alert.{alert['kind']}",
-            "idempotency_key": idempotency_key("alert", alert["kind"], alert["subject"],
-                                               window_ms, self.partition),
-            "customer_id": None, "journey": None, "at_ms": at, "cause": cause,
-            "partition": self.partition, **alert})))
+        fx = Effects()
+        totals.on_partial(fx, self.txn, b, self.journeys, self.settings, self.partition)
+        self._effects(fx)
 
     def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
         """At x's home: x belongs to customer c. Merges when x already belongs to another."""
@@ -792,6 +709,12 @@ class PartitionProcessor:
             topic = self.topics.decisions
         elif e.kind == "customer_event":
             topic = self.topics.customer_events
+        elif e.kind == "alert":
+            self.txn.counts[("alert", record["type"].removeprefix("alert."))] += 1
+            topic = self.topics.alerts
+        elif e.kind == "analytics":
+            self.txn.counts[("analytics", record["type"].removeprefix("analytics."))] += 1
+            topic = self.topics.analytics
         else:
             self.analytics.journey_event(record)
             topic = self.topics.journey_events
