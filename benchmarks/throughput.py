@@ -6,7 +6,7 @@ over the same topic and broker:
 * ``kafka_loop``: a plain confluent-kafka consume → produce loop (no state, no work): the
   ceiling Kafka and the client set on this machine.
 * ``tight_loop``: Segue's per-event work without bytewax and without Kafka: the same raw
-  records (fetched once beforehand) decoded and applied by one ``PartitionProcessor`` per
+  records (fetched once beforehand) decoded and applied by one ``Partition`` per
   partition, outputs serialised but not produced; repartition messages (forwarded events,
   identity, analytics partials) are handed to their partition in memory, as replay does.
 * ``segue``: ``segue run --until-eof`` in one process (one worker), shipped journeys, a promoted
@@ -103,7 +103,7 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     from flows.tuning import batch_gc
     from operators.decode import RawRecord, decode
     from operators.journeys import journey_registry
-    from operators.orchestrate import PartitionProcessor
+    from operators.partition import Partition
     from segue.replay import Mailboxes
     from state.store import PartitionStore
 
@@ -114,7 +114,7 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     by_part: dict[int, list] = {p: [] for p in range(n)}
     for m in msgs:
         by_part[m.partition()].append(m)
-    procs = [PartitionProcessor(PartitionStore(state / f"p{p}"), s, reg, partition=p,
+    procs = [Partition(PartitionStore(state / f"p{p}"), s, reg, partition=p,
                                 partitions=n) for p in range(n)]
     skew = s.max_future_skew_s * 1000
     internal = s.topics.repartition

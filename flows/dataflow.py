@@ -4,7 +4,7 @@
 segue.events  (KafkaPartitionSource: one source partition per Kafka partition)
    ▼ decode (orjson + pydantic; invalid → dead letter, still in offset order)
    ▼ key by "topic#partition"
-   ▼ orchestrate (stateful_batch → PartitionProcessor on that partition's RocksDB store)
+   ▼ orchestrate (stateful_batch → Partition on that partition's RocksDB store)
    ▼ outputs via the outbox → segue.dlq, segue.customer-events, …
    ▼ progress sink (counts for the console and the run summary)
 ```
@@ -52,8 +52,9 @@ from models.settings import Settings
 from operators.analytics.alerts import LagWatch
 from operators.decode import Rejected, decode, decode_routed
 from operators.journeys import JourneyRegistry
-from operators.orchestrate import Output, PartitionProcessor
+from operators.partition import Partition
 from state import keys
+from state.outbox import Output
 from state.store import PartitionStore, store_dir
 
 OUTBOX_POLL_S = 0.2
@@ -110,7 +111,7 @@ class PartitionLogic(StatefulBatchLogic):
     def __init__(self, ctx: FlowContext) -> None:
         self.ctx = ctx
         self.part_key = ""
-        self.proc: PartitionProcessor | None = None
+        self.proc: Partition | None = None
         self.producer = producer_for_thread(ctx.brokers)
         # Sequence numbers produced but not yet acknowledged. The bytes stay in the outbox
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
@@ -123,10 +124,10 @@ class PartitionLogic(StatefulBatchLogic):
         self._next_due: int | None = None
         self._dispatch_prefix = f"{ctx.settings.topics.prefix}dispatch."
 
-    def _attach(self, part_key: str) -> PartitionProcessor:
+    def _attach(self, part_key: str) -> Partition:
         part = int(part_key.rpartition("#")[2])
         self.part_key = f"{self.ctx.settings.topics.events}#{part}"
-        self.proc = proc = PartitionProcessor(
+        self.proc = proc = Partition(
             self.ctx.store(self.ctx.settings.topics.events, part), self.ctx.settings,
             self.ctx.journeys, partition=part, partitions=self.ctx.partitions)
         if self.ctx.metrics:
@@ -184,7 +185,7 @@ class PartitionLogic(StatefulBatchLogic):
         self.ctx.end.report(self.part_key, len(self.inflight), active=bool(events))
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
 
-    def _observe(self, proc: PartitionProcessor, seconds: float, had_events: bool) -> None:
+    def _observe(self, proc: Partition, seconds: float, had_events: bool) -> None:
         assert self.metrics is not None
         if had_events:
             BATCH.observe(seconds)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from operators.orchestrate import Output
+from state.outbox import Output
 
 _local = threading.local()
 

@@ -2,7 +2,7 @@
 
 A journey step, a delivery decision or a merge does not write to the store or produce to
 Kafka itself. It records effects in order, and the partition step applies them to the batch
-transaction in that order (``operators.orchestrate``): timers armed or cancelled, indexed
+transaction in that order (``operators.partition``): timers armed or cancelled, indexed
 held sends, and outputs. Analytics and alerts fold the typed outputs (dispatch, decision,
 journey event) as they are applied, instead of inspecting records after the fact.
 

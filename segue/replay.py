@@ -1,7 +1,7 @@
 """``segue replay``: the flow's own operators over an event file, offline, in event time.
 
 No Kafka: lines are decoded exactly as the live flow decodes messages, applied by the same
-``PartitionProcessor`` with the same journeys, and timers fire as event time passes, then (end
+``Partition`` with the same journeys, and timers fire as event time passes, then (end
 of input) up to ``horizon`` after each customer's last event. Outputs go to JSON-lines files;
 the same input gives byte-identical files on every run, and the same records the live flow
 emits for that input (``segue run --until-eof --horizon`` with the same horizon).
@@ -21,7 +21,8 @@ from models.settings import Settings
 from operators.decode import RawRecord, decode, decode_routed
 from operators.identity.routing import home_partition
 from operators.journeys import journey_registry
-from operators.orchestrate import Output, PartitionProcessor
+from operators.partition import Partition
+from state.outbox import Output
 from state.store import PartitionStore
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",
@@ -104,7 +105,7 @@ def replay(
     # through in-memory queues instead of the repartition topic.
     n_parts = settings.partitions
     procs = [
-        PartitionProcessor(PartitionStore(state / f"partition-{i}",
+        Partition(PartitionStore(state / f"partition-{i}",
                                           block_cache_mb=settings.store.block_cache_mb),
                            settings, registry, partition=i, partitions=n_parts)
         for i in range(n_parts)
@@ -115,7 +116,7 @@ def replay(
     skew_ms = settings.max_future_skew_s * 1000
     internal = Mailboxes(n_parts, skew_ms)
 
-    def write(proc: PartitionProcessor, entries: list[tuple[int, Output]]) -> None:
+    def write(proc: Partition, entries: list[tuple[int, Output]]) -> None:
         for seq, o in entries:
             proc.acknowledge(seq)
             if o.topic == settings.topics.repartition:

@@ -8,7 +8,7 @@ import pytest
 from models.events import InEvent
 from models.settings import Settings
 from operators.journeys import JourneyLoadError, JourneyRegistry
-from operators.orchestrate import PartitionProcessor
+from operators.partition import Partition
 from state.store import PartitionStore
 
 # Journey mechanics only: no caps, no quiet hours (delivery policy has its own tests).
@@ -40,7 +40,7 @@ class Harness:
         self.offset = 0
         self.write(1)
         self.registry = JourneyRegistry(self.folder, archive=tmp_path / "versions", poll_s=0)
-        self.proc = PartitionProcessor(PartitionStore(tmp_path / "store"), OPEN_POLICY,
+        self.proc = Partition(PartitionStore(tmp_path / "store"), OPEN_POLICY,
                                        self.registry)
 
     def write(self, v, status="active", keep_only=True):
@@ -129,7 +129,7 @@ def test_pause_survives_a_restart(tmp_path):
     h.proc.store.close()
     h.write(1, status="active")  # resumed while the flow was down
     registry = JourneyRegistry(h.folder, archive=tmp_path / "versions", poll_s=0)
-    proc = PartitionProcessor(PartitionStore(tmp_path / "store"), OPEN_POLICY, registry)
+    proc = Partition(PartitionStore(tmp_path / "store"), OPEN_POLICY, registry)
     out = [orjson.loads(o.value) for _, o in proc.process([])]
     assert dispatches(out) == [("a", "promo-v1", T0 + 2 * DAY)]
 
@@ -171,7 +171,7 @@ def test_minimum_stage_duration_holds_a_lifecycle_transition(tmp_path):
     folder.mkdir()
     (folder / "a.yaml").write_text(MIN_STAGE)
     (folder / "b.yaml").write_text(POWER)
-    proc = PartitionProcessor(PartitionStore(tmp_path / "s"), OPEN_POLICY,
+    proc = Partition(PartitionStore(tmp_path / "s"), OPEN_POLICY,
                               JourneyRegistry(folder))
 
     def ev(off, ts, key="Signed Up", traits=None):

@@ -17,7 +17,7 @@ from models.profile import new_profile
 from models.settings import NbaSettings, PolicySettings, Settings
 from operators.journeys import bucket, condition
 from operators.nba import Candidate, NbaDecider, Request
-from operators.orchestrate import PartitionProcessor
+from operators.partition import Partition
 from operators.policy import DeliveryPolicy
 from state.store import PartitionStore
 from tests.unit.test_processor import ev
@@ -140,13 +140,13 @@ def test_eligibility_rules_and_ineligible_actions_never_chosen():
 ALWAYS_ON = {"events": ["Signed In"], "every": 60}
 
 
-def _processor(tmp_path: Path, nba: dict) -> PartitionProcessor:
+def _processor(tmp_path: Path, nba: dict) -> Partition:
     settings = Settings.model_validate({
         "nba": {"always_on": ALWAYS_ON, **nba},
         "policy": {"caps": {"email": {"day": 1}}, "send_windows": {}}})
     from operators.journeys import journey_registry
 
-    return PartitionProcessor(PartitionStore(tmp_path / "p0"), settings,
+    return Partition(PartitionStore(tmp_path / "p0"), settings,
                               journey_registry(settings, None, None))
 
 

@@ -4,7 +4,7 @@ import orjson
 
 from models.events import InEvent
 from models.settings import Settings
-from operators.orchestrate import PartitionProcessor
+from operators.partition import Partition
 from state import keys
 from state.profiles import decode_profile
 from state.store import PartitionStore
@@ -20,7 +20,7 @@ def ev(offset, name, cid="u1", ts=T0, mid=None):
 
 def make(tmp_path, **lifecycle):
     s = Settings(lifecycle={"min_stage_duration_s": 0, **lifecycle})
-    return PartitionProcessor(PartitionStore(tmp_path / "p0"), s), s
+    return Partition(PartitionStore(tmp_path / "p0"), s), s
 
 
 def test_applied_offsets_are_never_applied_again(tmp_path):
@@ -49,7 +49,7 @@ def test_lifecycle_change_is_emitted_once_with_stable_key(tmp_path):
     assert all(o.topic == s.topics.customer_events for _, o in out)
     assert recs[1]["cause"] == {"message_id": "m1"}
     # The same input on a fresh store gives the same bytes (determinism).
-    other = PartitionProcessor(PartitionStore(tmp_path / "p1"), s)
+    other = Partition(PartitionStore(tmp_path / "p1"), s)
     again = other.process([ev(0, "page:Home"), ev(1, "Signed Up")])
     assert [o.value for _, o in again] == [o.value for _, o in out]
 
@@ -86,7 +86,7 @@ def test_outbox_keeps_outputs_until_acknowledged(tmp_path):
     assert [seq for seq, _ in proc.unacknowledged()] == [seq for seq, _ in out]
     # A new processor on the same store (a restart) sees the same unacknowledged outputs.
     proc.store.close()
-    again = PartitionProcessor(PartitionStore(tmp_path / "p0"), s)
+    again = Partition(PartitionStore(tmp_path / "p0"), s)
     assert [o.value for _, o in again.unacknowledged()] == [o.value for _, o in out]
     for seq, _ in out:
         again.acknowledge(seq)

@@ -6,7 +6,7 @@ import pytest
 from models.events import InEvent
 from models.profile import new_profile
 from models.settings import Settings
-from operators.orchestrate import PartitionProcessor
+from operators.partition import Partition
 from state import keys
 from state.inspect import find_profile
 from state.profiles import FORMAT_V1, ProfileFormatError, decode_profile
@@ -28,7 +28,7 @@ def test_a_profile_stored_as_json_by_an_earlier_version_is_read_and_rewritten(tm
     found = find_profile(tmp_path, "u1")
     assert found is not None and found[1]["events"] == 4  # read-only view reads it too
 
-    proc = PartitionProcessor(PartitionStore(tmp_path / "p0"), Settings())
+    proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
     proc.process([InEvent(type="track", message_id="m9", customer_id="u1", key="Signed In",
                           ts_ms=T0 + 1000, offset=0, part="e#0", user_id="u1")])
     raw = proc.store.get(keys.profile("user:u1"))
@@ -64,7 +64,7 @@ def _track(off, name, ts):
 def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path, monkeypatch):
     from operators.customer import activity
 
-    proc = PartitionProcessor(PartitionStore(tmp_path / "p0"), Settings())
+    proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
     proc.process([_track(0, "Signed In", T0)])
     assert proc.profiles.get("user:u1")["events"] == 1  # cached after the commit
     real = activity.count_event

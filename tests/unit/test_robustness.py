@@ -5,7 +5,7 @@ import orjson
 from models.events import InEvent
 from models.settings import PolicySettings, Settings
 from operators.decode import RawRecord, Rejected, decode
-from operators.orchestrate import PartitionProcessor
+from operators.partition import Partition
 from operators.policy import DeliveryPolicy
 from state.profiles import decode_profile
 from state.store import PartitionStore
@@ -21,7 +21,7 @@ def raw_ev(off, **fields):
 
 
 def test_strange_but_valid_properties_are_stored_not_fatal(tmp_path):
-    proc = PartitionProcessor(PartitionStore(tmp_path / "p"), Settings())
+    proc = Partition(PartitionStore(tmp_path / "p"), Settings())
     items = [
         raw_ev(0, event="Unsubscribed", properties={"channel": None}),
         raw_ev(1, event="Email Opened", properties={"channel": ["x"]}),
@@ -45,7 +45,7 @@ def test_deeply_nested_input_is_dead_lettered_at_the_edge():
 
 
 def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path, monkeypatch):
-    proc = PartitionProcessor(PartitionStore(tmp_path / "p"), Settings())
+    proc = Partition(PartitionStore(tmp_path / "p"), Settings())
     from operators.customer import activity
 
     boom = activity.set_traits
@@ -68,7 +68,7 @@ def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path, mo
 
 
 def test_a_repeated_erasure_request_does_not_erase_the_new_profile(tmp_path):
-    proc = PartitionProcessor(PartitionStore(tmp_path / "p"), Settings())
+    proc = Partition(PartitionStore(tmp_path / "p"), Settings())
     erase = raw_ev(1, event="Erasure Requested")
     proc.process([raw_ev(0), erase])
     proc.process([raw_ev(2, timestamp="2026-01-02T10:00:00Z")])

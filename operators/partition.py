@@ -1,6 +1,6 @@
 """The per-partition step: apply a micro-batch of events to state and decide what to emit.
 
-``PartitionProcessor`` owns one partition's store. ``process`` is one transaction:
+``Partition`` owns one partition's store. ``process`` is one transaction:
 
 1. delete outbox entries Kafka has acknowledged since the last batch;
 2. for each item not yet applied (offset > applied offset): dead-letter it, or dedup by
@@ -20,61 +20,36 @@ No bytewax or Kafka here: the live flow, replay and tests share this code.
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 from collections import Counter
-from dataclasses import dataclass, field
 
 import orjson
 
 from models.events import ERASURE_REQUESTED, InEvent
-from models.identifiers import kind_of, primary_ref, value_of, winner
-from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, new_profile
 from models.settings import Settings
 from operators.analytics import totals
 from operators.analytics.alerts import AlertWindow
 from operators.analytics.partials import PartialStats
 from operators.customer import activity, feedback, lifecycle
+from operators.customer.erasure import Erasure
 from operators.customer.feedback import FEEDBACK_EVENTS
+from operators.customer.timers import DueTimers
 from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
-from operators.identity.merge import identifiers, merge_profile_data
-from operators.identity.routing import home_partition
+from operators.identity.stitching import IdentityStitching
 from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.policy import DeliveryPolicy
-from state import keys
+from state import keys, outbox
+from state.outbox import Output
 from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 
 ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
-MAX_TIMERS_PER_PASS = 20_000
-DRAIN_CUSTOMERS = 5_000
 
 
-@dataclass(slots=True, frozen=True)
-class Output:
-    """One message to produce."""
-
-    topic: str
-    key: str | None
-    value: bytes
-    partition: int | None = None  # explicit for the repartition topic; else by key
-    # (event time, Kafka time) of the event that caused it, for latency metrics; not stored.
-    src: tuple[int, int] | None = field(default=None, compare=False)
-
-    def encode(self) -> bytes:
-        return orjson.dumps([self.topic, self.key, self.value.decode(), self.partition])
-
-    @staticmethod
-    def decode(raw: bytes) -> Output:
-        topic, key, value, partition = orjson.loads(raw)
-        return Output(topic, key, value.encode(), partition)
-
-
-class PartitionProcessor:
-    """Applies events of one input partition to its store; see the module docstring."""
+class Partition(IdentityStitching, Erasure, DueTimers):
+    """One input partition: applies its events to its store; see the module docstring."""
 
     def __init__(self, store: PartitionStore, settings: Settings,
                  journeys: JourneyRegistry | None = None, partition: int = 0,
@@ -138,14 +113,10 @@ class PartitionProcessor:
     # ----- outbox -------------------------------------------------------------------------
     def unacknowledged(self) -> list[tuple[int, Output]]:
         """Outbox entries not yet acknowledged (produce them again after a restart)."""
-        return [
-            (int(k[len(keys.OUTBOX):], 16), Output.decode(v))
-            for k, v in self.store.scan(keys.OUTBOX)
-        ]
+        return outbox.unacknowledged(self.store)
 
     def outbox_entry(self, seq: int) -> Output | None:
-        raw = self.store.get(keys.outbox(seq))
-        return Output.decode(raw) if raw is not None else None
+        return outbox.entry(self.store, seq)
 
     def acknowledge(self, seq: int) -> None:
         """Kafka has the output with this sequence number; drop it from the outbox next batch."""
@@ -292,15 +263,6 @@ class PartitionProcessor:
         txn.culprit = None
         return txn.prepare()
 
-    def next_timer_due(self) -> int | None:
-        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(self.progress)):
-            return keys.parse_timer(k)[0]
-        return None
-
-    @staticmethod
-    def _floor_key(progress: Progress) -> bytes:
-        return b"%s%016x" % (keys.TIMER, progress.timer_floor)
-
     # ----- events --------------------------------------------------------------------------
     def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:
         if self.txn.culprit is not None:
@@ -418,147 +380,6 @@ class PartitionProcessor:
         if self.engine is not None:
             self._effects(self.engine.exit_all(p, at, cause, f"consent.{channel}.opted_out"))
 
-    # ----- erasure ---------------------------------------------------------------------------
-    def _erased_since(self, ref: str, at: int) -> bool:
-        """Was this customer erased at or after ``at``? (Then data from ``at`` is stale.)"""
-        raw = self.txn.get(keys.erased(ref))
-        return raw is not None and at <= int(raw)
-
-    def _erase(self, ref: str, ev: InEvent) -> None:
-        """Right to erasure: everything held on the customer goes, before any later event of
-        theirs; what remains is an audit record without personal data."""
-        txn = self.txn
-        assert txn is not None
-        if self._erased_since(ref, ev.ts_ms):
-            self.txn.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
-            return
-        p = self._existing_profile(ref)
-        deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
-        if p is not None:
-            deleted["profile"] = 1
-            for kind, due in p["timers"].items():
-                txn.delete(keys.timer(due, ref, kind))
-                deleted["timers"] += 1
-            for jid, run in p.get("journeys", {}).items():
-                if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(keys.held(jid, run["held"]["at"], ref))
-                    deleted["held"] += 1
-            for x in sorted(set(p["links"]) | set(p["merged_from"])):
-                if x != ref:
-                    deleted["links"] += 1
-                    self._route(x, {"kind": "unlink", "id": x, "ref": ref})
-            # Outputs decided before the request still go out (they are already on their way),
-            # but their copies in the outbox go now instead of on Kafka's acknowledgement.
-            for k, v in self.store.scan(keys.OUTBOX):
-                if Output.decode(v).key == p["id"]:
-                    txn.delete(k)
-                    self.txn.stats["erased_outbox_entries"] += 1
-            p.clear()
-            p["_gone"] = True
-        self.txn.objects.setdefault(ref, {"_gone": True})
-        txn.delete(keys.profile(ref))
-        txn.delete(keys.link(ref))
-        txn.delete(keys.redirect(ref))
-        txn.put(keys.erased(ref), b"%d" % ev.ts_ms)  # late data from before this is dropped
-        self.txn.stats["erasures"] += 1
-        digest = hashlib.sha256(ref.encode()).hexdigest()
-        record = {"schema_version": SCHEMA_VERSION, "type": "privacy.erased",
-                  "idempotency_key": idempotency_key("erased", digest, ev.message_id),
-                  "customer_id": None, "customer_ref_sha256": digest, "journey": None,
-                  "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
-        self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))
-
-    # ----- identity ------------------------------------------------------------------------
-    def home(self, ref: str) -> int:
-        return home_partition(value_of(ref), self.partitions)
-
-    def _owner(self, ev: InEvent) -> str | None:
-        """The reference of the customer this event belongs to, if this partition owns it;
-        else forward the event to the partition that does and return None."""
-        if ev.canonical is None:
-            primary = primary_ref(ev.user_id, ev.anonymous_id)
-            cached = self.txn.objects.get(primary)
-            if cached is not None and not cached.get("_gone"):
-                return primary  # owned here, already loaded in this batch: no lookups
-            if self.home(primary) != self.partition:  # producer used another partitioner
-                self._forward(ev, None, primary)
-                return None
-            raw = self.txn.get(keys.link(primary))
-            ref = raw.decode() if raw is not None else primary
-        else:
-            ref = ev.canonical
-            primary = ""
-        if ref != primary and self.home(ref) != self.partition:
-            self._forward(ev, ref, ref)
-            return None
-        moved = self.txn.get(keys.redirect(ref))
-        if moved is not None:
-            self._forward(ev, moved.decode(), moved.decode())
-            return None
-        return ref
-
-    def _forward(self, ev: InEvent, canonical: str | None, target: str) -> None:
-        if ev.hops >= self.settings.identity.max_hops:
-            self.txn.stats["identity_loops"] += 1
-            self._emit_identity("identity.loop", ev.customer_id, target, ev.ts_ms,
-                                {"message_id": ev.message_id}, reason="identity.max_hops")
-            return
-        self.txn.stats["forwarded"] += 1
-        self._route(target, {"kind": "event", "canonical": canonical, "hops": ev.hops + 1,
-                             "event": ev.document(), "kafka_ts": ev.kafka_ts_ms})
-
-    def _route(self, target: str, body: dict) -> None:
-        """Send ``body`` to the partition that owns ``target``; handle it now if that is us."""
-        part = self.home(target)
-        if part == self.partition and body["kind"] != "event":
-            self._on_routed(Routed(body["kind"], body, -1, ""))
-            return
-        self.txn.emit(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
-                                part))
-
-    def _link(self, p: Profile, ev: InEvent) -> None:
-        """Claim the event's identifiers this customer does not hold yet (within limits)."""
-        ids = identifiers(ev, tuple(self.settings.identity.traits))
-        new = sorted(ids.difference(p["links"]))
-        if not new:
-            return
-        limits = self.settings.identity.max_links
-        for x in new:
-            kind = kind_of(x)
-            held = sum(1 for y in p["links"] if kind_of(y) == kind)
-            if held >= limits.get(kind, 10):
-                self.txn.stats["links_refused"] += 1
-                self._emit_identity("identity.link_refused", p["id"], p["ref"], ev.ts_ms,
-                                    {"message_id": ev.message_id},
-                                    reason=f"identity.limit.{kind}",
-                                    identifier=x if kind != "email" else "email:<hashed>")
-                continue
-            p["links"].append(x)
-            self._route(x, {"kind": "claim", "id": x, "canonical": p["ref"], "at": ev.ts_ms,
-                            "cause": ev.message_id})
-
-    def _on_routed(self, m: Routed) -> None:
-        b = m.body
-        if m.kind == "claim":
-            self._claim(b["id"], b["canonical"], b["at"], b.get("cause"))
-        elif m.kind == "merge_out":
-            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0))
-        elif m.kind == "merge":
-            self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
-        elif m.kind == "analytics":
-            self._on_partial(b)
-        elif m.kind == "relink":
-            self.txn.put(keys.link(b["id"]), b["canonical"].encode())
-        elif m.kind == "unlink":  # erasure of the customer it pointed to
-            txn = self.txn
-            assert txn is not None
-            for key in (keys.link(b["id"]), keys.redirect(b["id"])):
-                v = txn.get(key)
-                if v is not None and v.decode() == b["ref"]:
-                    txn.delete(key)
-        else:
-            self.txn.stats["internal_unknown"] += 1
-
     # ----- analytics -------------------------------------------------------------------------
     def _send_analytics(self) -> None:
         """This partition's changed partials to the partitions that own their totals."""
@@ -570,109 +391,6 @@ class PartitionProcessor:
         fx = Effects()
         totals.on_partial(fx, self.txn, b, self.journeys, self.settings, self.partition)
         self._effects(fx)
-
-    def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
-        """At x's home: x belongs to customer c. Merges when x already belongs to another."""
-        txn = self.txn
-        assert txn is not None
-        raw = txn.get(keys.link(x))
-        cur = raw.decode() if raw is not None else None
-        if cur is None:
-            moved = txn.get(keys.redirect(x))
-            if moved is not None:
-                cur = moved.decode()
-            elif x != c and self._existing_profile(x) is not None:
-                cur = x  # x is a customer of its own (e.g. anonymous history): merge it
-        if cur is None or cur == c:
-            if x != c:
-                txn.put(keys.link(x), c.encode())
-            return
-        w = winner(cur, c)
-        loser = c if w == cur else cur
-        txn.put(keys.link(x), w.encode())
-        self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0})
-
-    def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
-        """At the loser's home: hand its whole state to the winner, leave a redirect."""
-        txn = self.txn
-        assert txn is not None
-        if loser == w:
-            return
-        moved = txn.get(keys.redirect(loser))
-        if moved is not None:
-            r = moved.decode()
-            if r != w and hops < self.settings.identity.max_hops:
-                # Already merged into r: r and w are one customer too.
-                w2 = winner(r, w)
-                l2 = r if w2 == w else w
-                self._route(l2, {"kind": "merge_out", "from": l2, "into": w2, "at": at,
-                                 "hops": hops + 1})
-            return
-        txn.put(keys.redirect(loser), w.encode())
-        txn.put(keys.link(loser), w.encode())
-        p = self._existing_profile(loser)
-        snapshot = None
-        if p is not None:
-            for kind, due in list(p["timers"].items()):
-                txn.delete(keys.timer(due, loser, kind))
-            for jid, run in p.get("journeys", {}).items():
-                if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(keys.held(jid, run["held"]["at"], loser))
-                    run["held"]["indexed"] = False
-            snapshot = {k: v for k, v in p.items() if k != "_gone"}
-            p.clear()
-            p["_gone"] = True
-            for y in snapshot["links"]:
-                if y != loser:
-                    self._route(y, {"kind": "relink", "id": y, "canonical": w})
-        self._route(w, {"kind": "merge", "from": loser, "into": w, "profile": snapshot,
-                        "at": at, "hops": hops})
-
-    def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int) -> None:
-        """At the winner's home: fold the loser's state in, exactly once."""
-        txn = self.txn
-        assert txn is not None
-        moved = txn.get(keys.redirect(w))
-        if moved is not None and hops < self.settings.identity.max_hops:
-            r = moved.decode()
-            self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
-                            "at": at, "hops": hops + 1})
-            return
-        if self._erased_since(w, at):  # merged history from before an erasure: dropped
-            self.txn.stats["dropped_erased"] += 1
-            return
-        p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
-        if loser in p["merged_from"]:
-            return  # a redelivered merge
-        p["merged_from"].append(loser)
-        if snapshot is not None:  # what the loser had absorbed counts as merged here too
-            for ref in snapshot.get("merged_from", []):
-                if ref not in p["merged_from"]:
-                    p["merged_from"].append(ref)
-        if loser not in p["links"]:
-            p["links"].append(loser)
-        if snapshot is not None:
-            merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
-            fx = Effects()
-            lifecycle.merge(fx, p, snapshot)
-            self._effects(fx)
-            if self.engine is not None:
-                self._effects(self.engine.adopt_runs(p, snapshot, at))
-            if "inactivity" not in p["timers"]:
-                self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
-        self.txn.stats["merges"] += 1
-        self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
-                            merged_from=value_of(loser), merged_ref=loser)
-
-    def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,
-                       **extra: object) -> None:
-        record = {"schema_version": SCHEMA_VERSION, "type": kind,
-                  "idempotency_key": idempotency_key(kind, ref, at, orjson.dumps(cause),
-                                                     extra.get("identifier"),
-                                                     extra.get("merged_ref")),
-                  "customer_id": customer, "customer_ref": ref, "journey": None, "at_ms": at,
-                  "cause": cause, **extra}
-        self.txn.emit(Output(self.topics.customer_events, customer, orjson.dumps(record)))
 
     # ----- effects: the one place they are applied to the batch ---------------------------
     def _effects(self, fx: Effects) -> None:
@@ -747,117 +465,3 @@ class PartitionProcessor:
                     continue
                 self._effects(self.engine.release_held(p, jid, at))
                 self.txn.stats["journey_sends_released"] += 1
-
-    # ----- timers --------------------------------------------------------------------------
-    def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
-        if due_ms < self.txn.progress.timer_floor:
-            self.txn.progress.timer_floor = max(due_ms, 0)
-        key = keys.timer(due_ms, p["ref"], kind)
-        p["timers"][kind] = due_ms
-        self.txn.put(key, b"")
-        self.txn.armed.append((due_ms, key))
-
-    def _fire_customer(self, p: Profile, upto: int) -> None:
-        """Fire this customer's timers due at or before ``upto``, earliest first."""
-        for _ in range(1000):
-            due_now = [(d, k) for k, d in p["timers"].items() if d <= upto]
-            if not due_now:
-                return
-            first = min(d for d, _ in due_now)
-            kinds = [k for d, k in due_now if d == first]
-            for kind in kinds:
-                del p["timers"][kind]
-                self.txn.delete(keys.timer(first, p["ref"], kind))
-            self.txn.stats["timers_fired"] += len(kinds)
-            outer = self.txn.culprit
-            self.txn.culprit = ("timer", p["ref"], first)
-            why = self._poisoned.get(self.txn.culprit)
-            if why is None:
-                self._on_timers(p, first, kinds)
-            else:  # it raised before: dropped, and said so
-                self._emit_identity("timer.error", p["id"], p["ref"], first,
-                                    {"timer": ",".join(kinds), "due_ms": first}, reason=why)
-            self.txn.culprit = outer
-
-    def _drain(self, horizon_ms: int) -> None:
-        """End of input: fire every timer due within ``horizon_ms`` of its customer's last
-        event (and what those timers arm in turn), customer by customer, at most
-        ``DRAIN_CUSTOMERS`` per transaction; ``drain_pending`` says whether to call again."""
-        done = self.txn.progress.drained
-        n = 0
-        self.txn.progress.drain_pending = False
-        for k, _ in self.store.scan(keys.TIMER):
-            _, cid, _ = keys.parse_timer(k)
-            if cid in done:
-                continue
-            if n >= DRAIN_CUSTOMERS:
-                self.txn.progress.drain_pending = True
-                break
-            done.add(cid)
-            n += 1
-            p, created = self._profile(cid, 0)
-            if created:
-                del self.txn.objects[cid]
-                continue
-            self._fire_customer(p, p["last_seen"] + horizon_ms)
-        for cid, p in list(self.txn.objects.items()):
-            if cid not in done:
-                done.add(cid)
-                self._fire_customer(p, p["last_seen"] + horizon_ms)
-
-    def _fire_timers(self, clock_ms: int) -> None:
-        txn = self.txn
-        assert txn is not None
-        heap: list[tuple[int, bytes]] = []
-        truncated = False
-        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
-            due = int(k[2:18], 16)
-            if due > clock_ms:
-                break
-            if len(heap) >= MAX_TIMERS_PER_PASS:
-                truncated = True
-                break
-            heap.append((due, k))
-        heap.extend(t for t in self.txn.armed if t[0] <= clock_ms)
-        self.txn.armed = []
-        heapq.heapify(heap)
-        fired = 0
-        while heap and fired < MAX_TIMERS_PER_PASS:
-            due, k = heapq.heappop(heap)
-            if txn.get(k) is None:  # already fired or replaced in this transaction
-                continue
-            _, cid, kind = keys.parse_timer(k)
-            p, created = self._profile(cid, due)
-            if created:  # profile gone (e.g. erased): drop the stale timer
-                del self.txn.objects[cid]
-                txn.delete(k)
-                continue
-            if p["timers"].get(kind) != due:
-                txn.delete(k)
-                continue
-            if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
-                self.txn.lateness.append(clock_ms - due)
-            # All of this customer's timers due now fire together (one moment).
-            before = self.txn.stats["timers_fired"]
-            armed = len(self.txn.armed)
-            self._fire_customer(p, due)
-            fired += self.txn.stats["timers_fired"] - before
-            for t in self.txn.armed[armed:]:  # what firing armed, if already due
-                if t[0] <= clock_ms:
-                    heapq.heappush(heap, t)
-        self.txn.armed = []
-        if heap or truncated:  # stopped early: what is left starts the next scan
-            rest = [d for d, _ in heap]
-            self.txn.progress.timer_floor = min(rest) if rest else self.txn.progress.timer_floor
-        else:
-            self.txn.progress.timer_floor = max(self.txn.progress.timer_floor, clock_ms + 1)
-
-    def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
-        journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]
-        for kind in kinds:
-            if kind not in journey_kinds:
-                fx = Effects()
-                lifecycle.on_timer(fx, self.stages, p, kind, due)
-                self._effects(fx)
-        if journey_kinds and self.engine is not None:
-            self._effects(self.engine.on_timers(p, due, journey_kinds))

@@ -1,0 +1,67 @@
+"""Right to erasure: everything held on a customer goes, before any later event of theirs;
+what remains is an audit record (``privacy.erased``) without personal data."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+
+from models.events import InEvent
+from models.outputs import SCHEMA_VERSION, idempotency_key
+from state import keys
+from state.outbox import Output
+
+
+class Erasure:
+    """The partition's erasure of a customer (a part of ``Partition``)."""
+
+    # ----- erasure ---------------------------------------------------------------------------
+    def _erased_since(self, ref: str, at: int) -> bool:
+        """Was this customer erased at or after ``at``? (Then data from ``at`` is stale.)"""
+        raw = self.txn.get(keys.erased(ref))
+        return raw is not None and at <= int(raw)
+
+    def _erase(self, ref: str, ev: InEvent) -> None:
+        """Right to erasure: everything held on the customer goes, before any later event of
+        theirs; what remains is an audit record without personal data."""
+        txn = self.txn
+        assert txn is not None
+        if self._erased_since(ref, ev.ts_ms):
+            self.txn.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
+            return
+        p = self._existing_profile(ref)
+        deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
+        if p is not None:
+            deleted["profile"] = 1
+            for kind, due in p["timers"].items():
+                txn.delete(keys.timer(due, ref, kind))
+                deleted["timers"] += 1
+            for jid, run in p.get("journeys", {}).items():
+                if run.get("held") and run["held"].get("indexed"):
+                    txn.delete(keys.held(jid, run["held"]["at"], ref))
+                    deleted["held"] += 1
+            for x in sorted(set(p["links"]) | set(p["merged_from"])):
+                if x != ref:
+                    deleted["links"] += 1
+                    self._route(x, {"kind": "unlink", "id": x, "ref": ref})
+            # Outputs decided before the request still go out (they are already on their way),
+            # but their copies in the outbox go now instead of on Kafka's acknowledgement.
+            for k, v in self.store.scan(keys.OUTBOX):
+                if Output.decode(v).key == p["id"]:
+                    txn.delete(k)
+                    self.txn.stats["erased_outbox_entries"] += 1
+            p.clear()
+            p["_gone"] = True
+        self.txn.objects.setdefault(ref, {"_gone": True})
+        txn.delete(keys.profile(ref))
+        txn.delete(keys.link(ref))
+        txn.delete(keys.redirect(ref))
+        txn.put(keys.erased(ref), b"%d" % ev.ts_ms)  # late data from before this is dropped
+        self.txn.stats["erasures"] += 1
+        digest = hashlib.sha256(ref.encode()).hexdigest()
+        record = {"schema_version": SCHEMA_VERSION, "type": "privacy.erased",
+                  "idempotency_key": idempotency_key("erased", digest, ev.message_id),
+                  "customer_id": None, "customer_ref_sha256": digest, "journey": None,
+                  "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
+        self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))

@@ -1,0 +1,145 @@
+"""Durable timers of the partition's customers: arming, firing in due order at the clock
+(event time while catching up, wall clock once caught up), and the end-of-input drain.
+
+A timer is a key ``t|<due>|<customer>|<kind>`` (``state.keys``) and an entry in the
+customer's profile; all of a customer's timers due at the same moment fire together."""
+
+from __future__ import annotations
+
+import heapq
+
+from models.profile import Profile
+from operators.customer import lifecycle
+from operators.effects import Effects
+from state import keys
+from state.transaction import Progress
+
+MAX_TIMERS_PER_PASS = 20_000
+DRAIN_CUSTOMERS = 5_000  # customers drained per transaction at end of input
+
+
+class DueTimers:
+    """The partition's timers (a part of ``Partition``)."""
+
+    def next_timer_due(self) -> int | None:
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(self.progress)):
+            return keys.parse_timer(k)[0]
+        return None
+
+    @staticmethod
+    def _floor_key(progress: Progress) -> bytes:
+        return b"%s%016x" % (keys.TIMER, progress.timer_floor)
+
+    # ----- timers --------------------------------------------------------------------------
+    def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        if due_ms < self.txn.progress.timer_floor:
+            self.txn.progress.timer_floor = max(due_ms, 0)
+        key = keys.timer(due_ms, p["ref"], kind)
+        p["timers"][kind] = due_ms
+        self.txn.put(key, b"")
+        self.txn.armed.append((due_ms, key))
+
+    def _fire_customer(self, p: Profile, upto: int) -> None:
+        """Fire this customer's timers due at or before ``upto``, earliest first."""
+        for _ in range(1000):
+            due_now = [(d, k) for k, d in p["timers"].items() if d <= upto]
+            if not due_now:
+                return
+            first = min(d for d, _ in due_now)
+            kinds = [k for d, k in due_now if d == first]
+            for kind in kinds:
+                del p["timers"][kind]
+                self.txn.delete(keys.timer(first, p["ref"], kind))
+            self.txn.stats["timers_fired"] += len(kinds)
+            outer = self.txn.culprit
+            self.txn.culprit = ("timer", p["ref"], first)
+            why = self._poisoned.get(self.txn.culprit)
+            if why is None:
+                self._on_timers(p, first, kinds)
+            else:  # it raised before: dropped, and said so
+                self._emit_identity("timer.error", p["id"], p["ref"], first,
+                                    {"timer": ",".join(kinds), "due_ms": first}, reason=why)
+            self.txn.culprit = outer
+
+    def _drain(self, horizon_ms: int) -> None:
+        """End of input: fire every timer due within ``horizon_ms`` of its customer's last
+        event (and what those timers arm in turn), customer by customer, at most
+        ``DRAIN_CUSTOMERS`` per transaction; ``drain_pending`` says whether to call again."""
+        done = self.txn.progress.drained
+        n = 0
+        self.txn.progress.drain_pending = False
+        for k, _ in self.store.scan(keys.TIMER):
+            _, cid, _ = keys.parse_timer(k)
+            if cid in done:
+                continue
+            if n >= DRAIN_CUSTOMERS:
+                self.txn.progress.drain_pending = True
+                break
+            done.add(cid)
+            n += 1
+            p, created = self._profile(cid, 0)
+            if created:
+                del self.txn.objects[cid]
+                continue
+            self._fire_customer(p, p["last_seen"] + horizon_ms)
+        for cid, p in list(self.txn.objects.items()):
+            if cid not in done:
+                done.add(cid)
+                self._fire_customer(p, p["last_seen"] + horizon_ms)
+
+    def _fire_timers(self, clock_ms: int) -> None:
+        txn = self.txn
+        assert txn is not None
+        heap: list[tuple[int, bytes]] = []
+        truncated = False
+        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
+            due = int(k[2:18], 16)
+            if due > clock_ms:
+                break
+            if len(heap) >= MAX_TIMERS_PER_PASS:
+                truncated = True
+                break
+            heap.append((due, k))
+        heap.extend(t for t in self.txn.armed if t[0] <= clock_ms)
+        self.txn.armed = []
+        heapq.heapify(heap)
+        fired = 0
+        while heap and fired < MAX_TIMERS_PER_PASS:
+            due, k = heapq.heappop(heap)
+            if txn.get(k) is None:  # already fired or replaced in this transaction
+                continue
+            _, cid, kind = keys.parse_timer(k)
+            p, created = self._profile(cid, due)
+            if created:  # profile gone (e.g. erased): drop the stale timer
+                del self.txn.objects[cid]
+                txn.delete(k)
+                continue
+            if p["timers"].get(kind) != due:
+                txn.delete(k)
+                continue
+            if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
+                self.txn.lateness.append(clock_ms - due)
+            # All of this customer's timers due now fire together (one moment).
+            before = self.txn.stats["timers_fired"]
+            armed = len(self.txn.armed)
+            self._fire_customer(p, due)
+            fired += self.txn.stats["timers_fired"] - before
+            for t in self.txn.armed[armed:]:  # what firing armed, if already due
+                if t[0] <= clock_ms:
+                    heapq.heappush(heap, t)
+        self.txn.armed = []
+        if heap or truncated:  # stopped early: what is left starts the next scan
+            rest = [d for d, _ in heap]
+            self.txn.progress.timer_floor = min(rest) if rest else self.txn.progress.timer_floor
+        else:
+            self.txn.progress.timer_floor = max(self.txn.progress.timer_floor, clock_ms + 1)
+
+    def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
+        journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]
+        for kind in kinds:
+            if kind not in journey_kinds:
+                fx = Effects()
+                lifecycle.on_timer(fx, self.stages, p, kind, due)
+                self._effects(fx)
+        if journey_kinds and self.engine is not None:
+            self._effects(self.engine.on_timers(p, due, journey_kinds))

@@ -1,0 +1,220 @@
+"""Identity stitching inside the partition step: which customer an event belongs to, forwarding
+to the partition that owns it, claims of identifiers, and merges handed from the loser's home
+partition to the winner's through ``segue.repartition``.
+
+A merge is one transaction on each side with its outbox, so a crash mid-merge leaves the old
+state or the merged one, never half; a redelivered merge is ignored."""
+
+from __future__ import annotations
+
+import orjson
+
+from models.events import InEvent
+from models.identifiers import kind_of, primary_ref, value_of, winner
+from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.profile import Profile
+from operators.customer import lifecycle
+from operators.decode import Routed
+from operators.effects import Effects
+from operators.identity.merge import identifiers, merge_profile_data
+from operators.identity.routing import home_partition
+from state import keys
+from state.outbox import Output
+
+
+class IdentityStitching:
+    """The partition's identity handling (a part of ``Partition``)."""
+
+    # ----- identity ------------------------------------------------------------------------
+    def home(self, ref: str) -> int:
+        return home_partition(value_of(ref), self.partitions)
+
+    def _owner(self, ev: InEvent) -> str | None:
+        """The reference of the customer this event belongs to, if this partition owns it;
+        else forward the event to the partition that does and return None."""
+        if ev.canonical is None:
+            primary = primary_ref(ev.user_id, ev.anonymous_id)
+            cached = self.txn.objects.get(primary)
+            if cached is not None and not cached.get("_gone"):
+                return primary  # owned here, already loaded in this batch: no lookups
+            if self.home(primary) != self.partition:  # producer used another partitioner
+                self._forward(ev, None, primary)
+                return None
+            raw = self.txn.get(keys.link(primary))
+            ref = raw.decode() if raw is not None else primary
+        else:
+            ref = ev.canonical
+            primary = ""
+        if ref != primary and self.home(ref) != self.partition:
+            self._forward(ev, ref, ref)
+            return None
+        moved = self.txn.get(keys.redirect(ref))
+        if moved is not None:
+            self._forward(ev, moved.decode(), moved.decode())
+            return None
+        return ref
+
+    def _forward(self, ev: InEvent, canonical: str | None, target: str) -> None:
+        if ev.hops >= self.settings.identity.max_hops:
+            self.txn.stats["identity_loops"] += 1
+            self._emit_identity("identity.loop", ev.customer_id, target, ev.ts_ms,
+                                {"message_id": ev.message_id}, reason="identity.max_hops")
+            return
+        self.txn.stats["forwarded"] += 1
+        self._route(target, {"kind": "event", "canonical": canonical, "hops": ev.hops + 1,
+                             "event": ev.document(), "kafka_ts": ev.kafka_ts_ms})
+
+    def _route(self, target: str, body: dict) -> None:
+        """Send ``body`` to the partition that owns ``target``; handle it now if that is us."""
+        part = self.home(target)
+        if part == self.partition and body["kind"] != "event":
+            self._on_routed(Routed(body["kind"], body, -1, ""))
+            return
+        self.txn.emit(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
+                                part))
+
+    def _link(self, p: Profile, ev: InEvent) -> None:
+        """Claim the event's identifiers this customer does not hold yet (within limits)."""
+        ids = identifiers(ev, tuple(self.settings.identity.traits))
+        new = sorted(ids.difference(p["links"]))
+        if not new:
+            return
+        limits = self.settings.identity.max_links
+        for x in new:
+            kind = kind_of(x)
+            held = sum(1 for y in p["links"] if kind_of(y) == kind)
+            if held >= limits.get(kind, 10):
+                self.txn.stats["links_refused"] += 1
+                self._emit_identity("identity.link_refused", p["id"], p["ref"], ev.ts_ms,
+                                    {"message_id": ev.message_id},
+                                    reason=f"identity.limit.{kind}",
+                                    identifier=x if kind != "email" else "email:<hashed>")
+                continue
+            p["links"].append(x)
+            self._route(x, {"kind": "claim", "id": x, "canonical": p["ref"], "at": ev.ts_ms,
+                            "cause": ev.message_id})
+
+    def _on_routed(self, m: Routed) -> None:
+        b = m.body
+        if m.kind == "claim":
+            self._claim(b["id"], b["canonical"], b["at"], b.get("cause"))
+        elif m.kind == "merge_out":
+            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0))
+        elif m.kind == "merge":
+            self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
+        elif m.kind == "analytics":
+            self._on_partial(b)
+        elif m.kind == "relink":
+            self.txn.put(keys.link(b["id"]), b["canonical"].encode())
+        elif m.kind == "unlink":  # erasure of the customer it pointed to
+            txn = self.txn
+            assert txn is not None
+            for key in (keys.link(b["id"]), keys.redirect(b["id"])):
+                v = txn.get(key)
+                if v is not None and v.decode() == b["ref"]:
+                    txn.delete(key)
+        else:
+            self.txn.stats["internal_unknown"] += 1
+
+    def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
+        """At x's home: x belongs to customer c. Merges when x already belongs to another."""
+        txn = self.txn
+        assert txn is not None
+        raw = txn.get(keys.link(x))
+        cur = raw.decode() if raw is not None else None
+        if cur is None:
+            moved = txn.get(keys.redirect(x))
+            if moved is not None:
+                cur = moved.decode()
+            elif x != c and self._existing_profile(x) is not None:
+                cur = x  # x is a customer of its own (e.g. anonymous history): merge it
+        if cur is None or cur == c:
+            if x != c:
+                txn.put(keys.link(x), c.encode())
+            return
+        w = winner(cur, c)
+        loser = c if w == cur else cur
+        txn.put(keys.link(x), w.encode())
+        self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0})
+
+    def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
+        """At the loser's home: hand its whole state to the winner, leave a redirect."""
+        txn = self.txn
+        assert txn is not None
+        if loser == w:
+            return
+        moved = txn.get(keys.redirect(loser))
+        if moved is not None:
+            r = moved.decode()
+            if r != w and hops < self.settings.identity.max_hops:
+                # Already merged into r: r and w are one customer too.
+                w2 = winner(r, w)
+                l2 = r if w2 == w else w
+                self._route(l2, {"kind": "merge_out", "from": l2, "into": w2, "at": at,
+                                 "hops": hops + 1})
+            return
+        txn.put(keys.redirect(loser), w.encode())
+        txn.put(keys.link(loser), w.encode())
+        p = self._existing_profile(loser)
+        snapshot = None
+        if p is not None:
+            for kind, due in list(p["timers"].items()):
+                txn.delete(keys.timer(due, loser, kind))
+            for jid, run in p.get("journeys", {}).items():
+                if run.get("held") and run["held"].get("indexed"):
+                    txn.delete(keys.held(jid, run["held"]["at"], loser))
+                    run["held"]["indexed"] = False
+            snapshot = {k: v for k, v in p.items() if k != "_gone"}
+            p.clear()
+            p["_gone"] = True
+            for y in snapshot["links"]:
+                if y != loser:
+                    self._route(y, {"kind": "relink", "id": y, "canonical": w})
+        self._route(w, {"kind": "merge", "from": loser, "into": w, "profile": snapshot,
+                        "at": at, "hops": hops})
+
+    def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int) -> None:
+        """At the winner's home: fold the loser's state in, exactly once."""
+        txn = self.txn
+        assert txn is not None
+        moved = txn.get(keys.redirect(w))
+        if moved is not None and hops < self.settings.identity.max_hops:
+            r = moved.decode()
+            self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
+                            "at": at, "hops": hops + 1})
+            return
+        if self._erased_since(w, at):  # merged history from before an erasure: dropped
+            self.txn.stats["dropped_erased"] += 1
+            return
+        p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
+        if loser in p["merged_from"]:
+            return  # a redelivered merge
+        p["merged_from"].append(loser)
+        if snapshot is not None:  # what the loser had absorbed counts as merged here too
+            for ref in snapshot.get("merged_from", []):
+                if ref not in p["merged_from"]:
+                    p["merged_from"].append(ref)
+        if loser not in p["links"]:
+            p["links"].append(loser)
+        if snapshot is not None:
+            merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
+            fx = Effects()
+            lifecycle.merge(fx, p, snapshot)
+            self._effects(fx)
+            if self.engine is not None:
+                self._effects(self.engine.adopt_runs(p, snapshot, at))
+            if "inactivity" not in p["timers"]:
+                self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+        self.txn.stats["merges"] += 1
+        self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
+                            merged_from=value_of(loser), merged_ref=loser)
+
+    def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,
+                       **extra: object) -> None:
+        record = {"schema_version": SCHEMA_VERSION, "type": kind,
+                  "idempotency_key": idempotency_key(kind, ref, at, orjson.dumps(cause),
+                                                     extra.get("identifier"),
+                                                     extra.get("merged_ref")),
+                  "customer_id": customer, "customer_ref": ref, "journey": None, "at_ms": at,
+                  "cause": cause, **extra}
+        self.txn.emit(Output(self.topics.customer_events, customer, orjson.dumps(record)))
