@@ -100,12 +100,10 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     """Decode and apply ``msgs`` partition by partition, a batch each in turn as the flow
     does; what a partition sends over the repartition topic (forwarded events, identity
     claims and merges, analytics partials) is handed to its target partition's next batch."""
+    from flows.local import LocalFlow
     from flows.tuning import batch_gc
     from operators.decode import RawRecord, decode
     from operators.journeys import journey_registry
-    from operators.partition import Partition
-    from segue.replay import Mailboxes
-    from state.store import PartitionStore
 
     s = settings.model_copy(update={"nba": settings.nba.model_copy(
         update={"models_dir": str(models)})})
@@ -114,34 +112,26 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     by_part: dict[int, list] = {p: [] for p in range(n)}
     for m in msgs:
         by_part[m.partition()].append(m)
-    procs = [Partition(PartitionStore(state / f"p{p}"), s, reg, partition=p,
-                                partitions=n) for p in range(n)]
-    skew = s.max_future_skew_s * 1000
-    internal = s.topics.repartition
-    inbox = Mailboxes(n, skew, topic=internal)
     outputs: Counter[str] = Counter()
+    flow = LocalFlow(s, reg, state, lambda out: outputs.update((out.topic,)), "p{}")
+    skew = s.max_future_skew_s * 1000
     t0 = time.monotonic()
     with batch_gc():  # as the flow runs
         start, longest = 0, max(len(v) for v in by_part.values())
-        while start < longest or inbox:
+        while start < longest or flow.queue:
             for p in range(n):
                 ms = by_part[p][start:start + s.batch_size]
                 items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),
                                           [], m.timestamp()[1]), max_bytes=s.max_event_bytes,
                                 max_future_skew_ms=skew) for m in ms]
-                items += inbox.take(p)
-                if not items:
-                    continue
-                proc = procs[p]
-                for seq, out in proc.process(items):
-                    outputs[out.topic] += 1
-                    proc.acknowledge(seq)
-                    if out.topic == internal:
-                        inbox.post(out)
+                # What other partitions sent arrives in the same batch, as in the live flow.
+                items += flow.queue.take(p)
+                if items:
+                    flow.step(p, items)
             start += s.batch_size
     secs = time.monotonic() - t0
-    for proc in procs:
-        proc.store.close()
+    flow.close()
+    outputs[s.topics.repartition] = flow.queue.posted
     return secs, outputs
 
 

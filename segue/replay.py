@@ -12,18 +12,18 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
+from flows.local import LocalFlow
 from flows.tuning import batch_gc
 from models.settings import Settings
-from operators.decode import RawRecord, decode, decode_routed
+from operators.decode import RawRecord, decode
 from operators.identity.routing import home_partition
 from operators.journeys import journey_registry
-from operators.partition import Partition
 from state.outbox import Output
-from state.store import PartitionStore
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",
          "analytics")
@@ -41,39 +41,18 @@ def _partition_of(line: bytes, partitions: int) -> int:
     return home_partition(key, partitions) if isinstance(key, str) and key else 0
 
 
-def _file_for(settings: Settings, topic: str) -> str:
+def _files_by_topic(settings: Settings) -> Callable[[str], str]:
+    """Which output file a topic's records go to."""
     t = settings.topics
-    if topic.startswith(f"{t.prefix}dispatch."):
-        return "dispatches"
-    return {t.decisions: "decisions", t.journey_events: "journey-events",
-            t.customer_events: "customer-events", t.dlq: "dlq", t.alerts: "alerts",
-            t.analytics: "analytics"}[topic]
+    dispatch = f"{t.prefix}dispatch."
+    files = {t.decisions: "decisions", t.journey_events: "journey-events",
+             t.customer_events: "customer-events", t.dlq: "dlq", t.alerts: "alerts",
+             t.analytics: "analytics"}
 
+    def file_for(topic: str) -> str:
+        return "dispatches" if topic.startswith(dispatch) else files[topic]
 
-class Mailboxes:
-    """The repartition topic without Kafka: messages between in-memory partitions (replay,
-    benchmarks), numbered per partition and decoded as the flow decodes them."""
-
-    def __init__(self, partitions: int, skew_ms: int, topic: str = "replay.internal") -> None:
-        self.topic = topic
-        self.skew_ms = skew_ms
-        self.boxes: list[list] = [[] for _ in range(partitions)]
-        self._offsets = [0] * partitions
-
-    def post(self, out: Output) -> None:
-        part = out.partition or 0
-        self._offsets[part] += 1
-        raw = RawRecord(self.topic, part, self._offsets[part], None, out.value, [], 0)
-        self.boxes[part].append(decode_routed(raw, max_future_skew_ms=self.skew_ms))
-
-    def __bool__(self) -> bool:
-        """Whether any message waits."""
-        return any(self.boxes)
-
-    def take(self, part: int) -> list:
-        """What waits for partition ``part``, in order; its box is empty after."""
-        box, self.boxes[part] = self.boxes[part], []
-        return box
+    return file_for
 
 
 class ReplayError(Exception):
@@ -104,49 +83,34 @@ def replay(
     # event-time watermark as live, and identity messages between partitions are delivered
     # through in-memory queues instead of the repartition topic.
     n_parts = settings.partitions
-    procs = [
-        Partition(PartitionStore(state / f"partition-{i}",
-                                          block_cache_mb=settings.store.block_cache_mb),
-                           settings, registry, partition=i, partitions=n_parts)
-        for i in range(n_parts)
-    ]
     files = {name: open(out / f"{name}.jsonl", "wb") for name in FILES}  # noqa: SIM115
     counts: Counter[str] = Counter()
     journey_rows: dict[tuple, Counter] = defaultdict(Counter)
     skew_ms = settings.max_future_skew_s * 1000
-    internal = Mailboxes(n_parts, skew_ms)
+    file_for = _files_by_topic(settings)
 
-    def write(proc: Partition, entries: list[tuple[int, Output]]) -> None:
-        for seq, o in entries:
-            proc.acknowledge(seq)
-            if o.topic == settings.topics.repartition:
-                internal.post(o)
-                continue
-            name = _file_for(settings, o.topic)
-            files[name].write(o.value + b"\n")
-            counts[name] += 1
-            if name == "journey-events":
-                r = orjson.loads(o.value)
-                j = r["journey"]
-                kind = r["type"].removeprefix("journey.")
-                if kind == "step":
-                    journey_rows[(j["id"], j["version"], j["node"])]["visits"] += 1
-                elif kind == "exited":
-                    journey_rows[(j["id"], j["version"], "")][f"exited:{r['reason']}"] += 1
-                else:
-                    journey_rows[(j["id"], j["version"], "")][kind] += 1
+    def write(o: Output) -> None:
+        name = file_for(o.topic)
+        files[name].write(o.value + b"\n")
+        counts[name] += 1
+        if name == "journey-events":
+            r = orjson.loads(o.value)
+            j = r["journey"]
+            kind = r["type"].removeprefix("journey.")
+            if kind == "step":
+                journey_rows[(j["id"], j["version"], j["node"])]["visits"] += 1
+            elif kind == "exited":
+                journey_rows[(j["id"], j["version"], "")][f"exited:{r['reason']}"] += 1
+            else:
+                journey_rows[(j["id"], j["version"], "")][kind] += 1
+
+    flow = LocalFlow(settings, registry, state, write)
 
     def run_all(batches: list[list], **kw: int) -> None:
-        for i, proc in enumerate(procs):
+        for i in range(n_parts):
             if batches[i] or kw:
-                write(proc, proc.process(batches[i], **kw))
-        for _ in range(64):  # identity messages, until quiet
-            if not internal:
-                return
-            pending = [internal.take(i) for i in range(n_parts)]
-            for i, proc in enumerate(procs):
-                if pending[i]:
-                    write(proc, proc.process(pending[i]))
+                flow.step(i, batches[i], **kw)
+        flow.settle()
 
     t0 = time.monotonic()
     n = 0
@@ -175,18 +139,17 @@ def replay(
             t_events = time.monotonic() - t0
             empty: list[list] = [[] for _ in range(n_parts)]
             run_all(empty, drain_horizon_ms=horizon_ms)
-            while any(p.drain_pending for p in procs):
+            while flow.drain_pending:
                 run_all(empty, drain_horizon_ms=horizon_ms)
-            for proc in procs:
-                write(proc, proc.process([]))
+            for i in range(n_parts):
+                flow.step(i, [])
         finally:
             for fh in files.values():
                 fh.close()
-            for proc in procs:
-                proc.store.close()
+            flow.close()
     stats: Counter[str] = Counter()
-    for proc in procs:
-        stats.update(proc.stats)
+    for part in flow.partitions:
+        stats.update(part.stats)
     secs = time.monotonic() - t0
     summary = {
         "events": n,
