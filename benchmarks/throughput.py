@@ -11,9 +11,14 @@ over the same topic and broker:
   identity, analytics partials) are handed to their partition in memory, as replay does.
 * ``segue``: ``segue run --until-eof`` in one process (one worker), shipped journeys, a promoted
   NBA model (always-on NBA off; the expansion journey's ``nba`` step scores), dispatches to
-  Kafka; measured from start to exit, so start-up is included.
+  Kafka. Its rate is from the first input message applied to the last (``[segue]`` summary
+  line); start-up is reported apart, and start-to-exit too.
 * ``peer``: the core of the job in Quix Streams (``benchmarks/peers/quix_core.py``), in its own
-  virtualenv (Quix pins older confluent-kafka and pydantic than Segue's).
+  virtualenv (Quix pins older confluent-kafka and pydantic than Segue's), rated the same way.
+
+``segue`` and ``peer`` take turns ``--rounds`` times (default 3), each on fresh state; the
+result is the median round with the spread, every round and the machine's load at its end,
+and the Segue/peer ratio is the median of the per-round ratios.
 
 With ``--profile``, the Segue run is sampled by py-spy and the top 10 functions (own time) go
 into the result. Ratios are within this run; absolute numbers depend on the machine.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -170,6 +176,48 @@ def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
     return secs, lines[-1] if lines else ""
 
 
+def parse_rates(summary: str) -> tuple[int | None, float | None]:
+    """(events/s from first to last message, start-up seconds) from ``segue run``'s summary."""
+    m = re.search(r"\(([\d,]+)/s first to last, start-up ([\d.]+)s\)", summary)
+    if m is None:
+        return None, None
+    return int(m.group(1).replace(",", "")), float(m.group(2))
+
+
+def load() -> list[float]:
+    """The machine's load averages (1, 5, 15 min) when a round ended."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """The median round's rates (by first-to-last rate), the spread and every round."""
+    by_rate = sorted(rounds, key=lambda r: r["first_to_last_events_per_s"] or 0)
+    mid = by_rate[len(by_rate) // 2]
+    rates = [r["first_to_last_events_per_s"] for r in by_rate]
+    return {"first_to_last_events_per_s": mid["first_to_last_events_per_s"],
+            "events_per_s": mid["events_per_s"], "startup_s": mid["startup_s"],
+            "spread": [rates[0], rates[-1]], "rounds": rounds}
+
+
+def run_peer(bs: str, topic: str, n: int, state: Path) -> dict | None:
+    """One run of the Quix Streams job (its own virtualenv), or None (printed why)."""
+    py = peer_python()
+    t0 = time.monotonic()
+    peer = subprocess.run([str(py), str(ROOT / "benchmarks" / "peers" / "quix_core.py"),
+                           "--brokers", bs, "--topic", topic, "--events", str(n),
+                           "--state-dir", str(state), "--output", "bench.peer-dispatch"],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if peer.returncode != 0:
+        print(peer.stdout[-2000:], peer.stderr[-3000:], file=sys.stderr)
+        return None
+    info = orjson.loads(peer.stdout.strip().splitlines()[-1])
+    return {"seconds": info["seconds"], "events_per_s": info["events_per_s"],
+            "first_to_last_events_per_s": info["first_to_last_events_per_s"],
+            "startup_s": info["startup_s"], "wall_seconds": round(time.monotonic() - t0, 1),
+            "dispatches": info["dispatches"], "quixstreams": info["version"], "load": load()}
+
+
 def peer_python() -> Path:
     py = PEER_VENV / "bin" / "python"
     if not py.exists():
@@ -200,6 +248,8 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=100_000)
     ap.add_argument("--profile", action="store_true", help="sample the Segue run with py-spy")
     ap.add_argument("--no-peer", action="store_true", help="skip the Quix Streams peer")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="segue run and the peer take turns this many times (default 3)")
     ap.add_argument("--scaling", action="store_true",
                     help="also run segue with --processes 2 (partitions spread)")
     args = ap.parse_args()
@@ -235,17 +285,39 @@ def main() -> int:
                                 "outputs": sum(outputs.values())}
         print(f"[throughput] tight loop: {n / secs:,.0f}/s", flush=True)
 
-        raw = work / "profile.txt"
-        timed = timed_segue_run(bs, work / "state", models,
-                                ["--progress-every", "10"], raw if args.profile else None)
-        if timed is None:
-            return 1
-        secs, summary = timed
-        result["segue"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs),
-                           "summary": summary, "profiled": args.profile}
-        print(f"[throughput] segue run: {n / secs:,.0f}/s", flush=True)
-        if args.profile and raw.exists():
-            result["profile_top10"] = top_functions(raw)
+        # segue run and the peer take turns, each round on fresh state: the machine is
+        # shared and noisy, so one run says little. Rates are from the first input message to
+        # the last (start-up apart); the median round is the result, all rounds are kept.
+        seg_rounds: list[dict] = []
+        peer_rounds: list[dict] = []
+        for r in range(args.rounds):
+            raw = work / f"profile-{r}.txt"
+            profile = raw if args.profile and r == 0 else None
+            timed = timed_segue_run(bs, work / f"state-{r}", models,
+                                    ["--progress-every", "10"], profile)
+            if timed is None:
+                return 1
+            secs, summary = timed
+            steady, startup = parse_rates(summary)
+            seg_rounds.append({"seconds": round(secs, 1), "events_per_s": round(n / secs),
+                               "first_to_last_events_per_s": steady, "startup_s": startup,
+                               "load": load(), "summary": summary})
+            print(f"[throughput] segue run {r + 1}/{args.rounds}: {steady:,}/s first to last, "
+                  f"start-up {startup}s", flush=True)
+            if profile is not None and raw.exists():
+                result["profile_top10"] = top_functions(raw)
+            if not args.no_peer:
+                info = run_peer(bs, t.events, n, work / f"quix-state-{r}")
+                if info is None:
+                    return 1
+                peer_rounds.append(info)
+                print(f"[throughput] quix peer {r + 1}/{args.rounds}: "
+                      f"{info['first_to_last_events_per_s']:,}/s first to last", flush=True)
+        result["segue"] = summarise(seg_rounds)
+        result["segue"]["profiled"] = args.profile
+        if peer_rounds:
+            result["peer"] = summarise(peer_rounds)
+            result["peer"]["quixstreams"] = peer_rounds[0]["quixstreams"]
 
         if args.scaling:
             timed = timed_segue_run(bs, work / "state-2p", models,
@@ -258,24 +330,7 @@ def main() -> int:
                                            "per_process_events_per_s": round(n / secs2 / 2)}
             print(f"[throughput] segue run, 2 processes: {n / secs2:,.0f}/s", flush=True)
 
-        if not args.no_peer:
-            py = peer_python()
-            t0 = time.monotonic()
-            peer = subprocess.run([str(py), str(ROOT / "benchmarks" / "peers" / "quix_core.py"),
-                                   "--brokers", bs, "--topic", t.events, "--events", str(n),
-                                   "--state-dir", str(work / "quix-state"),
-                                   "--output", "bench.peer-dispatch"],
-                                  capture_output=True, text=True, cwd=ROOT,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            if peer.returncode != 0:
-                print(peer.stdout[-2000:], peer.stderr[-3000:], file=sys.stderr)
-                return 1
-            info = orjson.loads(peer.stdout.strip().splitlines()[-1])
-            result["peer"] = {"seconds": info["seconds"], "events_per_s": info["events_per_s"],
-                              "wall_seconds": round(time.monotonic() - t0, 1),
-                              "dispatches": info["dispatches"], "quixstreams": info["version"]}
-            print(f"[throughput] quix peer: {info['events_per_s']:,.0f}/s", flush=True)
-        seg = result["segue"]["events_per_s"]
+        seg = result["segue"]["first_to_last_events_per_s"]
         result["ratios"] = {
             "segue_vs_kafka_loop": round(seg / result["kafka_loop"]["events_per_s"], 3),
             "segue_vs_tight_loop": round(seg / result["tight_loop"]["events_per_s"], 3),
@@ -286,7 +341,11 @@ def main() -> int:
             result["ratios"]["two_vs_one_process"] = round(
                 result["segue_2_processes"]["events_per_s"] / seg, 3)
         if "peer" in result:
-            result["ratios"]["segue_vs_peer"] = round(seg / result["peer"]["events_per_s"], 3)
+            # Round by round (each pair ran back to back), then the median of those ratios.
+            pairs = sorted(a["first_to_last_events_per_s"] / b["first_to_last_events_per_s"]
+                           for a, b in zip(seg_rounds, peer_rounds, strict=True))
+            result["ratios"]["segue_vs_peer"] = round(pairs[len(pairs) // 2], 3)
+            result["ratios"]["segue_vs_peer_rounds"] = [round(x, 3) for x in pairs]
     finally:
         broker.stop()
     write_result("throughput", result)

@@ -18,11 +18,33 @@ class Progress:
         self.parts: dict[str, dict] = {}
         self.applied_offsets: dict[str, int] = {}
         self.started = time.monotonic()
+        # When the first input message was applied and when the last one was: the rate from
+        # first to last message leaves start-up (and idle time after the input) out.
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self._seen: dict[str, int] = {}
 
     def update(self, part: str, stats: dict, applied: int) -> None:
+        seen = _seen(stats)
         with self._lock:
             self.parts[part] = stats
             self.applied_offsets[part] = applied
+            if seen > self._seen.get(part, 0):
+                now = time.monotonic()
+                if self.first_at is None:
+                    self.first_at = now
+                self.last_at = now
+                self._seen[part] = seen
+
+    def rates(self) -> tuple[int, float | None, float | None]:
+        """(messages seen, messages/s from the first to the last, start-up seconds)."""
+        seen = _seen(self.totals())
+        with self._lock:
+            first, last = self.first_at, self.last_at
+        if first is None or last is None:
+            return seen, None, None
+        span = last - first
+        return seen, (seen / span if span > 0 else None), first - self.started
 
     def totals(self) -> Counter[str]:
         with self._lock:
@@ -33,13 +55,20 @@ class Progress:
 
     def line(self) -> str:
         t = self.totals()
-        secs = max(time.monotonic() - self.started, 1e-9)
-        seen = t["applied"] + t["deduplicated"] + t["dead_lettered"]
+        seen, rate, startup = self.rates()
+        speed = f"{rate:,.0f}/s first to last" if rate is not None else "no rate yet"
+        started = f", start-up {startup:.1f}s" if startup is not None else ""
         return (
-            f"[segue] {seen:,} events ({seen / secs:,.0f}/s): applied {t['applied']:,}, "
+            f"[segue] {seen:,} events ({speed}{started}): applied {t['applied']:,}, "
             f"duplicates {t['deduplicated']:,}, dead-lettered {t['dead_lettered']:,}, "
             f"outputs {t['outputs']:,}, timers fired {t['timers_fired']:,}"
         )
+
+
+def _seen(stats: dict) -> int:
+    """Input messages a partition has taken in: applied, duplicates, dead letters."""
+    return stats.get("applied", 0) + stats.get("deduplicated", 0) + \
+        stats.get("dead_lettered", 0)
 
 
 class _Part(StatelessSinkPartition):
