@@ -48,9 +48,9 @@ from operators.journeys.delivery import (
     SendDelivery,
     _Intent,
     intent_from_dict,
-    intent_to_dict,
 )
 from operators.journeys.evaluate import bucket, condition
+from operators.journeys.nba_steps import NbaSteps
 from operators.journeys.registry import JourneyRegistry
 from operators.nba import NbaDecider, Request
 from operators.policy import DeliveryPolicy
@@ -58,7 +58,7 @@ from state import keys
 from state.windows import count as window_count
 
 
-class JourneyEngine(SendDelivery):
+class JourneyEngine(SendDelivery, NbaSteps):
     """Runs journeys for one partition; see the module docstring."""
 
     def __init__(self, registry: JourneyRegistry, conflict_delay_ms: int = 3_600_000,
@@ -497,56 +497,6 @@ class JourneyEngine(SendDelivery):
             target = (local + timedelta(days=1)).replace(hour=h, minute=m, second=0,
                                                         microsecond=0)
         return int(target.timestamp() * 1000)
-
-    # ----- next best action ------------------------------------------------------------------
-    def _flush_nba(self, fx: Effects, ref: str | None = None) -> None:
-        """Make the waiting next-best-action decisions (all, or one customer's) and carry
-        their journeys on."""
-        while self._nba:
-            if ref is None:
-                reqs, self._nba = self._nba, []
-                self.nba_pending.clear()
-            else:
-                reqs = [r for r in self._nba if r.payload[0]["ref"] == ref]
-                if not reqs:
-                    return
-                self._nba = [r for r in self._nba if r.payload[0]["ref"] != ref]
-                self.nba_pending.discard(ref)
-            saved, self._moment = self._moment, []
-            for r, rec in zip(reqs, self.nba.decide(reqs), strict=True):
-                self._carry_on_nba(fx, r, rec)
-            self._moment = saved
-
-    def _settle(self, fx: Effects, p: Profile) -> None:
-        """Make this customer's waiting decisions before anything else happens to it."""
-        if p.get("ref") in self.nba_pending:
-            self._flush_nba(fx, p["ref"])
-
-    def _carry_on_nba(self, fx: Effects, r: Request, rec: dict) -> None:
-        p, jid, run, spec, node, step, at, cause, ev = r.payload
-        if p["journeys"].get(jid) is not run or run["node"] != node:
-            return  # cannot happen: a customer's decisions are made before it is touched
-        if rec["scores"]:
-            p["scores"] = {**rec["scores"], "model": rec["model"], "at_ms": at}
-        primary = rec["ranked"][0] if rec["ranked"] else None
-        action = primary["action"] if primary else None
-        self._step_event(fx, p, spec, run, node, "nba", at, cause,
-                         {"action": action, "explored": rec["explored"], "model": rec["model"]})
-        if primary is None:
-            self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)
-            return
-        self.counts[("nba", action, rec["explored"])] += 1
-        if primary["channel"] == "none":
-            intent = _Intent(jid, run, spec, node, "none", primary["template"], "marketing", {},
-                             action, rec, cause, self._dispatch_id(p, jid, run, node))
-            self._decision(fx, p, spec, run, intent_to_dict(intent), "drop",
-                           ["nba.do_nothing"], at, None)
-            self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)
-        else:
-            self._intend(p, jid, run, spec, node, primary["channel"], primary["template"],
-                         "marketing", [], action, rec, at, cause, self.context(p, at, ev, run),
-                         step.next, ev)
-        self._resolve(fx, p, at)
 
     # ----- outputs ---------------------------------------------------------------------------
     def _decision(self, fx: Effects, p: Profile, spec: Journey, run: dict, intent: dict,
