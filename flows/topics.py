@@ -1,0 +1,96 @@
+"""Segue's topics on a Kafka cluster: which ones a flow needs, creating the missing ones, and
+waiting for a broker to answer. Used by ``segue run``, ``segue broker``, the demo and tests.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from models.journey import CHANNELS
+from models.settings import Settings
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started or reached; the message says why."""
+
+
+def wait_for_metadata(bootstrap: str, timeout_s: float = 20.0) -> None:
+    """Block until the broker answers a metadata request."""
+    # log_level 0: connection refusals while the broker boots are expected, not news.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000,
+                         "log_level": 0})
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            md = admin.list_topics(timeout=2)
+            if md.brokers:
+                return
+        except KafkaException as e:
+            last = e
+        time.sleep(0.1)
+    raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last})")
+
+
+
+# Explicit configs: Tansu reports none for a topic created without them (tansu.md).
+_KEEP = {"cleanup.policy": "delete", "retention.ms": "-1"}
+_COMPACT = {"cleanup.policy": "compact", "retention.ms": "-1"}
+
+
+def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dict[str, dict]:
+    t = settings.topics
+    specs = {
+        t.events: _KEEP,
+        t.dlq: _KEEP,
+        t.customer_events: _KEEP,
+        t.decisions: _KEEP,
+        t.journey_events: _KEEP,
+        t.repartition: _KEEP,
+        t.alerts: _KEEP,
+        t.analytics: _KEEP,
+    }
+    for ch in channels:
+        specs[t.dispatch(ch)] = _KEEP
+    return specs
+
+
+def ensure_topics(
+    bootstrap: str, settings: Settings, channels: tuple[str, ...] = CHANNELS,
+    timeout_s: float = 15,
+) -> list[str]:
+    """Create Segue's topics that do not exist yet; returns the names it created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    md = admin.list_topics(timeout=timeout_s).topics
+    existing = set(md)
+    # The repartition topic must mirror the input's partitions: partition p of both belongs
+    # to the same stateful logic.
+    events = md.get(settings.topics.events)
+    n_events = len(events.partitions) if events is not None and events.partitions else None
+    want = {name: (n_events or settings.partitions) if name == settings.topics.repartition
+            else settings.partitions for name in topic_specs(settings, channels)}
+    new = [
+        NewTopic(name, want[name], 1, config=dict(cfg))
+        for name, cfg in topic_specs(settings, channels).items()
+        if name not in existing
+    ]
+    if not new:
+        return []
+    for name, fut in admin.create_topics(new, operation_timeout=timeout_s).items():
+        try:
+            fut.result()
+        except KafkaException as e:
+            if e.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise BrokerError(f"could not create topic {name}: {e}") from e
+    # Wait until the new topics show up in metadata with all their partitions.
+    deadline = time.monotonic() + timeout_s
+    names = {n.topic for n in new}
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(n in topics and len(topics[n].partitions) == want[n] for n in names):
+            break
+        time.sleep(0.05)
+    return sorted(names)
