@@ -101,7 +101,7 @@ class FlowContext:
 
 
 class PartitionLogic(StatefulBatchLogic):
-    """bytewax's handle on one input partition: feeds the processor, produces its outbox.
+    """bytewax's handle on one input partition: feeds its ``Partition``, produces its outbox.
 
     bytewax builds a logic without telling it its key, so it attaches to its partition's
     store on the first item (every item names the partition it came from; the source's
@@ -189,9 +189,8 @@ class PartitionLogic(StatefulBatchLogic):
         assert self.metrics is not None
         if had_events:
             BATCH.observe(seconds)
-        self.metrics.update(proc.counts)
+        self.metrics.update(proc.counts)  # the journey engine counts into the same totals
         if proc.engine is not None:
-            self.metrics.update(proc.engine.counts)
             nba = proc.engine.nba
             model = nba.model()
             observe_nba(nba.timings, model.version if model is not None else None)

@@ -1,8 +1,8 @@
 """Prometheus metrics of a ``segue run`` process (``--metrics-port``; one endpoint per process).
 
 Names follow Prometheus conventions (``segue_`` prefix, ``_total`` counters, base units).
-The partition logics feed them after each micro-batch from the processor's and the journey
-engine's labelled counts, so operators stay free of metrics code.
+The partition logics feed them after each micro-batch from the partition's labelled counts
+(the journey engine's among them), so operators stay free of metrics code.
 """
 
 from __future__ import annotations

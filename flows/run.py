@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
-from flows.topics import BrokerError, ensure_topics, wait_for_metadata
+from flows.topics import BrokerError, ensure_topics, free_port, wait_for_metadata
 from flows.tuning import batch_gc
 from models.settings import Settings
 from operators.journeys import journey_registry
@@ -62,12 +61,6 @@ def run_flow(
     return sink.progress
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_local_cluster(argv: list[str], processes: int) -> int:
     """Run ``segue run`` as ``processes`` cooperating bytewax processes on this machine.
 
@@ -75,7 +68,7 @@ def run_local_cluster(argv: list[str], processes: int) -> int:
     ``--process-id`` and the shared ``--addresses``; input partitions and partition stores
     are spread over all workers. SIGINT/SIGTERM are passed on to the children.
     """
-    addresses = ",".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     metrics_port = None
     if "--metrics-port" in argv:  # one endpoint per process: port, port+1, …
         i = argv.index("--metrics-port")

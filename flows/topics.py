@@ -4,6 +4,7 @@ waiting for a broker to answer. Used by ``segue run``, ``segue broker``, the dem
 
 from __future__ import annotations
 
+import socket
 import time
 
 from confluent_kafka import KafkaException
@@ -11,6 +12,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from models.journey import CHANNELS
 from models.settings import Settings
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (the embedded broker, a local cluster's workers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class BrokerError(RuntimeError):

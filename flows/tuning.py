@@ -1,7 +1,7 @@
 """Process-wide settings for a long-running flow.
 
 Python's cyclic garbage collector is tuned for programs that make few objects. A partition
-processor decodes thousands of profiles and events per micro-batch and keeps them until the
+decodes thousands of profiles and events per micro-batch and keeps them until the
 commit, so with the defaults (a young collection every 700 net allocations) collections walk
 the same live batch again and again. Measured on the throughput benchmark's per-event work:
 about a fifth of the time. The flow's own data is freed by reference counting (the hot path

@@ -12,21 +12,14 @@ Example (not run here: it starts a process):
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-from flows.topics import BrokerError, ensure_topics, topic_specs, wait_for_metadata
+from flows.topics import BrokerError, ensure_topics, free_port, topic_specs, wait_for_metadata
 
 __all__ = ["BrokerError", "EmbeddedBroker", "ensure_topics", "free_port", "tansu_binary",
            "topic_specs", "wait_for_metadata"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tansu_binary() -> str:

@@ -78,7 +78,7 @@ def replay(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     registry = journey_registry(settings, journeys_dir, state / "journey-versions")
-    # One processor per partition, as the live flow has: each event goes to its key's home
+    # One Partition per partition, as the live flow has: each event goes to its key's home
     # partition (Kafka's default partitioner), so timers follow the same per-partition
     # event-time watermark as live, and identity messages between partitions are delivered
     # through in-memory queues instead of the repartition topic.
