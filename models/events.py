@@ -105,11 +105,17 @@ class Event(BaseModel):
 
     def event_key(self) -> str:
         """The name its counters are kept under: ``Order Completed``, ``page:Pricing``, …"""
-        if self.type == "track":
-            return self.event or ""
-        if self.type in ("page", "screen"):
-            return f"{self.type}:{self.name}" if self.name else self.type
-        return self.type
+        return event_key(self.type, self.event, self.name)
+
+
+def event_key(kind: str, event: str | None, name: str | None) -> str:
+    """An event's counter name: the track event, ``page:<name>``/``screen:<name>``, or the
+    call type."""
+    if kind == "track":
+        return event or ""
+    if kind in ("page", "screen"):
+        return f"{kind}:{name}" if name else kind
+    return kind
 
 
 @dataclass(slots=True)
@@ -160,12 +166,12 @@ def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
         timezone=e.context.timezone,
         offset=offset,
         kafka_ts_ms=kafka_ts_ms,
-        device_id=_device_id(e.context),
+        device_id=device_id((e.context.model_extra or {}).get("device")),
     )
 
 
-def _device_id(context: Context) -> str | None:
-    device = (context.model_extra or {}).get("device")
+def device_id(device: object) -> str | None:
+    """``context.device.id`` as a string, if the event has one (Segment sends str or int)."""
     if isinstance(device, dict) and isinstance(device.get("id"), str | int):
         return str(device["id"])
     return None

@@ -21,7 +21,15 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
-from models.events import CONSENT_UPDATED, ID_MAX, Event, InEvent, to_in_event
+from models.events import (
+    CONSENT_UPDATED,
+    ID_MAX,
+    Event,
+    InEvent,
+    device_id,
+    event_key,
+    to_in_event,
+)
 from models.outputs import SCHEMA_VERSION, idempotency_key
 
 MAX_DEPTH = 64  # state is JSON too: what cannot be stored must not get in
@@ -154,16 +162,10 @@ def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
     kind = e.type
     if e.userId is None and e.anonymousId is None:
         return None
-    if kind == "track":
-        if e.event is None or e.event == CONSENT_UPDATED:
-            return None
-        key = e.event
-    elif kind == "page" or kind == "screen":
-        key = f"{kind}:{e.name}" if e.name else kind
-    elif (kind == "alias" and not e.previousId) or (kind == "group" and not e.groupId):
+    # Rules the pydantic model checks: the full path words their reasons.
+    if (kind == "track" and (e.event is None or e.event == CONSENT_UPDATED)) \
+            or (kind == "alias" and not e.previousId) or (kind == "group" and not e.groupId):
         return None
-    else:
-        key = kind
     ts_ms = kafka_ts_ms
     for when in (e.receivedAt, e.timestamp):  # both must be valid; timestamp wins
         if when is None:
@@ -174,15 +176,10 @@ def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
             ts_ms = int(when.timestamp() * 1000)
         except (OverflowError, OSError, ValueError):
             return None
-    device = e.context.device
-    device_id = None
-    if isinstance(device, dict):
-        did = device.get("id")
-        if isinstance(did, str | int):
-            device_id = str(did)
-    return InEvent(kind, e.messageId, e.userId or e.anonymousId or "", key, ts_ms, e.userId,
-                   e.anonymousId, e.properties, e.traits, e.context.timezone, offset,
-                   kafka_ts_ms, "", device_id)
+    return InEvent(kind, e.messageId, e.userId or e.anonymousId or "",
+                   event_key(kind, e.event, e.name), ts_ms, e.userId, e.anonymousId,
+                   e.properties, e.traits, e.context.timezone, offset, kafka_ts_ms, "",
+                   device_id(e.context.device))
 
 
 def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEvent | Rejected:
