@@ -43,7 +43,7 @@ from flows.metrics import (
     PartitionMetrics,
     observe_nba,
 )
-from flows.producer import producer_for_thread
+from flows.producer import is_permanent, producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
@@ -112,10 +112,11 @@ class PartitionLogic(StatefulBatchLogic):
         self.ctx = ctx
         self.part_key = ""
         self.proc: Partition | None = None
-        self.producer = producer_for_thread(ctx.brokers)
+        self.producer = producer_for_thread(ctx.brokers, ctx.settings.max_output_bytes)
         # Sequence numbers produced but not yet acknowledged. The bytes stay in the outbox
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
         self.inflight: set[int] = set()
+        self.retry: list[int] = []  # refused at produce time for now: sent again next batch
         self.src: dict[int, tuple[int, int]] = {}  # dispatch seq -> causing event's times
         self.metrics: PartitionMetrics | None = None
         self._state_checked = 0.0
@@ -138,22 +139,28 @@ class PartitionLogic(StatefulBatchLogic):
         self._send(resend)
         return proc
 
-    def _delivered(self, seq: int, err: KafkaError | None, msg: Message) -> None:
+    def _delivered(self, seq: int, err: KafkaError | None, msg: Message | None) -> None:
         self.inflight.discard(seq)
         proc = self.proc
         assert proc is not None
         src = self.src.pop(seq, None)
         if err is None:
             proc.acknowledge(seq)
-            if src is not None:
+            if src is not None and msg is not None:
                 out_ms = msg.timestamp()[1]
                 LATENCY.labels("event").observe(max(out_ms - src[0], 0) / 1000)
                 LATENCY.labels("kafka").observe(max(out_ms - src[1], 0) / 1000)
             return
+        if is_permanent(err):  # no retry mends it: park it, raise an alert, go on
+            proc.refuse(seq, f"produce.refused: {err.name()}: {err.str()}")
+            return
+        proc.stats["produce_retries"] += 1
+        if msg is None:  # refused before it left (unknown topic, …): again at the next batch
+            self.retry.append(seq)
+            return
         # librdkafka gave up retrying: send it again, same bytes, from the outbox.
         out = proc.outbox_entry(seq)
         if out is not None:
-            proc.stats["produce_retries"] += 1
             self._send([(seq, out)])
 
     def _send(self, entries: list[tuple[int, Output]]) -> None:
@@ -176,6 +183,10 @@ class PartitionLogic(StatefulBatchLogic):
         proc = self.proc
         assert proc is not None
         self.producer.poll(0)
+        if self.retry:
+            again, self.retry = self.retry, []
+            self._send([(seq, out) for seq in again
+                        if (out := proc.outbox_entry(seq)) is not None])
         started = time.perf_counter()
         self._send(proc.process(events, self._clock(), drain_horizon_ms=drain,
                                 flush_analytics=flush_analytics))
@@ -241,7 +252,7 @@ class PartitionLogic(StatefulBatchLogic):
 
     def notify_at(self) -> datetime | None:
         times = []
-        if self.inflight or (self.proc is not None and self.proc.has_acks):
+        if self.inflight or self.retry or (self.proc is not None and self.proc.has_acks):
             times.append(datetime.now(UTC) + timedelta(seconds=OUTBOX_POLL_S))
         if self._next_due is not None and self._clock() is not None:
             times.append(datetime.fromtimestamp(self._next_due / 1000, UTC))
@@ -286,6 +297,7 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
     topic = s.topics.events
     max_bytes = s.max_event_bytes
     skew_ms = s.max_future_skew_s * 1000
+    keep = s.dead_letter_keep_bytes
 
     internal = s.topics.repartition
 
@@ -295,8 +307,10 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
         if isinstance(item, Tick):
             return item.part.rpartition("#")[2], item
         if item.topic == internal:
-            return str(item.partition), decode_routed(item, max_future_skew_ms=skew_ms)
-        return str(item.partition), decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms)
+            return str(item.partition), decode_routed(item, max_future_skew_ms=skew_ms,
+                                                      keep_bytes=keep)
+        return str(item.partition), decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms,
+                                           keep_bytes=keep)
 
     flow = Dataflow("segue")
     streams = []

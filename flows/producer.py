@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from state.outbox import Output
 
@@ -27,13 +27,35 @@ PRODUCER_CONFIG = {
 }
 
 
+# Errors no retry can mend: the output is parked (see ``state.outbox``), not sent again.
+PERMANENT = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError._INVALID_ARG, KafkaError._BAD_MSG,
+})
+# librdkafka refuses a message over its own ``message.max.bytes`` before Segue's guard
+# (``max_output_bytes``, key + value) could: leave room for the record's framing.
+FRAMING_MARGIN = 64 * 1024
+
+
+def is_permanent(err: KafkaError) -> bool:
+    return err.code() in PERMANENT
+
+
 class OutputProducer:
-    """Produces ``Output`` records, calling ``on_delivery(err)`` once Kafka has answered."""
+    """Produces ``Output`` records, calling ``on_delivery(err, msg)`` once Kafka has answered.
 
-    def __init__(self, brokers: str) -> None:
-        self._producer = Producer({"bootstrap.servers": brokers, **PRODUCER_CONFIG})
+    ``send`` never raises for a message Kafka refuses: a refusal at produce time (too large,
+    unknown topic) is reported through ``on_delivery`` like one from the broker (``msg`` is
+    then ``None``)."""
 
-    def send(self, out: Output, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
+    def __init__(self, brokers: str, max_output_bytes: int = 1_000_000) -> None:
+        self._producer = Producer({"bootstrap.servers": brokers, **PRODUCER_CONFIG,
+                                   "message.max.bytes": max_output_bytes + FRAMING_MARGIN})
+
+    def send(self, out: Output,
+             on_delivery: Callable[[KafkaError | None, Message | None], None]) -> None:
         while True:
             try:
                 if out.partition is None:
@@ -46,6 +68,9 @@ class OutputProducer:
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.05)
+            except KafkaException as e:
+                on_delivery(e.args[0], None)
+                return
 
     def poll(self, timeout: float = 0) -> None:
         self._producer.poll(timeout)
@@ -54,10 +79,10 @@ class OutputProducer:
         return self._producer.flush(timeout)
 
 
-def producer_for_thread(brokers: str) -> OutputProducer:
+def producer_for_thread(brokers: str, max_output_bytes: int = 1_000_000) -> OutputProducer:
     p = getattr(_local, "producer", None)
     if p is None:
-        p = _local.producer = OutputProducer(brokers)
+        p = _local.producer = OutputProducer(brokers, max_output_bytes)
     return p
 
 

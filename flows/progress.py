@@ -62,6 +62,8 @@ class Progress:
             f"[segue] {seen:,} events ({speed}{started}): applied {t['applied']:,}, "
             f"duplicates {t['deduplicated']:,}, dead-lettered {t['dead_lettered']:,}, "
             f"outputs {t['outputs']:,}, timers fired {t['timers_fired']:,}"
+            + (f", outputs parked {t['outputs_parked']:,} (see segue.alerts)"
+               if t["outputs_parked"] else "")
         )
 
 

@@ -14,7 +14,7 @@ from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
 from flows.source import partition_count
-from flows.topics import BrokerError, ensure_topics, free_port, wait_for_metadata
+from flows.topics import BrokerError, ensure_topics, free_port, output_limit, wait_for_metadata
 from flows.tuning import batch_gc
 from models.settings import Settings
 from operators.journeys import journey_registry
@@ -39,6 +39,12 @@ def run_flow(
     wait_for_metadata(brokers, timeout_s=15)
     if create_topics:
         ensure_topics(brokers, settings)
+    limit, why = output_limit(brokers, settings)
+    if limit < settings.max_output_bytes:
+        print(f"[segue] outputs limited to {limit:,} bytes ({why}; max_output_bytes is "
+              f"{settings.max_output_bytes:,}): larger ones are parked with an alert",
+              file=sys.stderr, flush=True)
+        settings = settings.model_copy(update={"max_output_bytes": limit})
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     registry = journey_registry(settings, journeys_dir, state / "journey-versions")

@@ -102,3 +102,28 @@ def ensure_topics(
             break
         time.sleep(0.05)
     return sorted(names)
+
+
+def output_limit(bootstrap: str, settings: Settings, timeout_s: float = 10) -> tuple[int, str]:
+    """The largest output Segue may produce: ``max_output_bytes``, lowered to the output
+    topics' ``max.message.bytes`` and the brokers' ``message.max.bytes`` where they report
+    them (a broker may report neither; then the setting stands). Returns (bytes, why)."""
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    limit, why = settings.max_output_bytes, "max_output_bytes"
+    md = admin.list_topics(timeout=timeout_s)
+    outputs = [t for t in topic_specs(settings) if t != settings.topics.events]
+    resources = [ConfigResource(ResourceType.TOPIC, t) for t in outputs if t in md.topics]
+    resources += [ConfigResource(ResourceType.BROKER, str(b)) for b in md.brokers]
+    wanted = {"max.message.bytes", "message.max.bytes"}
+    for res in resources:
+        try:
+            configs = admin.describe_configs([res])[res].result(timeout_s)
+        except (KafkaException, ValueError, TypeError):
+            continue  # not reported (Tansu answers topics only): the setting stands
+        for name, entry in configs.items():
+            if name in wanted and entry.value and entry.value.isdigit() \
+                    and int(entry.value) < limit:
+                limit, why = int(entry.value), f"{res.name} {name}"
+    return limit, why

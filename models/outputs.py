@@ -68,9 +68,18 @@ class DeadLetter(BaseModel):
     idempotency_key: str
     reason: DlqReason
     source: DlqSource
-    key_b64: str | None
-    value_b64: str
-    headers: list[tuple[str, str]] = Field(description="(name, base64 value) pairs")
+    key_b64: str | None = Field(description="the key (its first KiB), base64")
+    value_b64: str = Field(description="the value (up to dlq_keep_bytes of it), base64")
+    headers: list[tuple[str, str]] = Field(description="(name, base64 value) pairs, up to "
+                                           "16 KiB of them")
+    value_truncated: bool = Field(default=False, description="value_b64 is a prefix; "
+                                  "only present when true")
+    value_bytes: int | None = Field(default=None, description="size of the whole value "
+                                    "(when truncated)")
+    value_sha256: str | None = Field(default=None, description="of the whole value "
+                                     "(when truncated)")
+    key_truncated: bool = False
+    key_bytes: int | None = None
 
 
 class Cause(BaseModel):

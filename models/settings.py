@@ -346,6 +346,15 @@ class Settings(_Strict):
     prefix: str = Field(default="segue.", pattern=r"^[A-Za-z0-9._-]*$")
     partitions: int = Field(default=8, ge=1, description="Partitions of topics Segue creates.")
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_output_bytes: int = Field(
+        default=1_000_000, ge=64 * 1024,
+        description="No output (key + value) is larger: one that would be is parked in the "
+                    "state store with an alert instead of produced. At start-up the flow "
+                    "lowers it to the broker's and topics' limits where they report one.")
+    dlq_keep_bytes: int = Field(
+        default=256 * 1024, ge=1024,
+        description="A dead letter carries the original value whole up to this size; a "
+                    "larger one keeps this prefix, its size and its SHA-256.")
     max_future_skew_s: int = Field(
         default=DAY_S,
         ge=0,
@@ -370,3 +379,9 @@ class Settings(_Strict):
     @property
     def topics(self) -> Topics:
         return Topics(self.prefix)
+
+    @property
+    def dead_letter_keep_bytes(self) -> int:
+        """``dlq_keep_bytes``, lowered where a dead letter holding that much (base64 is 4/3
+        of it) would not fit in ``max_output_bytes``."""
+        return max(min(self.dlq_keep_bytes, (self.max_output_bytes - 32 * 1024) * 3 // 4), 1024)

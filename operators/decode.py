@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -73,8 +74,19 @@ class Rejected:
     part: str = ""  # input "topic#partition" it came from
 
 
-def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = None) -> Rejected:
+DLQ_KEEP_BYTES = 256 * 1024  # the dlq_keep_bytes setting's default
+KEY_KEEP_BYTES = 1024         # of a message key (also the dead letter's own key)
+HEADERS_KEEP_BYTES = 16 * 1024
+
+
+def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = None,
+            keep: int = DLQ_KEEP_BYTES) -> Rejected:
+    """The dead letter of ``raw``: its reason and its bytes, bounded so that the dead letter
+    itself can always be produced. A value over ``keep`` bytes keeps its first ``keep`` bytes
+    with its size and SHA-256 (``value_truncated``); keys and headers are bounded likewise."""
     reason = {"code": code, "detail": detail[:500], "fields": fields or []}
+    value = raw.value or b""
+    key = raw.key[:KEY_KEEP_BYTES] if raw.key is not None else None
     record = {
         "schema_version": SCHEMA_VERSION,
         "idempotency_key": idempotency_key("dlq", raw.topic, raw.partition, raw.offset),
@@ -85,11 +97,26 @@ def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = N
             "offset": raw.offset,
             "timestamp_ms": raw.timestamp_ms,
         },
-        "key_b64": base64.b64encode(raw.key).decode() if raw.key is not None else None,
-        "value_b64": base64.b64encode(raw.value or b"").decode(),
-        "headers": [(k, base64.b64encode(v or b"").decode()) for k, v in raw.headers],
+        "key_b64": base64.b64encode(key).decode() if key is not None else None,
+        "value_b64": base64.b64encode(value[:keep]).decode(),
+        "headers": _kept_headers(raw.headers),
     }
-    return Rejected(raw.offset, raw.key, record, reason, raw.part_key)
+    if len(value) > keep:
+        record.update(value_truncated=True, value_bytes=len(value),
+                      value_sha256=hashlib.sha256(value).hexdigest())
+    if raw.key is not None and len(raw.key) > KEY_KEEP_BYTES:
+        record.update(key_truncated=True, key_bytes=len(raw.key))
+    return Rejected(raw.offset, key, record, reason, raw.part_key)
+
+
+def _kept_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    out, size = [], 0
+    for k, v in headers:
+        size += len(k) + len(v or b"")
+        if size > HEADERS_KEEP_BYTES:
+            break  # the rest is dropped: a dead letter must stay producible
+        out.append((k, base64.b64encode(v or b"").decode()))
+    return out
 
 
 def _schema_reason(err: ValidationError) -> tuple[str, str, list[str]]:
@@ -182,13 +209,26 @@ def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
                    device_id(e.context.device))
 
 
-def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int) -> InEvent | Rejected:
-    """Validate one message; never raises."""
+def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
+           keep_bytes: int = DLQ_KEEP_BYTES) -> InEvent | Rejected:
+    """Validate one message; never raises. A dead letter keeps at most ``keep_bytes`` of the
+    value (see ``_reject``)."""
     value = raw.value
     if value is None:
         return _reject(raw, "value.missing", "message has no value (tombstone)")
     if len(value) > max_bytes:
-        return _reject(raw, "too_large", f"{len(value)} bytes > limit {max_bytes}")
+        return _reject(raw, "too_large", f"{len(value)} bytes > limit {max_bytes}",
+                       keep=keep_bytes)
+    if len(value) > keep_bytes:  # rare (max_event_bytes above dlq_keep_bytes): bound the reason
+        out = _decode(raw, value, max_future_skew_ms)
+        if type(out) is Rejected:
+            return _reject(raw, out.reason["code"], out.reason["detail"], out.reason["fields"],
+                           keep=keep_bytes)
+        return out
+    return _decode(raw, value, max_future_skew_ms)
+
+
+def _decode(raw: RawRecord, value: bytes, max_future_skew_ms: int) -> InEvent | Rejected:
     if value.count(b"{") + value.count(b"[") < MAX_DEPTH \
             and not _full_path_only(value):
         ev = _fast(value, raw.timestamp_ms, raw.offset)
@@ -253,18 +293,21 @@ class Routed:
     part: str
 
 
-def decode_routed(raw: RawRecord, *, max_future_skew_ms: int) -> InEvent | Routed | Rejected:
+def decode_routed(raw: RawRecord, *, max_future_skew_ms: int,
+                  keep_bytes: int = DLQ_KEEP_BYTES) -> InEvent | Routed | Rejected:
     """Messages on the internal repartition topic; a forwarded event is validated again."""
     try:
         body = orjson.loads(raw.value or b"")
         kind = body["kind"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
-        return _reject(raw, "internal.invalid", "not a Segue repartition message")
+        return _reject(raw, "internal.invalid", "not a Segue repartition message",
+                       keep=keep_bytes)
     if kind != "event":
         return Routed(kind, body, raw.offset, raw.part_key)
     inner = RawRecord(raw.topic, raw.partition, raw.offset, raw.key,
                       orjson.dumps(body["event"]), [], body.get("kafka_ts", 0))
-    ev = decode(inner, max_bytes=1 << 30, max_future_skew_ms=max_future_skew_ms)
+    ev = decode(inner, max_bytes=1 << 30, max_future_skew_ms=max_future_skew_ms,
+                keep_bytes=keep_bytes)
     if isinstance(ev, InEvent):
         ev.canonical = body.get("canonical")
         ev.hops = body.get("hops", 0)

@@ -38,6 +38,7 @@ from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
 from operators.identity.stitching import IdentityStitching
 from operators.journeys import JourneyEngine, JourneyRegistry
+from operators.parking import Parking
 from operators.policy import DeliveryPolicy
 from state import keys, outbox
 from state.outbox import Output
@@ -48,7 +49,7 @@ from state.transaction import BatchTransaction, Progress
 ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
 
 
-class Partition(IdentityStitching, Erasure, DueTimers):
+class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     """One input partition: applies its events to its store; see the module docstring."""
 
     def __init__(self, store: PartitionStore, settings: Settings,
@@ -79,6 +80,9 @@ class Partition(IdentityStitching, Erasure, DueTimers):
         self._load_aggregates()
         # Outbox entries Kafka acknowledged: deleted by the next batch.
         self._acked: list[int] = []
+        # Outbox entries Kafka refused for good, with why: parked by the next batch.
+        self._refused: list[tuple[int, str]] = []
+        self.max_output_bytes = settings.max_output_bytes
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
         self.txn: BatchTransaction  # the batch being applied (see ``process``)
@@ -124,7 +128,7 @@ class Partition(IdentityStitching, Erasure, DueTimers):
 
     @property
     def has_acks(self) -> bool:
-        return bool(self._acked)
+        return bool(self._acked or self._refused)
 
     # ----- the transaction -----------------------------------------------------------------
     def process(
@@ -147,12 +151,13 @@ class Partition(IdentityStitching, Erasure, DueTimers):
         """
         for _ in range(len(items) + 16):
             acks, self._acked = self._acked, []
+            refused, self._refused = self._refused, []
             txn = self.txn = BatchTransaction(self.store, self.progress)
             if self.engine is not None:
                 self.engine.begin(txn.counts)
             try:
-                entries = self._process_once(items, acks, clock_ms, drain_horizon_ms,
-                                             flush_analytics)
+                entries = self._process_once(items, acks, refused, clock_ms,
+                                             drain_horizon_ms, flush_analytics)
                 txn.commit()
             except Exception as e:  # noqa: BLE001 - see the docstring
                 # The whole batch goes; it is done again from the committed state. Profiles it
@@ -161,6 +166,7 @@ class Partition(IdentityStitching, Erasure, DueTimers):
                     self.profiles.evict(ref)
                 txn.fail()
                 self._acked = acks + self._acked
+                self._refused = refused + self._refused
                 self._load_aggregates()
                 culprit = txn.culprit
                 if culprit is None or culprit in self._poisoned:
@@ -188,18 +194,23 @@ class Partition(IdentityStitching, Erasure, DueTimers):
             or getattr(item, "body", None) or {}
         raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
                         None, orjson.dumps(body), [], 0)
-        rec = _reject(raw, "processing.error", why)
+        rec = _reject(raw, "processing.error", why, keep=self.settings.dead_letter_keep_bytes)
         self.txn.stats["dead_lettered"] += 1
         self.txn.counts[("events", topic, "dead_lettered")] += 1
         self.txn.emit(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
 
     def _process_once(
-        self, items: list[InEvent | Rejected], acks: list[int], clock_ms: int | None,
-        drain_horizon_ms: int | None, flush_analytics: bool = False,
+        self, items: list[InEvent | Rejected], acks: list[int], refused: list[tuple[int, str]],
+        clock_ms: int | None, drain_horizon_ms: int | None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
         txn = self.txn
         for seq in acks:
             txn.delete(keys.outbox(seq))
+        for seq, why in refused:
+            raw = txn.get(keys.outbox(seq))
+            if raw is not None:
+                txn.delete(keys.outbox(seq))
+                self._park(Output.decode(raw), why)
         self._sync_journeys(self.txn.progress.watermark if clock_ms is None else clock_ms)
         for item in items:
             topic = item.part.rpartition("#")[0]
@@ -261,7 +272,9 @@ class Partition(IdentityStitching, Erasure, DueTimers):
                 txn.put(keys.profile(ref), raw)
                 sizes[ref] = len(raw)
         txn.culprit = None
+        self._park_oversized()
         return txn.prepare()
+
 
     # ----- events --------------------------------------------------------------------------
     def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:

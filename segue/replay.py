@@ -87,6 +87,7 @@ def replay(
     counts: Counter[str] = Counter()
     journey_rows: dict[tuple, Counter] = defaultdict(Counter)
     skew_ms = settings.max_future_skew_s * 1000
+    keep = settings.dead_letter_keep_bytes
     file_for = _files_by_topic(settings)
 
     def write(o: Output) -> None:
@@ -127,7 +128,7 @@ def replay(
                     offsets[part] += 1
                     raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
                     batches[part].append(decode(raw, max_bytes=settings.max_event_bytes,
-                                                max_future_skew_ms=skew_ms))
+                                                max_future_skew_ms=skew_ms, keep_bytes=keep))
                     n += 1
                     if n % BATCH == 0:
                         run_all(batches)
@@ -162,6 +163,7 @@ def replay(
         "deduplicated": stats["deduplicated"],
         "dead_lettered": stats["dead_lettered"],
         "outputs": dict(counts),
+        "outputs_parked": stats["outputs_parked"],
         "journeys": [
             {"journey": jid, "version": v, "step": step or None, **dict(c)}
             for (jid, v, step), c in sorted(journey_rows.items())
@@ -177,7 +179,9 @@ def summary_table(summary: dict) -> str:
              f"({summary['events_per_s'] or 0:,}/s): applied {summary['applied']:,}, "
              f"duplicates {summary['deduplicated']:,}, dead-lettered "
              f"{summary['dead_lettered']:,}",
-             "outputs: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["outputs"].items())),
+             "outputs: " + ", ".join(f"{k} {v:,}" for k, v in sorted(summary["outputs"].items()))
+             + (f" (and {summary['outputs_parked']:,} parked: too large to produce, see "
+                "alerts.jsonl)" if summary.get("outputs_parked") else ""),
              ""]
     rows = summary["journeys"]
     if not rows:

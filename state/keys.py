@@ -13,6 +13,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
 ``o|<seq:016x>``                                       outbox: an output not yet acknowledged by
                                                        Kafka
+``x|<output digest>``                                   a parked output: one that cannot be produced
+                                                       (too large, rejected by the broker), with why
 ``a|<scope>|<id>|<version>``                           analytics totals: the newest partial of every
                                                        partition
 ``m|applied|<topic>``                                  last applied offset of that input topic
@@ -35,6 +37,7 @@ REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
+PARKED = b"x|"      # x|<blake2b of the output> -> (why, when, the output)
 APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
 WATERMARK = b"m|watermark"
@@ -86,6 +89,10 @@ def parse_timer(key: bytes) -> tuple[int, str, str]:
 
 def outbox(seq: int) -> bytes:
     return b"%s%016x" % (OUTBOX, seq)
+
+
+def parked(ident: str) -> bytes:
+    return PARKED + ident.encode()
 
 
 def totals(scope: str, name: str, version: int | None) -> bytes:

@@ -6,6 +6,10 @@ after the commit and deleted by the next batch once Kafka has acknowledged them.
 crash, what is still in the outbox is produced again: the same bytes, so the same idempotency
 key.
 
+An output that cannot be produced (larger than ``max_output_bytes``, or refused by the broker
+for good) is *parked* (``x|<digest>``) with the reason instead, so that one output never stops
+a partition; ``parked`` lists them.
+
 At rest an entry is msgpack behind a format version; entries written as JSON by earlier
 versions still read.
 
@@ -19,7 +23,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 import orjson
@@ -63,3 +69,38 @@ def unacknowledged(store: PartitionStore) -> list[tuple[int, Output]]:
 def entry(store: PartitionStore, seq: int) -> Output | None:
     raw = store.get(keys.outbox(seq))
     return Output.decode(raw) if raw is not None else None
+
+
+@dataclass(slots=True, frozen=True)
+class Parked:
+    """An output that could not be produced, and why."""
+
+    ident: str
+    reason: str
+    at_ms: int      # event time (or wall clock) of the batch that parked it
+    output: Output
+
+
+_parked_decoder = msgspec.msgpack.Decoder(tuple[str, int, bytes])
+
+
+def park(txn: Writer, out: Output, reason: str, at_ms: int) -> str:
+    """Park ``out`` in the transaction with ``reason``; returns its id (a digest of the
+    output, so the same output parked twice is one entry)."""
+    raw = out.encode()
+    ident = hashlib.blake2b(raw, digest_size=8).hexdigest()
+    txn.put(keys.parked(ident), FORMAT_V1 + _encoder.encode((reason, at_ms, raw)))
+    return ident
+
+
+def parked(store: PartitionStore) -> list[Parked]:
+    """Every parked output of a partition store, by id."""
+    out = []
+    for k, v in store.scan(keys.PARKED):
+        reason, at_ms, raw = _parked_decoder.decode(memoryview(v)[1:])
+        out.append(Parked(k[len(keys.PARKED):].decode(), reason, at_ms, Output.decode(raw)))
+    return out
+
+
+class Writer(Protocol):
+    def put(self, key: bytes, value: bytes) -> None: ...
