@@ -51,10 +51,11 @@ NBA_MODEL = Gauge("segue_nba_model_info", "The NBA model version in use (value 1
 _started: set[int] = set()
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on ``port`` (once per process)."""
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics on ``host:port`` (once per process); loopback unless told otherwise,
+    so a laptop run does not publish its metrics to the network."""
     if port not in _started:
-        start_http_server(port)
+        start_http_server(port, addr=host)
         _started.add(port)
 
 

@@ -34,6 +34,7 @@ def run_flow(
     journeys_dir: str | Path | None = None,
     drain_horizon_ms: int | None = None,
     metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> Progress:
     """Run until the input ends (``until_eof``) or forever; returns the run's counters."""
     wait_for_metadata(brokers, timeout_s=15)
@@ -53,7 +54,7 @@ def run_flow(
                       partitions=partition_count(brokers, settings.topics.events),
                       metrics=metrics_port is not None)
     if metrics_port is not None:
-        serve(metrics_port)
+        serve(metrics_port, metrics_host)
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
     try:

@@ -69,6 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--journeys", args.journeys] if args.journeys else []
         argv += ["--horizon", args.horizon] if args.horizon else []
         argv += ["--metrics-port", str(args.metrics_port)] if args.metrics_port else []
+        argv += ["--metrics-host", args.metrics_host]
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
         argv += ["--models", args.models] if args.models else []
@@ -82,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         process_id=args.process_id, addresses=addresses, until_eof=args.until_eof,
         progress_every_s=args.progress_every, journeys_dir=args.journeys,
         drain_horizon_ms=horizon, metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     print(progress.line(), file=sys.stderr, flush=True)
     return 0
@@ -393,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a progress line this often (0: never)")
     r.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics here (with --processes N: PORT..PORT+N-1)")
+    r.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
+                   help="address /metrics listens on (default loopback only; 0.0.0.0 for "
+                   "a scraper on another host or container)")
     r.add_argument("--journeys", metavar="DIR",
                    help="journey folder (reloaded when its files change)")
     r.add_argument("--models", metavar="DIR", help="NBA model folder (its promoted version "

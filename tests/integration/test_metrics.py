@@ -27,6 +27,20 @@ def scrape(port: int) -> dict[tuple, float]:
     return out
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if state == "0A" and int(p, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(struct.pack("<I", int(addr, 16))))
+    return found
+
+
 def test_metrics_equal_known_counts(job_factory):
     job = job_factory(policy={"caps": {}, "send_windows": {}, "consent_defaults": {}})
     now = datetime.now(UTC)
@@ -56,6 +70,7 @@ def test_metrics_equal_known_counts(job_factory):
 
         m = wait_for(settled, 20, every=0.3, what="metrics to settle")
         assert run.poll() is None
+        assert listening_addresses(port) == {"127.0.0.1"}  # loopback unless --metrics-host
     finally:
         run.terminate()
         run.wait(20)
