@@ -18,6 +18,7 @@ from flows.topics import BrokerError, ensure_topics, free_port, output_limit, wa
 from flows.tuning import batch_gc
 from models.settings import Settings
 from operators.journeys import journey_registry
+from state.store import check_not_in_use, check_writable
 
 
 def run_flow(
@@ -47,7 +48,8 @@ def run_flow(
               file=sys.stderr, flush=True)
         settings = settings.model_copy(update={"max_output_bytes": limit})
     state = Path(state_dir)
-    state.mkdir(parents=True, exist_ok=True)
+    check_writable(state)      # one line saying why, not a traceback from a worker
+    check_not_in_use(state)
     registry = journey_registry(settings, journeys_dir, state / "journey-versions")
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,

@@ -534,8 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # a clear message, not a traceback, for expected failures
         from operators.journeys import JourneyLoadError
         from segue.broker import BrokerError
+        from state.store import StateError
 
-        if isinstance(e, BrokerError | ValueError | TimeoutError | JourneyLoadError):
+        if isinstance(e, BrokerError | ValueError | TimeoutError | JourneyLoadError |
+                      StateError):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

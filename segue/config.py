@@ -24,6 +24,8 @@ def load_settings(path: str | Path | None = None, **overrides: object) -> Settin
             data = yaml.safe_load(p.read_text()) or {}
         except FileNotFoundError as e:
             raise ConfigError(f"{p}: no such file") from e
+        except OSError as e:
+            raise ConfigError(f"{p}: cannot be read ({e.strerror})") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(data, dict):

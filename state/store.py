@@ -77,6 +77,74 @@ def store_dir(state_dir: str | Path, topic: str, partition: int) -> Path:
     return Path(state_dir) / f"{topic}-{partition}"
 
 
+class StateError(RuntimeError):
+    """A store cannot be opened; the message says why and what to do (no traceback)."""
+
+
+def lock_holder(store: str | Path) -> int | None:
+    """The pid holding RocksDB's lock on ``store`` (from ``/proc/locks``), if any."""
+    try:
+        inode = os.stat(Path(store) / "LOCK").st_ino
+        locks = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    for line in locks.splitlines():
+        parts = line.split()
+        # "1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (a "->" marks a waiter)
+        if len(parts) >= 6 and parts[1] != "->" and parts[5].rsplit(":", 1)[-1] == str(inode):
+            return int(parts[4])
+    return None
+
+
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        cmd = ""
+    return f"pid {pid}" + (f": {cmd[:120]}" if cmd else "")
+
+
+def check_writable(state_dir: str | Path) -> None:
+    """Raise ``StateError`` unless ``state_dir`` can be created and written to."""
+    path = Path(state_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".segue-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StateError(f"state dir {path} is not writable ({e.strerror}): segue run keeps "
+                         "its state there; give it a writable --state-dir (segue profile "
+                         "only reads)") from None
+
+
+def check_not_in_use(state_dir: str | Path) -> None:
+    """Raise ``StateError`` if another process holds any store under ``state_dir``."""
+    root = Path(state_dir)
+    if not root.is_dir():
+        return
+    for store in sorted(root.iterdir()):
+        pid = lock_holder(store)
+        if pid is not None and pid != os.getpid():
+            raise StateError(f"state dir {root} is in use by another process ({_describe(pid)})"
+                             f"; stop it first, or give this run its own --state-dir")
+
+
+def _read_only_view(path: Path) -> Path:
+    """A private directory of links to a store's files: RocksDB reads them there, and the
+    files rocksdict writes on every open (its config) go there, not into a read-only dir."""
+    import atexit
+    import shutil
+    import tempfile
+
+    view = Path(tempfile.mkdtemp(prefix="segue-ro-"))
+    atexit.register(shutil.rmtree, view, True)
+    for f in os.listdir(path):
+        if f not in ("LOCK", "rocksdict-config.json") and not f.startswith("LOG"):
+            os.symlink(path / f, view / f)
+    return view
+
+
 class PartitionStore:
     """The RocksDB store of one input partition."""
 
@@ -89,11 +157,26 @@ class PartitionStore:
         write_buffer_mb: int = 16,
     ) -> None:
         self.path = Path(path)
-        if not read_only:
-            os.makedirs(self.path, exist_ok=True)
-        access = AccessType.read_only() if read_only else AccessType.read_write()
-        self._db = Rdict(str(self.path), _options(block_cache_mb, write_buffer_mb),
-                         access_type=access)
+        where = self.path
+        try:
+            if not read_only:
+                os.makedirs(self.path, exist_ok=True)
+            elif not os.access(self.path, os.W_OK):
+                where = _read_only_view(self.path)
+            access = AccessType.read_only() if read_only else AccessType.read_write()
+            self._db = Rdict(str(where), _options(block_cache_mb, write_buffer_mb),
+                             access_type=access)
+        except PermissionError as e:
+            raise StateError(f"state store {self.path} is not writable ({e.strerror or e}): "
+                             "give segue run a writable --state-dir") from None
+        except Exception as e:  # rocksdict raises plain Exception with RocksDB's message
+            msg = str(e)
+            if "lock" in msg.lower():
+                pid = lock_holder(self.path)
+                who = _describe(pid) if pid is not None else "another process"
+                raise StateError(f"state store {self.path} is in use by {who}; stop it first, "
+                                 "or give this run its own --state-dir") from None
+            raise
 
     def get(self, key: bytes) -> bytes | None:
         return self._db.get(key)
