@@ -74,6 +74,9 @@ class FlowContext:
     end: EndOfInput = field(default_factory=EndOfInput)
     metrics: bool = False
     wall_ms: object = field(default=lambda: int(time.time() * 1000))
+    source: bytes | None = None  # the input topics' identity (flows.input_check)
+    # Where an input partition starts after a reset (--on-reset): (topic, partition) -> offset
+    restarts: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def store(self, topic: str, partition: int) -> PartitionStore:
         s = self.settings.store
@@ -89,6 +92,8 @@ class FlowContext:
         Partition p of the input and of the repartition topic share the store of the input's
         partition p.
         """
+        if (topic, partition) in self.restarts:
+            return self.restarts[(topic, partition)]
         path = store_dir(self.state_dir, self.settings.topics.events, partition)
         if not (path / "CURRENT").exists():
             return None
@@ -130,7 +135,9 @@ class PartitionLogic(StatefulBatchLogic):
         self.part_key = f"{self.ctx.settings.topics.events}#{part}"
         self.proc = proc = Partition(
             self.ctx.store(self.ctx.settings.topics.events, part), self.ctx.settings,
-            self.ctx.journeys, partition=part, partitions=self.ctx.partitions)
+            self.ctx.journeys, partition=part, partitions=self.ctx.partitions,
+            source=self.ctx.source,
+            restarts={t: off for (t, p), off in self.ctx.restarts.items() if p == part})
         if self.ctx.metrics:
             self.metrics = PartitionMetrics(str(part))
         # Whatever a previous run committed but Kafka never acknowledged goes out again.

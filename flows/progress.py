@@ -64,6 +64,8 @@ class Progress:
             f"outputs {t['outputs']:,}, timers fired {t['timers_fired']:,}"
             + (f", outputs parked {t['outputs_parked']:,} (see segue.alerts)"
                if t["outputs_parked"] else "")
+            + (f", kept out by profile limits {t['limits_dropped']:,}"
+               if t["limits_dropped"] else "")
         )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
+from flows.input_check import check_input, encode_source, watch_identity
 from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
@@ -36,6 +37,7 @@ def run_flow(
     drain_horizon_ms: int | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    on_reset: str = "fail",
 ) -> Progress:
     """Run until the input ends (``until_eof``) or forever; returns the run's counters."""
     wait_for_metadata(brokers, timeout_s=15)
@@ -50,11 +52,17 @@ def run_flow(
     state = Path(state_dir)
     check_writable(state)      # one line saying why, not a traceback from a worker
     check_not_in_use(state)
+    t = settings.topics
+    identity, restarts, resets = check_input(brokers, state, t.events, t.repartition, on_reset)
+    for line in resets:  # nothing skipped without a record
+        print(f"[segue] input reset: {line}", file=sys.stderr, flush=True)
+    watch_identity(brokers, identity)
     registry = journey_registry(settings, journeys_dir, state / "journey-versions")
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,
                       partitions=partition_count(brokers, settings.topics.events),
-                      metrics=metrics_port is not None)
+                      metrics=metrics_port is not None, source=encode_source(identity),
+                      restarts=restarts)
     if metrics_port is not None:
         serve(metrics_port, metrics_host)
     sink = ProgressSink(every_s=progress_every_s)

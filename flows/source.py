@@ -47,6 +47,9 @@ def consumer_config(brokers: str) -> dict:
         "group.id": "segue-assign",  # required by librdkafka; assign() never joins the group
         "enable.auto.commit": False,
         "enable.partition.eof": True,
+        # An offset outside the log (the broker or topic was reset while running) is an
+        # error, never a silent jump to the end or the beginning (flows.input_check).
+        "auto.offset.reset": "error",
         "fetch.queue.backoff.ms": 20,
         "queued.max.messages.kbytes": 2048,  # per partition: bounds memory, not speed
         "fetch.wait.max.ms": 25,
@@ -171,10 +174,25 @@ class ConsumerHub:
                 if err.code() == KafkaError._PARTITION_EOF:
                     at_end[tp] = True
                     continue
+                if err.code() in (KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE):
+                    input_reset(tp, err)
                 raise RuntimeError(f"Kafka error on {tp[0]}[{tp[1]}]: {err}")
             at_end[tp] = False
             q.append(m)
             self.queued += 1
+
+
+def input_reset(tp: tuple[str, int], err: KafkaError) -> None:
+    """The log under a running partition went away: stop the process with one line. State
+    is committed per batch, so stopping here loses nothing; the start-up check then tells
+    what happened and the ``--on-reset`` choices."""
+    import os
+    import sys
+
+    print(f"[segue] error: {tp[0]}[{tp[1]}]: the next offset is outside the log ({err.str()}"
+          "): the broker or topic was reset while running. Nothing was skipped; restart to "
+          "see the recovery choices (--on-reset).", file=sys.stderr, flush=True)
+    os._exit(3)
 
 
 class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):

@@ -164,6 +164,22 @@ class IdentitySettings(_Strict):
     max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
 
 
+class ProfileLimits(_Strict):
+    """Bounds on one customer's state, so that no sender can grow a profile (or the merge
+    that hands it over) without limit. What a limit keeps out is counted in the profile's
+    ``dropped`` and in the run's ``limits_dropped``; nothing else changes."""
+
+    max_counters: int = Field(default=500, ge=1, description="distinct event names with "
+                              "sliding-window counters; later new names are not counted")
+    max_traits: int = Field(default=200, ge=1, description="distinct trait names")
+    max_trait_bytes: int = Field(default=4096, ge=64, description="a trait value larger than "
+                                 "this (as JSON) is not stored")
+    max_sum_keys: int = Field(default=200, ge=1, description="distinct keys of one profile sum")
+    max_profile_bytes: int = Field(
+        default=256 * 1024, ge=16 * 1024, description="a stored profile over this is trimmed: "
+        "the least recently active counters first, then the largest traits")
+
+
 class PolicySettings(_Strict):
     """Delivery policy: caps, send windows, consent defaults, fallback (seeds 000 and 001)."""
 
@@ -370,6 +386,7 @@ class Settings(_Strict):
         ProfileSum(name="content_seconds", event="Content Viewed", by="category", value="seconds")
     ])
     identity: IdentitySettings = IdentitySettings()
+    limits: ProfileLimits = ProfileLimits()
     policy: PolicySettings = PolicySettings()
     alerts: AlertSettings = AlertSettings()
     nba: NbaSettings = NbaSettings()

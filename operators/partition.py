@@ -30,7 +30,7 @@ from models.settings import Settings
 from operators.analytics import totals
 from operators.analytics.alerts import AlertWindow
 from operators.analytics.partials import PartialStats
-from operators.customer import activity, feedback, lifecycle
+from operators.customer import activity, feedback, lifecycle, limits
 from operators.customer.erasure import Erasure
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.customer.timers import DueTimers
@@ -54,8 +54,13 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
 
     def __init__(self, store: PartitionStore, settings: Settings,
                  journeys: JourneyRegistry | None = None, partition: int = 0,
-                 partitions: int = 1) -> None:
+                 partitions: int = 1, source: bytes | None = None,
+                 restarts: dict[str, int] | None = None) -> None:
+        """``source`` is the input topics' identity to record (``flows.input_check``);
+        ``restarts`` the offset an input topic starts at after a reset (``--on-reset``)."""
         self.store = store
+        self._source = source
+        self._restarts = restarts or {}
         self.settings = settings
         self.topics = settings.topics
         self.partition = partition
@@ -83,6 +88,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # Outbox entries Kafka refused for good, with why: parked by the next batch.
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
+        self.max_profile_bytes = settings.limits.max_profile_bytes
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
         self.txn: BatchTransaction  # the batch being applied (see ``process``)
@@ -175,6 +181,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            self._source, self._restarts = None, {}
             sizes = txn.object_sizes
             for ref, p in txn.objects.items():
                 if ref in sizes:
@@ -206,6 +213,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         txn = self.txn
         for seq in acks:
             txn.delete(keys.outbox(seq))
+        if self._source is not None and txn.get(keys.SOURCE) != self._source:
+            txn.put(keys.SOURCE, self._source)
+        for topic, start in self._restarts.items():  # the input was reset: a new log
+            txn.progress.applied[topic] = start - 1
         for seq, why in refused:
             raw = txn.get(keys.outbox(seq))
             if raw is not None:
@@ -269,6 +280,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             else:
                 txn.culprit = txn.blame.get(ref)  # who to blame if it cannot be stored
                 raw = encode_profile(profile)
+                if len(raw) > self.max_profile_bytes:
+                    held_out = sum(profile.get("dropped", {}).values())
+                    raw = limits.shrink(profile, raw, self.max_profile_bytes, encode_profile)
+                    txn.stats["limits_dropped"] += sum(profile["dropped"].values()) - held_out
                 txn.put(keys.profile(ref), raw)
                 sizes[ref] = len(raw)
         txn.culprit = None
@@ -358,7 +373,11 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self._fire_customer(p, ts)
         if ts > self.txn.progress.watermark:
             self.txn.progress.watermark = ts
-        activity.record(p, ev, self.session_gap_ms, self.settings.profile_sums)
+        held_out = sum(p["dropped"].values()) if "dropped" in p else 0
+        activity.record(p, ev, self.session_gap_ms, self.settings.profile_sums,
+                        self.settings.limits)
+        if "dropped" in p:
+            self.txn.stats["limits_dropped"] += sum(p["dropped"].values()) - held_out
         to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
         if to is not None:
             fx = Effects()

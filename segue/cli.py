@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--journeys", args.journeys] if args.journeys else []
         argv += ["--horizon", args.horizon] if args.horizon else []
         argv += ["--metrics-port", str(args.metrics_port)] if args.metrics_port else []
-        argv += ["--metrics-host", args.metrics_host]
+        argv += ["--metrics-host", args.metrics_host, "--on-reset", args.on_reset]
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
         argv += ["--models", args.models] if args.models else []
@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         process_id=args.process_id, addresses=addresses, until_eof=args.until_eof,
         progress_every_s=args.progress_every, journeys_dir=args.journeys,
         drain_horizon_ms=horizon, metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
+        metrics_host=args.metrics_host, on_reset=args.on_reset,
     )
     print(progress.line(), file=sys.stderr, flush=True)
     return 0
@@ -395,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print a progress line this often (0: never)")
     r.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus /metrics here (with --processes N: PORT..PORT+N-1)")
+    r.add_argument("--on-reset", choices=("fail", "from-start", "from-end"), default="fail",
+                   help="when the input is not the log the state was built from (broker "
+                   "replaced, topic recreated): stop and say so (default), read the affected "
+                   "partitions' new log from its beginning, or from its end (what is skipped "
+                   "is printed)")
     r.add_argument("--metrics-host", default="127.0.0.1", metavar="ADDR",
                    help="address /metrics listens on (default loopback only; 0.0.0.0 for "
                    "a scraper on another host or container)")
@@ -532,12 +537,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as e:  # a clear message, not a traceback, for expected failures
+        from flows.input_check import InputResetError
         from operators.journeys import JourneyLoadError
         from segue.broker import BrokerError
         from state.store import StateError
 
         if isinstance(e, BrokerError | ValueError | TimeoutError | JourneyLoadError |
-                      StateError):
+                      StateError | InputResetError):
             print(f"error: {e}", file=sys.stderr)
             return 2
         raise

@@ -164,6 +164,7 @@ def replay(
         "dead_lettered": stats["dead_lettered"],
         "outputs": dict(counts),
         "outputs_parked": stats["outputs_parked"],
+        "limits_dropped": stats["limits_dropped"],
         "journeys": [
             {"journey": jid, "version": v, "step": step or None, **dict(c)}
             for (jid, v, step), c in sorted(journey_rows.items())

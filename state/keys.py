@@ -18,6 +18,7 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``a|<scope>|<id>|<version>``                           analytics totals: the newest partial of every
                                                        partition
 ``m|applied|<topic>``                                  last applied offset of that input topic
+``m|source``                                           identity of the input topics (id, partitions)
 ``m|seq``                                              last outbox sequence number
 ``m|watermark``                                        highest event time applied (ms)
 ``m|timers``                                           durable timers pending (a metric)
@@ -40,6 +41,7 @@ OUTBOX = b"o|"
 PARKED = b"x|"      # x|<blake2b of the output> -> (why, when, the output)
 APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
+SOURCE = b"m|source"         # the input topics' ids and partition counts (flows.input_check)
 WATERMARK = b"m|watermark"
 ALERTS = b"m|alerts"
 TIMERS_PENDING = b"m|timers"

@@ -81,8 +81,9 @@ class Job:
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )
 
-    def run_until_eof(self, state_dir: Path | None = None, timeout: float = 300) -> str:
-        p = self.start_run("--until-eof", state_dir=state_dir)
+    def run_until_eof(self, *extra: str, state_dir: Path | None = None,
+                      timeout: float = 300) -> str:
+        p = self.start_run("--until-eof", *extra, state_dir=state_dir)
         try:
             rc = p.wait(timeout)
         finally:

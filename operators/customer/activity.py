@@ -19,11 +19,13 @@ from collections.abc import Sequence
 from models.events import InEvent
 from models.identifiers import hash_email
 from models.profile import Profile
-from models.settings import ProfileSum
+from models.settings import ProfileLimits, ProfileSum
+from operators.customer.limits import dropped, trait_too_big
 from state.windows import add as count_event
 from state.windows import new_counter
 
 SUM_LIMIT = 2**53
+DEFAULT_LIMITS = ProfileLimits()
 
 
 def message_hash(message_id: str) -> int:
@@ -43,8 +45,10 @@ def seen_before(p: Profile, message_id: str, keep: int) -> bool:
     return False
 
 
-def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum]) -> None:
-    """Fold one event into the profile (see the module docstring)."""
+def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum],
+           limits: ProfileLimits = DEFAULT_LIMITS) -> None:
+    """Fold one event into the profile (see the module docstring); new names beyond
+    ``limits`` are counted under ``dropped`` instead (``operators.customer.limits``)."""
     ts = ev.ts_ms
     p["events"] += 1
     last = p["last_seen"]
@@ -55,43 +59,58 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
     if ts < p["first_seen"]:
         p["first_seen"] = ts
     if ev.traits:
-        set_traits(p, ev.traits, ts)
+        set_traits(p, ev.traits, ts, limits)
     if ev.timezone:
         p["timezone"] = ev.timezone
-    counter = p["counters"].get(ev.key)
+    counters = p["counters"]
+    counter = counters.get(ev.key)
     if counter is None:
-        counter = p["counters"][ev.key] = new_counter()
-    count_event(counter, ts)
+        if len(counters) >= limits.max_counters:
+            dropped(p, "counters")
+        else:
+            counter = counters[ev.key] = new_counter()
+    if counter is not None:
+        count_event(counter, ts)
     if ev.key == "Order Completed":
         rev = ev.properties.get("revenue")
         if isinstance(rev, int | float) and not isinstance(rev, bool) and 0 < rev < SUM_LIMIT:
             p["revenue"] = round(p.get("revenue", 0.0) + rev, 2)  # monetary, for NBA
     for rule in sums:
         if ev.key == rule.event:
-            add_sum(p, rule.name, ev.properties.get(rule.by), ev.properties.get(rule.value))
+            add_sum(p, rule.name, ev.properties.get(rule.by), ev.properties.get(rule.value),
+                    limits.max_sum_keys)
 
 
-def set_traits(p: Profile, traits: dict, ts: int) -> None:
+def set_traits(p: Profile, traits: dict, ts: int,
+               limits: ProfileLimits = DEFAULT_LIMITS) -> None:
     """Latest event time wins per trait (whatever the arrival order). A raw email never
     reaches state: it is kept as its SHA-256 only."""
     ts_of = p.setdefault("trait_ts", {})
+    mine = p["traits"]
     for k, v in traits.items():
         if k == "email":
             if not isinstance(v, str):
                 continue
             k, v = "email_sha256", hash_email(v)
         if ts >= ts_of.get(k, -1):
-            p["traits"][k] = v
+            if (k not in mine and len(mine) >= limits.max_traits) \
+                    or trait_too_big(v, limits.max_trait_bytes):
+                dropped(p, "traits")
+                continue
+            mine[k] = v
             ts_of[k] = ts
 
 
-def add_sum(p: Profile, name: str, by: object, value: object) -> None:
+def add_sum(p: Profile, name: str, by: object, value: object, max_keys: int = 200) -> None:
     """Add ``value`` to the sum ``name`` under ``by``; journeys read the leader as
     ``profile.top.<name>``."""
     if not isinstance(by, str) or not isinstance(value, int | float) \
             or isinstance(value, bool):
         return
     sums = p.setdefault("sums", {}).setdefault(name, {})
+    if by not in sums and len(sums) >= max_keys:
+        dropped(p, "sum_keys")
+        return
     # Clamped: one absurd value must not overflow what the profile can store.
     sums[by] = max(min(sums.get(by, 0) + value, SUM_LIMIT), -SUM_LIMIT)
     # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.

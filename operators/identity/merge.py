@@ -106,6 +106,9 @@ def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
     for ch, why in frm.get("suppressed", {}).items():
         into.setdefault("suppressed", {}).setdefault(ch, why)
     merge_ledgers(into, frm)
+    for kind, n in frm.get("dropped", {}).items():  # what limits kept out, on either side
+        d = into.setdefault("dropped", {})
+        d[kind] = d.get(kind, 0) + n
     into.setdefault("sent", {}).update(frm.get("sent", {}))
     for ch, kinds in frm.get("engagement", {}).items():
         mine_e = into.setdefault("engagement", {}).setdefault(ch, {})

@@ -13,7 +13,7 @@ from models.events import InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile
-from operators.customer import lifecycle
+from operators.customer import lifecycle, limits
 from operators.decode import Routed
 from operators.effects import Effects
 from operators.identity.merge import identifiers, merge_profile_data
@@ -198,6 +198,7 @@ class IdentityStitching:
             p["links"].append(loser)
         if snapshot is not None:
             merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
+            self.txn.stats["limits_dropped"] += limits.enforce(p, self.settings.limits)
             fx = Effects()
             lifecycle.merge(fx, p, snapshot)
             self._effects(fx)

@@ -79,3 +79,22 @@ def test_the_producer_reports_a_refused_output_instead_of_raising(broker, job_fa
     (err, msg), (ok, delivered) = got
     assert msg is None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE and is_permanent(err)
     assert ok is None and delivered.value() == b"small"
+
+
+def test_a_flood_of_new_names_then_merges_runs_through_live(job_factory):
+    """The merge of four customers with 5,000 event names each once handed over 1.25 MB in
+    one repartition message and stopped the flow; with the profile limits it fits."""
+    from tests.unit.test_limits import flood
+
+    job = job_factory()
+    evs = flood()
+    produce(job.broker.bootstrap, job.topics.events,
+            [(e.get("anonymousId") or e["userId"], orjson.dumps(e)) for e in evs])
+    out = job.run_until_eof()
+    assert "outputs parked" not in out and "Traceback" not in out
+    profiles = [p for p in iter_profiles(job.state_dir) if p["id"] == "alice"]
+    (alice,) = profiles
+    assert alice["events"] == len(evs)
+    assert len(alice["counters"]) <= job.settings.limits.max_counters
+    assert alice["dropped"]["counters"] >= 4 * 5_000 - job.settings.limits.max_counters
+    assert "kept out by profile limits" in out

@@ -50,10 +50,10 @@ def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path, mo
 
     boom = activity.set_traits
 
-    def fragile(p, traits, ts):
+    def fragile(p, traits, ts, *rest):
         if traits.get("explode"):
             raise RuntimeError("a bug")
-        return boom(p, traits, ts)
+        return boom(p, traits, ts, *rest)
 
     monkeypatch.setattr(activity, "set_traits", fragile)
     out = proc.process([raw_ev(0), raw_ev(1, type="identify", traits={"explode": 1}),
