@@ -74,6 +74,26 @@ class Rejected:
     part: str = ""  # input "topic#partition" it came from
 
 
+# Every dead-letter reason code, with what it means (the README's table, kept equal by a test).
+REASON_CODES = {
+    "json.invalid": "not JSON, or not UTF-8",
+    "json.not_object": "JSON, but not an object",
+    "json.too_deep": f"nested deeper than {MAX_DEPTH} levels",
+    "too_large": "over max_event_bytes (64 KiB)",
+    "value.missing": "no value (a tombstone)",
+    "id.missing": "no messageId, or neither userId nor anonymousId",
+    "type.unknown": "a type other than track, identify, page, screen, alias, group",
+    "schema.invalid": "wrong types, missing event on a track call, invalid consent "
+                      "properties (fields names them)",
+    "timestamp.invalid": "a timestamp that is no time (out of range)",
+    "timestamp.missing": "no timestamp, no receivedAt and no Kafka timestamp",
+    "timestamp.future": "event time more than max_future_skew_s (1 day) after the Kafka "
+                        "timestamp",
+    "internal.invalid": "a message on the repartition topic that Segue did not write",
+    "processing.error": "valid, but applying it raised (a bug): the batch was redone "
+                        "without it",
+}
+
 DLQ_KEEP_BYTES = 256 * 1024  # the dlq_keep_bytes setting's default
 KEY_KEEP_BYTES = 1024         # of a message key (also the dead letter's own key)
 HEADERS_KEEP_BYTES = 16 * 1024

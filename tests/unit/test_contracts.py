@@ -68,3 +68,20 @@ def test_the_readme_configuration_example_is_valid():
     s = Settings.model_validate(yaml.safe_load(block))  # YAML's `on:` key included
     assert s.lifecycle.transitions[0].on == ["Order Completed"]
     assert s.nba.always_on is not None and s.analytics.every_s == 3600
+
+
+def test_every_dead_letter_reason_in_use_is_documented():
+    import re
+    from pathlib import Path
+
+    from operators.decode import REASON_CODES
+
+    root = Path(__file__).resolve().parents[2]
+    used = set()
+    for path in (root / "operators").rglob("*.py"):
+        used |= set(re.findall(r'_reject\(\s*\w+,\s*"([a-z._]+)"', path.read_text()))
+        used |= set(re.findall(r'return "([a-z]+\.[a-z_]+)", ', path.read_text()))
+    assert used <= set(REASON_CODES), used - set(REASON_CODES)
+    readme = (root / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z._]+)` \| ", readme, flags=re.M))
+    assert set(REASON_CODES) <= documented
