@@ -51,9 +51,11 @@ _COMPACT = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dict[str, dict]:
     t = settings.topics
+    days = settings.privacy.dlq_retention_days
     specs = {
         t.events: _KEEP,
-        t.dlq: _KEEP,
+        # Dead letters hold raw payloads: kept only as long as the privacy setting says.
+        t.dlq: {**_KEEP, "retention.ms": str(days * 86_400_000) if days else "-1"},
         t.customer_events: _KEEP,
         t.decisions: _KEEP,
         t.journey_events: _KEEP,

@@ -29,6 +29,21 @@ def hash_email(email: str) -> str:
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
+def hash_personal(name: str, value: str) -> str:
+    """SHA-256 of a personal trait, normalised so that one number or address is one digest:
+    a phone keeps its digits (and a leading +), anything else is trimmed and lower-cased.
+
+    >>> hash_personal("phone", "+1 (555) 010-99") == hash_personal("phone", "+155501099")
+    True
+    """
+    if name == "phone":
+        v = value.strip()
+        value = ("+" if v.startswith("+") else "") + "".join(c for c in v if c.isdigit())
+    else:
+        value = value.strip().lower()
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 def kind_of(ref: str) -> str:
     return ref.split(":", 1)[0]
 

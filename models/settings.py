@@ -180,6 +180,19 @@ class ProfileLimits(_Strict):
         "the least recently active counters first, then the largest traits")
 
 
+class PrivacySettings(_Strict):
+    """Personal data in traits. Emails are always kept as their SHA-256 only (``email_sha256``,
+    also the identity link); the traits named here are hashed (``<name>_sha256``), dropped,
+    or kept as sent."""
+
+    personal_traits: dict[str, Literal["hash", "drop", "keep"]] = Field(
+        default={"phone": "hash", "ip": "hash"},
+        description="trait name -> hash (stored as <name>_sha256), drop, or keep")
+    dlq_retention_days: int = Field(
+        default=30, ge=0, description="retention of the dead-letter topic Segue creates (it "
+        "holds raw payloads); 0 keeps them forever")
+
+
 class PolicySettings(_Strict):
     """Delivery policy: caps, send windows, consent defaults, fallback (seeds 000 and 001)."""
 
@@ -387,6 +400,7 @@ class Settings(_Strict):
     ])
     identity: IdentitySettings = IdentitySettings()
     limits: ProfileLimits = ProfileLimits()
+    privacy: PrivacySettings = PrivacySettings()
     policy: PolicySettings = PolicySettings()
     alerts: AlertSettings = AlertSettings()
     nba: NbaSettings = NbaSettings()

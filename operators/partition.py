@@ -89,6 +89,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
         self.max_profile_bytes = settings.limits.max_profile_bytes
+        self.personal_traits = settings.privacy.personal_traits
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
         self.txn: BatchTransaction  # the batch being applied (see ``process``)
@@ -237,6 +238,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             elif isinstance(item, Routed):
                 self._on_routed(item)
             elif isinstance(item, Rejected):
+                if item.key:
+                    self._index_dead_letter(item.key, topic, item.offset)
                 self.txn.stats["dead_lettered"] += 1
                 self.txn.counts[("events", topic, "dead_lettered")] += 1
                 self.alerts.message(self.txn.progress.watermark, dead=True)
@@ -375,7 +378,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self.txn.progress.watermark = ts
         held_out = sum(p["dropped"].values()) if "dropped" in p else 0
         activity.record(p, ev, self.session_gap_ms, self.settings.profile_sums,
-                        self.settings.limits)
+                        self.settings.limits, self.personal_traits)
         if "dropped" in p:
             self.txn.stats["limits_dropped"] += sum(p["dropped"].values()) - held_out
         to = self.stages.requested(p["lifecycle"]["stage"], ev.key)

@@ -13,6 +13,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
 ``o|<seq:016x>``                                       outbox: an output not yet acknowledged by
                                                        Kafka
+``d|<sha256 of a message key>``                        dead letters of messages with that key here
+                                                       (count, offsets): erasure reports them
 ``x|<output digest>``                                   a parked output: one that cannot be produced
                                                        (too large, rejected by the broker), with why
 ``a|<scope>|<id>|<version>``                           analytics totals: the newest partial of every
@@ -38,6 +40,7 @@ REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
+DEAD_LETTERS = b"d|"  # d|<sha256 of the input key> -> {n, topic, partition, first, last}
 PARKED = b"x|"      # x|<blake2b of the output> -> (why, when, the output)
 APPLIED = b"m|applied|"  # + input topic
 OUTBOX_SEQ = b"m|seq"
@@ -91,6 +94,12 @@ def parse_timer(key: bytes) -> tuple[int, str, str]:
 
 def outbox(seq: int) -> bytes:
     return b"%s%016x" % (OUTBOX, seq)
+
+
+def dead_letters(key: bytes) -> bytes:
+    import hashlib
+
+    return DEAD_LETTERS + hashlib.sha256(key).hexdigest().encode()
 
 
 def parked(ident: str) -> bytes:

@@ -17,15 +17,16 @@ import hashlib
 from collections.abc import Sequence
 
 from models.events import InEvent
-from models.identifiers import hash_email
+from models.identifiers import hash_email, hash_personal
 from models.profile import Profile
-from models.settings import ProfileLimits, ProfileSum
+from models.settings import PrivacySettings, ProfileLimits, ProfileSum
 from operators.customer.limits import dropped, trait_too_big
 from state.windows import add as count_event
 from state.windows import new_counter
 
 SUM_LIMIT = 2**53
 DEFAULT_LIMITS = ProfileLimits()
+PERSONAL = PrivacySettings().personal_traits
 
 
 def message_hash(message_id: str) -> int:
@@ -46,7 +47,7 @@ def seen_before(p: Profile, message_id: str, keep: int) -> bool:
 
 
 def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum],
-           limits: ProfileLimits = DEFAULT_LIMITS) -> None:
+           limits: ProfileLimits = DEFAULT_LIMITS, privacy: dict[str, str] | None = None) -> None:
     """Fold one event into the profile (see the module docstring); new names beyond
     ``limits`` are counted under ``dropped`` instead (``operators.customer.limits``)."""
     ts = ev.ts_ms
@@ -59,7 +60,7 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
     if ts < p["first_seen"]:
         p["first_seen"] = ts
     if ev.traits:
-        set_traits(p, ev.traits, ts, limits)
+        set_traits(p, ev.traits, ts, limits, privacy)
     if ev.timezone:
         p["timezone"] = ev.timezone
     counters = p["counters"]
@@ -82,16 +83,27 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
 
 
 def set_traits(p: Profile, traits: dict, ts: int,
-               limits: ProfileLimits = DEFAULT_LIMITS) -> None:
+               limits: ProfileLimits = DEFAULT_LIMITS,
+               privacy: dict[str, str] | None = None) -> None:
     """Latest event time wins per trait (whatever the arrival order). A raw email never
-    reaches state: it is kept as its SHA-256 only."""
+    reaches state: it is kept as its SHA-256 only; ``privacy`` (trait name -> hash, drop or
+    keep; default: phone and ip hashed) rules the other personal traits."""
     ts_of = p.setdefault("trait_ts", {})
     mine = p["traits"]
+    personal = PERSONAL if privacy is None else privacy
     for k, v in traits.items():
         if k == "email":
             if not isinstance(v, str):
                 continue
             k, v = "email_sha256", hash_email(v)
+        elif k in personal:
+            how = personal[k]
+            if how == "drop":
+                continue
+            if how == "hash":
+                if v is None:
+                    continue
+                k, v = f"{k}_sha256", hash_personal(k, v if isinstance(v, str) else str(v))
         if ts >= ts_of.get(k, -1):
             if (k not in mine and len(mine) >= limits.max_traits) \
                     or trait_too_big(v, limits.max_trait_bytes):

@@ -8,6 +8,7 @@ import hashlib
 import orjson
 
 from models.events import InEvent
+from models.identifiers import value_of
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from state import keys
 from state.outbox import Output
@@ -15,6 +16,35 @@ from state.outbox import Output
 
 class Erasure:
     """The partition's erasure of a customer (a part of ``Partition``)."""
+
+    def _index_dead_letter(self, key: bytes, topic: str, offset: int) -> None:
+        """Remember that a message with this key was dead-lettered here, so that erasing the
+        customer can say where their raw payloads are (``segue.dlq`` is not rewritten)."""
+        k = keys.dead_letters(key)
+        raw = self.txn.get(k)
+        entry = orjson.loads(raw) if raw else {"n": 0, "topic": topic, "partition": self.partition,
+                                               "first": offset}
+        entry["n"] += 1
+        entry["last"] = offset
+        self.txn.put(k, orjson.dumps(entry))
+
+    def _dead_letters_of(self, refs: set[str]) -> dict | None:
+        """The dead letters keyed by any of the customer's ids on this partition (forgotten
+        here: the erasure record is where they are listed)."""
+        found = []
+        for ref in sorted(refs):
+            k = keys.dead_letters(value_of(ref).encode())
+            raw = self.txn.get(k)
+            if raw is not None:
+                e = orjson.loads(raw)
+                found.append({"key_sha256": k[len(keys.DEAD_LETTERS):].decode(), "count": e["n"],
+                              "source": {"topic": e["topic"], "partition": e["partition"],
+                                         "first_offset": e["first"], "last_offset": e["last"]}})
+                self.txn.delete(k)
+        if not found:
+            return None
+        return {"topic": self.topics.dlq, "count": sum(f["count"] for f in found),
+                "by_key": found}
 
     # ----- erasure ---------------------------------------------------------------------------
     def _erased_since(self, ref: str, at: int) -> bool:
@@ -32,6 +62,8 @@ class Erasure:
             return
         p = self._existing_profile(ref)
         deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
+        ids = {ref} | (set(p["links"]) | set(p["merged_from"]) if p is not None else set())
+        dead = self._dead_letters_of({i for i in ids if ":" in i})
         if p is not None:
             deleted["profile"] = 1
             for kind, due in p["timers"].items():
@@ -64,4 +96,6 @@ class Erasure:
                   "idempotency_key": idempotency_key("erased", digest, ev.message_id),
                   "customer_id": None, "customer_ref_sha256": digest, "journey": None,
                   "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
+        if dead is not None:  # where this customer's raw payloads are, to purge them there
+            record["dead_letters"] = dead
         self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))

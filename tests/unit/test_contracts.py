@@ -81,7 +81,7 @@ def test_every_dead_letter_reason_in_use_is_documented():
     for path in (root / "operators").rglob("*.py"):
         used |= set(re.findall(r'_reject\(\s*\w+,\s*"([a-z._]+)"', path.read_text()))
         used |= set(re.findall(r'return "([a-z]+\.[a-z_]+)", ', path.read_text()))
-    assert used <= set(REASON_CODES), used - set(REASON_CODES)
+    assert len(used) >= 10 and used <= set(REASON_CODES), used
     readme = (root / "README.md").read_text()
     documented = set(re.findall(r"^\| `([a-z._]+)` \| ", readme, flags=re.M))
     assert set(REASON_CODES) <= documented
