@@ -305,6 +305,7 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
     max_bytes = s.max_event_bytes
     skew_ms = s.max_future_skew_s * 1000
     keep = s.dead_letter_keep_bytes
+    app_id = s.application_id
 
     internal = s.topics.repartition
 
@@ -315,7 +316,7 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
             return item.part.rpartition("#")[2], item
         if item.topic == internal:
             return str(item.partition), decode_routed(item, max_future_skew_ms=skew_ms,
-                                                      keep_bytes=keep)
+                                                      keep_bytes=keep, app_id=app_id)
         return str(item.partition), decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms,
                                            keep_bytes=keep)
 

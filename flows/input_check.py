@@ -103,7 +103,7 @@ def check_input(brokers: str, state_dir: str | Path, events: str, repartition: s
                     f"{topic} had {rec['partitions']} partitions when {root} was built and has "
                     f"{cur.partitions} now; there is no automatic recovery: restore the "
                     "partition count, or start from an empty --state-dir.")
-            if applied[topic] is None:
+            if applied[topic] is None or int(applied[topic]) < 0:  # nothing applied yet
                 continue
             if cur is not None and rec is not None and rec.get("id") and cur.id \
                     and rec["id"] != cur.id:
@@ -226,3 +226,67 @@ def watch_identity(brokers: str, identity: dict, every_s: float = 10.0) -> None:
                     os._exit(3)
 
     threading.Thread(target=run, name="segue-input-watch", daemon=True).start()
+
+
+STARTS_FILE = "repartition-starts.json"
+
+
+def log_ends(brokers: str, topic: str, partitions: list[int]) -> dict[int, tuple[int, int]]:
+    """(first offset, log end) of each partition, the end read from its end-of-partition
+    event (Tansu's reported high watermark can lag its log)."""
+    if not partitions:
+        return {}
+    c = _consumer(brokers)
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        marks = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                 for p in partitions}
+        c.assign([TopicPartition(topic, p, max(hi - 1, lo)) for p, (lo, hi) in marks.items()])
+        deadline = time.monotonic() + 15
+        while len(out) < len(partitions) and time.monotonic() < deadline:
+            for m in c.consume(1000, 0.2):
+                err = m.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    out.setdefault(m.partition(), (marks[m.partition()][0], m.offset()))
+        for p, (lo, hi) in marks.items():
+            out.setdefault(p, (lo, hi))
+    finally:
+        c.close()
+    return out
+
+
+def fresh_starts(brokers: str, state_dir: str | Path, events: str, repartition: str,
+                 partitions: int, taken: dict) -> tuple[dict[tuple[str, int], int], list[str]]:
+    """Where a partition without state starts reading the internal topic: at its end as of
+    the first start, not its beginning. What is there already was sent to a state that no
+    longer exists (a rebuilt state dir) or by another deployment; this state's own partitions
+    re-derive it from the input. The offsets are written to ``repartition-starts.json`` before
+    the flow runs, so that a crash before the first commit starts at the same place."""
+    root = Path(state_dir)
+    path = root / STARTS_FILE
+    known = {int(k): v for k, v in orjson.loads(path.read_bytes()).items()} \
+        if path.exists() else {}
+    fresh = []
+    for p in range(partitions):
+        if (repartition, p) in taken:
+            continue
+        store = store_dir(root, events, p)
+        if (store / "CURRENT").exists():
+            ro = PartitionStore(store, read_only=True)
+            try:
+                if ro.get(keys.applied(repartition)) is not None:
+                    continue
+            finally:
+                ro.close()
+        fresh.append(p)
+    ends = log_ends(brokers, repartition, [p for p in fresh if p not in known])
+    lines = []
+    for p, (low, end) in sorted(ends.items()):
+        known[p] = end
+        if end > low:
+            lines.append(f"{repartition}[{p}]: this state starts at offset {end}; the "
+                         f"{end - low} message(s) before it (offsets {low}..{end - 1}) were sent "
+                         "to an earlier state or another deployment and are not applied")
+    if ends:
+        path.write_bytes(orjson.dumps({str(k): v for k, v in sorted(known.items())}))
+    return {(repartition, p): known[p] for p in fresh}, lines

@@ -66,6 +66,8 @@ class Progress:
                if t["outputs_parked"] else "")
             + (f", kept out by profile limits {t['limits_dropped']:,}"
                if t["limits_dropped"] else "")
+            + (f", ignored {t['internal_foreign']:,} internal messages of another application"
+               if t["internal_foreign"] else "")
         )
 
 

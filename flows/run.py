@@ -10,7 +10,7 @@ from pathlib import Path
 from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
-from flows.input_check import check_input, encode_source, watch_identity
+from flows.input_check import check_input, encode_source, fresh_starts, watch_identity
 from flows.metrics import serve
 from flows.producer import close_thread_producer
 from flows.progress import Progress, ProgressSink
@@ -56,11 +56,16 @@ def run_flow(
     identity, restarts, resets = check_input(brokers, state, t.events, t.repartition, on_reset)
     for line in resets:  # nothing skipped without a record
         print(f"[segue] input reset: {line}", file=sys.stderr, flush=True)
+    n_parts = partition_count(brokers, t.events)
+    fresh, passed = fresh_starts(brokers, state, t.events, t.repartition, n_parts, restarts)
+    restarts.update(fresh)
+    for line in passed:
+        print(f"[segue] {line}", file=sys.stderr, flush=True)
     watch_identity(brokers, identity)
     registry = journey_registry(settings, journeys_dir, state / "journey-versions")
     ctx = FlowContext(settings=settings, brokers=brokers, state_dir=state, until_eof=until_eof,
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,
-                      partitions=partition_count(brokers, settings.topics.events),
+                      partitions=n_parts,
                       metrics=metrics_port is not None, source=encode_source(identity),
                       restarts=restarts)
     if metrics_port is not None:

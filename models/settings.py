@@ -50,16 +50,18 @@ class _Strict(BaseModel):
 
 
 class Topics:
-    """Topic names, all under one prefix (default ``segue.``)."""
+    """Topic names, all under one prefix (default ``segue.``); the internal topic under the
+    application id (default: the prefix without its dot, so ``segue.repartition``)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, app_id: str | None = None) -> None:
         self.prefix = prefix
         self.events = f"{prefix}events"
         self.dlq = f"{prefix}dlq"
         self.customer_events = f"{prefix}customer-events"
         self.decisions = f"{prefix}decisions"
         self.journey_events = f"{prefix}journey-events"
-        self.repartition = f"{prefix}repartition"  # internal: events and merges between partitions
+        # Internal: events and merges between partitions, one application's own.
+        self.repartition = f"{app_id}.repartition" if app_id else f"{prefix}repartition"
         self.alerts = f"{prefix}alerts"
         self.analytics = f"{prefix}analytics"
 
@@ -373,6 +375,11 @@ class Settings(_Strict):
     """Everything the flow reads; defaults are production defaults."""
 
     prefix: str = Field(default="segue.", pattern=r"^[A-Za-z0-9._-]*$")
+    app_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]+$",
+        description="application id (as Kafka Streams' application.id): names the internal "
+                    "topic (<app_id>.repartition) and stamps every internal message; messages "
+                    "of another application are ignored. Default: the prefix without its dot")
     partitions: int = Field(default=8, ge=1, description="Partitions of topics Segue creates.")
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
     max_output_bytes: int = Field(
@@ -409,7 +416,12 @@ class Settings(_Strict):
 
     @property
     def topics(self) -> Topics:
-        return Topics(self.prefix)
+        return Topics(self.prefix, self.app_id)
+
+    @property
+    def application_id(self) -> str:
+        """What internal messages are stamped with (``app_id``, else from the prefix)."""
+        return self.app_id or self.prefix.rstrip(".") or "segue"
 
     @property
     def dead_letter_keep_bytes(self) -> int:

@@ -314,14 +314,19 @@ class Routed:
 
 
 def decode_routed(raw: RawRecord, *, max_future_skew_ms: int,
-                  keep_bytes: int = DLQ_KEEP_BYTES) -> InEvent | Routed | Rejected:
-    """Messages on the internal repartition topic; a forwarded event is validated again."""
+                  keep_bytes: int = DLQ_KEEP_BYTES,
+                  app_id: str | None = None) -> InEvent | Routed | Rejected:
+    """Messages on the internal repartition topic; a forwarded event is validated again.
+    One stamped by another application than ``app_id`` is a ``Routed("foreign")``: counted,
+    never applied (messages of earlier versions carry no stamp and are taken)."""
     try:
         body = orjson.loads(raw.value or b"")
         kind = body["kind"]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return _reject(raw, "internal.invalid", "not a Segue repartition message",
                        keep=keep_bytes)
+    if app_id is not None and body.get("app", app_id) != app_id:
+        return Routed("foreign", {"app": body.get("app")}, raw.offset, raw.part_key)
     if kind != "event":
         return Routed(kind, body, raw.offset, raw.part_key)
     inner = RawRecord(raw.topic, raw.partition, raw.offset, raw.key,

@@ -88,6 +88,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # Outbox entries Kafka refused for good, with why: parked by the next batch.
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
+        self.app_id = settings.application_id
         self.max_profile_bytes = settings.limits.max_profile_bytes
         self.personal_traits = settings.privacy.personal_traits
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.

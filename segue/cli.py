@@ -18,7 +18,8 @@ customer-events, decisions, journey-events, dispatch.<channel>. See README.md.""
 
 
 def _settings(args: argparse.Namespace):
-    s = load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None))
+    s = load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None),
+                      app_id=getattr(args, "app_id", None))
     models = getattr(args, "models", None)
     if models:
         s = s.model_copy(update={"nba": s.nba.model_copy(update={"models_dir": models})})
@@ -72,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--metrics-host", args.metrics_host, "--on-reset", args.on_reset]
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
+        argv += ["--app-id", args.app_id] if args.app_id else []
         argv += ["--models", args.models] if args.models else []
         return run_local_cluster(argv, args.processes)
     addresses = args.addresses.split(",") if args.addresses else None
@@ -369,6 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", metavar="FILE", help="settings file (YAML); default: built-in")
         sp.add_argument("--prefix", help="topic name prefix (default 'segue.')")
+        sp.add_argument("--app-id", help="application id: names the internal topic "
+                        "(<app-id>.repartition) and stamps its messages (default: the prefix "
+                        "without its dot)")
 
     b = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu)",
                        description="Start Tansu on loopback (memory storage), create Segue's "

@@ -77,7 +77,7 @@ def change_stage(fx: Effects, p: Profile, to: str, at_ms: int, cause: dict) -> N
     cause_id = cause.get("message_id") or f"{cause.get('timer')}@{cause.get('due_ms')}"
     fx.count("lifecycle_changes")
     fx.customer_event(p["id"], envelope(
-        "lifecycle.changed", idempotency_key("lifecycle", p["id"], before, to, cause_id),
+        "lifecycle.changed", idempotency_key("lifecycle", p["id"], before, to, cause_id, at_ms),
         customer_id=p["id"], journey=None, at_ms=at_ms, cause=cause,
         from_stage=before, to_stage=to))
 

@@ -70,6 +70,7 @@ class IdentityStitching:
         if part == self.partition and body["kind"] != "event":
             self._on_routed(Routed(body["kind"], body, -1, ""))
             return
+        body["app"] = self.app_id  # receivers ignore what another application sent
         self.txn.emit(Output(self.topics.repartition, value_of(target), orjson.dumps(body),
                                 part))
 
@@ -113,6 +114,8 @@ class IdentityStitching:
                 v = txn.get(key)
                 if v is not None and v.decode() == b["ref"]:
                     txn.delete(key)
+        elif m.kind == "foreign":  # another application's (see ``decode_routed``)
+            self.txn.stats["internal_foreign"] += 1
         else:
             self.txn.stats["internal_unknown"] += 1
 
