@@ -196,6 +196,17 @@ _LONG_FRACTION = b"0:00.0000000"
 
 
 def _full_path_only(value: bytes) -> bool:
+    # An escaped surrogate: msgspec takes a lone one, orjson (and so state, forwarding and
+    # outputs) refuses it; the full path decides, as for every other event with one.
+    if b"\\ud" in value or b"\\uD" in value:
+        return True
+    # msgspec skips the fields it does not know without checking their UTF-8; orjson (state,
+    # forwarding, dead letters) refuses bad UTF-8 anywhere.
+    if not value.isascii():
+        try:
+            value.decode()
+        except UnicodeDecodeError:
+            return True
     t = value.translate(_DIGITS_AS_0)
     return _LONG_NUMBER in t or _LONG_FRACTION in t
 

@@ -199,10 +199,13 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         raise RuntimeError("too many failing items in one batch")
 
     def _dead_letter_poisoned(self, item: object, topic: str, why: str) -> None:
-        body = (item.document() if isinstance(item, InEvent) else None) \
-            or getattr(item, "body", None) or {}
+        try:
+            body = orjson.dumps((item.document() if isinstance(item, InEvent) else None)
+                                or getattr(item, "body", None) or {})
+        except (TypeError, ValueError):  # what raised may be the very document: keep its bytes
+            body = getattr(item, "raw_json", None) or b"{}"
         raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
-                        None, orjson.dumps(body), [], 0)
+                        None, body, [], 0)
         rec = _reject(raw, "processing.error", why, keep=self.settings.dead_letter_keep_bytes)
         self.txn.stats["dead_lettered"] += 1
         self.txn.counts[("events", topic, "dead_lettered")] += 1

@@ -34,6 +34,8 @@ def corpus() -> list[tuple[str, bytes | None]]:
         ("nested 70 in properties", ev % (b"d1", b',"properties":' + _nested(70))),
         ("bad utf-8", b'{"type":"track","messageId":"u1","userId":"\xff\xfe","event":"E"}'),
         ("lone surrogate", b'{"type":"track","messageId":"u2","userId":"\\ud800","event":"E"}'),
+        ("lone surrogate in properties", b'{"type":"track","messageId":"u5","userId":"fz2",'
+                                         b'"event":"E","properties":{"s":"\\udfff x"}}'),
         ("overlong utf-8", b'{"type":"track","messageId":"u3","userId":"\xc0\xaf","event":"E"}'),
         ("nul byte", b'{"type":"track","messageId":"u4","userId":"a\x00b","event":"E"}'),
         ("type number", b'{"type":7,"messageId":"w1","userId":"fz","event":"E"}'),
@@ -101,7 +103,7 @@ json_values = st.recursive(json_scalars, lambda c: st.one_of(
 field_values = st.one_of(json_values, st.sampled_from(
     ["track", "identify", "page", "screen", "alias", "group", "2026-01-01T10:00:00Z",
      "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.9999999Z", "Consent Updated",
-     "Erasure Requested", "Email Bounced", "", "u1"]))
+     "Erasure Requested", "Email Bounced", "", "u1", "\ud800", "a\udfffb", "\ud83d\ude00"]))
 segment_like = st.fixed_dictionaries({}, optional={
     k: field_values for k in ("type", "messageId", "userId", "anonymousId", "event", "name",
                               "properties", "traits", "context", "timestamp", "receivedAt",
@@ -113,6 +115,11 @@ def messages(draw: st.DrawFn) -> bytes | None:
     """Bytes a producer might send: Segment-like JSON (any field of any type), mangled JSON,
     or raw bytes."""
     kind = draw(st.integers(0, 9))
+    if kind >= 7:  # a valid event with one byte changed or inserted: near misses
+        body = json.dumps(odd_valid(draw(st.integers(0, 7)), "fz")).encode()
+        i = draw(st.integers(0, len(body) - 1))
+        b = bytes([draw(st.integers(0, 255))])
+        return body[:i] + b + body[i + (kind == 7):]
     if kind == 0:
         return draw(st.binary(max_size=200))
     if kind == 1:
