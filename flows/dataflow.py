@@ -50,7 +50,7 @@ from models.events import InEvent
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.settings import Settings
 from operators.analytics.alerts import LagWatch
-from operators.decode import Rejected, decode, decode_routed
+from operators.decode import Rejected, decode_all, decode_routed
 from operators.journeys import JourneyRegistry
 from operators.partition import Partition
 from state import keys
@@ -227,7 +227,8 @@ class PartitionLogic(StatefulBatchLogic):
 
     def on_batch(self, items: list) -> tuple[list, bool]:
         if self.proc is None:
-            self._attach(items[0].part)
+            first = items[0]
+            self._attach((first[0] if type(first) is list else first).part)
         events: list[InEvent | Rejected] = []
         eof = False
         events_ended = False
@@ -238,8 +239,8 @@ class PartitionLogic(StatefulBatchLogic):
                 eof = eof or it.final
                 events_ended = events_ended or (it.eof and not it.final)
             else:
-                events.append(it)
-                inputs[it.part.rpartition("#")[0] + "#" + it.part.rpartition("#")[2]] = False
+                events.append(it)  # an event, a dead letter, or a batch payload's list of them
+                inputs[(it[0] if type(it) is list else it).part] = False
         # Caught up only when every input of this partition (events, repartition) is.
         self.caught_up = len(inputs) >= 2 and all(inputs.values())
         out = self._run(events, flush_analytics=events_ended)
@@ -317,8 +318,9 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
         if item.topic == internal:
             return str(item.partition), decode_routed(item, max_future_skew_ms=skew_ms,
                                                       keep_bytes=keep, app_id=app_id)
-        return str(item.partition), decode(item, max_bytes=max_bytes, max_future_skew_ms=skew_ms,
-                                           keep_bytes=keep)
+        return str(item.partition), decode_all(item, max_bytes=max_bytes,
+                                               max_future_skew_ms=skew_ms, keep_bytes=keep,
+                                               max_batch_bytes=s.max_batch_bytes)
 
     flow = Dataflow("segue")
     streams = []

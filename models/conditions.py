@@ -14,8 +14,9 @@ Grammar::
 Paths start with a namespace: ``traits`` (profile traits), ``event`` (``event.name``,
 ``event.type``, ``event.properties.x``), ``profile`` (``stage``, ``events``, ``sessions``,
 ``days_since_first_seen``, ``days_since_last_seen``, ``timezone``), ``scores`` (predictive
-scores), ``journey`` (``days``, ``hours`` since entry, ``variant``). Functions: ``count(key,
-window)`` (window ``1h``, ``24h``, ``7d``, ``30d`` or ``total``), ``exists(path)``,
+scores), ``journey`` (``days``, ``hours`` since entry, ``variant``), ``group`` (the traits
+of the account the customer's latest ``group`` call named, and ``group.id``). Functions:
+``count(key, window)`` (window ``1h``, ``24h``, ``7d``, ``30d`` or ``total``), ``exists(path)``,
 ``lower(x)``, ``len(x)``. A missing value is ``null``; comparing ``null`` or mismatched types
 with ``<``/``>`` is simply false, never an error.
 
@@ -48,7 +49,7 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-NAMESPACES = ("traits", "event", "profile", "scores", "journey")
+NAMESPACES = ("traits", "event", "profile", "scores", "journey", "group")
 WINDOWS = ("1h", "24h", "7d", "30d", "total")
 
 
@@ -67,6 +68,7 @@ class Context:
     profile: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)
     journey: dict = field(default_factory=dict)
+    group: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     counter: Callable[[str, str], int] | None = None
 
@@ -88,7 +90,7 @@ class Context:
                 return _dig(self.event_props, rest[1:])
             return None
         root = {"traits": self.traits, "profile": self.profile, "scores": self.scores,
-                "journey": self.journey}[head]
+                "journey": self.journey, "group": self.group}[head]
         return _dig(root, rest)
 
 

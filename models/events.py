@@ -80,8 +80,25 @@ class Event(BaseModel):
     context: Context = Field(default_factory=Context)
     timestamp: AwareDatetime | datetime | None = None
     receivedAt: AwareDatetime | datetime | None = None
+    originalTimestamp: AwareDatetime | datetime | None = None
+    sentAt: AwareDatetime | datetime | None = None
 
-    @field_validator("timestamp", "receivedAt")
+    @field_validator("userId", "anonymousId", "previousId", "groupId", mode="before")
+    @classmethod
+    def _decimal(cls, v: object) -> object:
+        # Segment libraries send numeric ids; they are their decimal string.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        return v
+
+    @field_validator("timestamp", "receivedAt", "originalTimestamp", "sentAt", mode="before")
+    @classmethod
+    def _iso_only(cls, v: object) -> object:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            raise ValueError("a time must be an ISO 8601 string, not a number")
+        return v
+
+    @field_validator("timestamp", "receivedAt", "originalTimestamp", "sentAt")
     @classmethod
     def _utc(cls, v: datetime | None) -> datetime | None:
         # Naive timestamps are read as UTC, as Segment does.
@@ -140,6 +157,9 @@ class InEvent:
     raw_json: bytes | None = None    # else the message bytes it came from
     canonical: str | None = None     # set when forwarded: the customer it belongs to
     hops: int = 0                    # times it was forwarded (loop guard)
+    previous_id: str | None = None   # alias: the id it joins to user_id
+    group_id: str | None = None      # group: the account (group) the customer belongs to
+    sub: int = 0                     # its index in a batch payload (Segment's batch API)
 
 
     def document(self) -> dict | None:
@@ -149,10 +169,25 @@ class InEvent:
         return self.raw
 
 
+def event_time_ms(timestamp: datetime | None, original: datetime | None,
+                  received: datetime | None, sent: datetime | None, kafka_ts_ms: int) -> int:
+    """Segment's rule: ``timestamp``; else ``originalTimestamp`` corrected for the device's
+    clock skew by ``receivedAt - sentAt``; else ``receivedAt``; else the Kafka timestamp."""
+    if timestamp is not None:
+        return int(timestamp.timestamp() * 1000)
+    if original is not None:
+        skew = (received - sent).total_seconds() if received is not None and sent is not None \
+            else 0.0
+        return int((original.timestamp() + skew) * 1000)
+    if received is not None:
+        return int(received.timestamp() * 1000)
+    return kafka_ts_ms
+
+
 def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
-    """Event time is ``timestamp``, else ``receivedAt``, else the Kafka timestamp."""
-    when = e.timestamp or e.receivedAt
-    ts_ms = int(when.timestamp() * 1000) if when is not None else kafka_ts_ms
+    """Event time: see ``event_time_ms``."""
+    ts_ms = event_time_ms(e.timestamp, e.originalTimestamp, e.receivedAt, e.sentAt,
+                          kafka_ts_ms)
     return InEvent(
         type=e.type,
         message_id=e.messageId,
@@ -167,6 +202,8 @@ def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
         offset=offset,
         kafka_ts_ms=kafka_ts_ms,
         device_id=device_id((e.context.model_extra or {}).get("device")),
+        previous_id=e.previousId or None,
+        group_id=e.groupId or None,
     )
 
 

@@ -177,6 +177,8 @@ class ProfileLimits(_Strict):
     max_trait_bytes: int = Field(default=4096, ge=64, description="a trait value larger than "
                                  "this (as JSON) is not stored")
     max_sum_keys: int = Field(default=200, ge=1, description="distinct keys of one profile sum")
+    max_groups: int = Field(default=20, ge=1, description="groups (accounts) one customer "
+                            "belongs to")
     max_profile_bytes: int = Field(
         default=256 * 1024, ge=16 * 1024, description="a stored profile over this is trimmed: "
         "the least recently active counters first, then the largest traits")
@@ -382,6 +384,9 @@ class Settings(_Strict):
                     "of another application are ignored. Default: the prefix without its dot")
     partitions: int = Field(default=8, ge=1, description="Partitions of topics Segue creates.")
     max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_batch_bytes: int = Field(
+        default=512 * 1024, ge=1024, description="a Segment batch payload ({\"batch\": "
+        "[...]}) up to this size is split into its events (each within max_event_bytes)")
     max_output_bytes: int = Field(
         default=1_000_000, ge=64 * 1024,
         description="No output (key + value) is larger: one that would be is parked in the "

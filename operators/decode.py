@@ -29,6 +29,7 @@ from models.events import (
     InEvent,
     device_id,
     event_key,
+    event_time_ms,
     to_in_event,
 )
 from models.outputs import SCHEMA_VERSION, idempotency_key
@@ -72,6 +73,7 @@ class Rejected:
     record: dict
     reason: dict
     part: str = ""  # input "topic#partition" it came from
+    sub: int = 0    # its index in a batch payload
 
 
 # Every dead-letter reason code, with what it means (the README's table, kept equal by a test).
@@ -100,7 +102,7 @@ HEADERS_KEEP_BYTES = 16 * 1024
 
 
 def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = None,
-            keep: int = DLQ_KEEP_BYTES) -> Rejected:
+            keep: int = DLQ_KEEP_BYTES, sub: int = 0) -> Rejected:
     """The dead letter of ``raw``: its reason and its bytes, bounded so that the dead letter
     itself can always be produced. A value over ``keep`` bytes keeps its first ``keep`` bytes
     with its size and SHA-256 (``value_truncated``); keys and headers are bounded likewise."""
@@ -109,7 +111,8 @@ def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = N
     key = raw.key[:KEY_KEEP_BYTES] if raw.key is not None else None
     record = {
         "schema_version": SCHEMA_VERSION,
-        "idempotency_key": idempotency_key("dlq", raw.topic, raw.partition, raw.offset),
+        "idempotency_key": idempotency_key("dlq", raw.topic, raw.partition, raw.offset,
+                                           *((sub,) if sub else ())),
         "reason": reason,
         "source": {
             "topic": raw.topic,
@@ -126,7 +129,9 @@ def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = N
                       value_sha256=hashlib.sha256(value).hexdigest())
     if raw.key is not None and len(raw.key) > KEY_KEEP_BYTES:
         record.update(key_truncated=True, key_bytes=len(raw.key))
-    return Rejected(raw.offset, key, record, reason, raw.part_key)
+    if sub:
+        record["source"]["batch_index"] = sub
+    return Rejected(raw.offset, key, record, reason, raw.part_key, sub)
 
 
 def _kept_headers(headers: list[tuple[str, bytes]]) -> list[tuple[str, str]]:
@@ -183,6 +188,8 @@ class _FastEvent(msgspec.Struct):
     context: _FastContext = _FastContext()
     timestamp: datetime | None = None
     receivedAt: datetime | None = None
+    originalTimestamp: datetime | None = None
+    sentAt: datetime | None = None
 
 
 _fast_decoder = msgspec.json.Decoder(_FastEvent)
@@ -224,20 +231,25 @@ def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
     if (kind == "track" and (e.event is None or e.event == CONSENT_UPDATED)) \
             or (kind == "alias" and not e.previousId) or (kind == "group" and not e.groupId):
         return None
-    ts_ms = kafka_ts_ms
-    for when in (e.receivedAt, e.timestamp):  # both must be valid; timestamp wins
+    times = [e.timestamp, e.originalTimestamp, e.receivedAt, e.sentAt]
+    for i, when in enumerate(times):  # every one given must be a time
         if when is None:
             continue
         if when.tzinfo is None:  # naive: UTC, as Segment reads it
-            when = when.replace(tzinfo=UTC)
+            times[i] = when = when.replace(tzinfo=UTC)
         try:
-            ts_ms = int(when.timestamp() * 1000)
+            when.timestamp()
         except (OverflowError, OSError, ValueError):
             return None
+    try:
+        ts_ms = event_time_ms(*times, kafka_ts_ms)
+    except (OverflowError, OSError, ValueError):
+        return None
     return InEvent(kind, e.messageId, e.userId or e.anonymousId or "",
                    event_key(kind, e.event, e.name), ts_ms, e.userId, e.anonymousId,
                    e.properties, e.traits, e.context.timezone, offset, kafka_ts_ms, "",
-                   device_id(e.context.device))
+                   device_id(e.context.device), previous_id=e.previousId or None,
+                   group_id=e.groupId or None)
 
 
 def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
@@ -312,6 +324,50 @@ def _checked(raw: RawRecord, ev: InEvent, value: bytes,
     if ev.raw is None:
         ev.raw_json = value
     return ev
+
+
+def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
+               keep_bytes: int = DLQ_KEEP_BYTES, max_batch_bytes: int = 512 * 1024,
+               ) -> InEvent | Rejected | list[InEvent | Rejected]:
+    """``decode``, and Segment's batch payload (``{"batch": [...], "sentAt": ...}``, what
+    its HTTP batch API takes and many collectors forward as is): its events, in order, as
+    one list (applied together: they share the message's offset). Each event is decoded on
+    its own (its own dead letter, with ``source.batch_index``); the batch's ``sentAt`` and
+    ``context`` are each event's defaults, as in Segment."""
+    value = raw.value
+    if value is None or b'"batch"' not in value or len(value) > max_batch_bytes:
+        return decode(raw, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
+                      keep_bytes=keep_bytes)
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or "type" in data or not isinstance(data.get("batch"), list):
+        return decode(raw, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
+                      keep_bytes=keep_bytes)
+    if not data["batch"]:
+        return _reject(raw, "schema.invalid", "an empty batch", ["batch"], keep=keep_bytes)
+    defaults = {k: data[k] for k in ("sentAt", "context") if k in data}
+    out: list[InEvent | Rejected] = []
+    for i, item in enumerate(data["batch"]):
+        if isinstance(item, dict):
+            body = {**defaults, **item}
+            if isinstance(defaults.get("context"), dict) and isinstance(item.get("context"), dict):
+                body["context"] = {**defaults["context"], **item["context"]}
+            item_bytes = orjson.dumps(body)
+        else:
+            item_bytes = orjson.dumps(item)
+        one = RawRecord(raw.topic, raw.partition, raw.offset, raw.key, item_bytes, raw.headers,
+                        raw.timestamp_ms)
+        ev = decode(one, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
+                    keep_bytes=keep_bytes)
+        if isinstance(ev, Rejected):
+            ev = _reject(one, ev.reason["code"], ev.reason["detail"], ev.reason["fields"],
+                         keep=keep_bytes, sub=i)
+        else:
+            ev.sub = i
+        out.append(ev)
+    return out
 
 
 @dataclass(slots=True)

@@ -157,7 +157,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         that item goes to the dead-letter topic (``processing.error``) instead; the timer is
         dropped with a ``timer.error`` record.
         """
-        for _ in range(len(items) + 16):
+        for _ in range(sum(len(i) if type(i) is list else 1 for i in items) + 16):
             acks, self._acked = self._acked, []
             refused, self._refused = self._refused, []
             txn = self.txn = BatchTransaction(self.store, self.progress)
@@ -206,7 +206,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             body = getattr(item, "raw_json", None) or b"{}"
         raw = RawRecord(topic, int(item.part.rpartition("#")[2] or 0), item.offset,  # type: ignore[attr-defined]
                         None, body, [], 0)
-        rec = _reject(raw, "processing.error", why, keep=self.settings.dead_letter_keep_bytes)
+        rec = _reject(raw, "processing.error", why, keep=self.settings.dead_letter_keep_bytes,
+                      sub=getattr(item, "sub", 0))
         self.txn.stats["dead_lettered"] += 1
         self.txn.counts[("events", topic, "dead_lettered")] += 1
         self.txn.emit(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
@@ -228,38 +229,56 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 txn.delete(keys.outbox(seq))
                 self._park(Output.decode(raw), why)
         self._sync_journeys(self.txn.progress.watermark if clock_ms is None else clock_ms)
-        for item in items:
-            topic = item.part.rpartition("#")[0]
-            if item.offset <= self.txn.progress.applied.get(topic, -1):
-                self.txn.stats["skipped_already_applied"] += 1
-                self.txn.counts[("events", topic, "skipped")] += 1
+        for entry in items:
+            # A Segment batch payload is one message of several events: a list, applied
+            # whole in this transaction (its events share the message's offset).
+            group = entry if type(entry) is list else (entry,)
+            if not group:
                 continue
-            self.txn.progress.applied[topic] = item.offset
-            self.txn.culprit = (topic, item.offset)
-            why = self._poisoned.get(self.txn.culprit)
-            if why is not None:
-                self._dead_letter_poisoned(item, topic, why)
-            elif isinstance(item, Routed):
-                self._on_routed(item)
-            elif isinstance(item, Rejected):
-                if item.key:
-                    self._index_dead_letter(item.key, topic, item.offset)
-                self.txn.stats["dead_lettered"] += 1
-                self.txn.counts[("events", topic, "dead_lettered")] += 1
-                self.alerts.message(self.txn.progress.watermark, dead=True)
-                self.txn.emit(
-                    Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
-                           else None, orjson.dumps(item.record))
-                )
-            else:
-                self.txn.current = item
-                self._apply(item)
-                self.txn.current = None
+            head = group[0]
+            topic = head.part.rpartition("#")[0]
+            if head.offset <= self.txn.progress.applied.get(topic, -1):
+                self.txn.stats["skipped_already_applied"] += len(group)
+                self.txn.counts[("events", topic, "skipped")] += len(group)
+                continue
+            self.txn.progress.applied[topic] = head.offset
+            for item in group:
+                self._one(item, topic)
         self.txn.culprit = None
         self._flush_nba()
         self.txn.wall_clock = clock_ms is not None
         self._fire_timers(self.txn.progress.watermark if clock_ms is None else clock_ms)
         self._flush_nba()
+        return self._finish(drain_horizon_ms, flush_analytics)
+
+    def _one(self, item: InEvent | Rejected | Routed, topic: str) -> None:
+        """Apply one input item (the offset check is done)."""
+        self.txn.culprit = (topic, item.offset, item.sub) if getattr(item, "sub", 0) \
+            else (topic, item.offset)
+        why = self._poisoned.get(self.txn.culprit)
+        if why is not None:
+            self._dead_letter_poisoned(item, topic, why)
+        elif isinstance(item, Routed):
+            self._on_routed(item)
+        elif isinstance(item, Rejected):
+            if item.key:
+                self._index_dead_letter(item.key, topic, item.offset)
+            self.txn.stats["dead_lettered"] += 1
+            self.txn.counts[("events", topic, "dead_lettered")] += 1
+            self.alerts.message(self.txn.progress.watermark, dead=True)
+            self.txn.emit(
+                Output(self.topics.dlq, item.key.decode("utf-8", "replace") if item.key
+                       else None, orjson.dumps(item.record))
+            )
+        else:
+            self.txn.current = item
+            self._apply(item)
+            self.txn.current = None
+
+    def _finish(self, drain_horizon_ms: int | None, flush_analytics: bool
+                ) -> list[tuple[int, Output]]:
+        """The end of a batch: drain, analytics, alerts, profiles written back, prepare."""
+        txn = self.txn
         if drain_horizon_ms is not None:
             self._drain(drain_horizon_ms)
             self._flush_nba()

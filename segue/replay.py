@@ -20,7 +20,7 @@ import orjson
 from flows.local import LocalFlow
 from flows.tuning import batch_gc
 from models.settings import Settings
-from operators.decode import RawRecord, decode
+from operators.decode import RawRecord, decode_all
 from operators.identity.routing import home_partition
 from operators.journeys import journey_registry
 from state.outbox import Output
@@ -127,8 +127,9 @@ def replay(
                     part = _partition_of(line, n_parts)
                     offsets[part] += 1
                     raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
-                    batches[part].append(decode(raw, max_bytes=settings.max_event_bytes,
-                                                max_future_skew_ms=skew_ms, keep_bytes=keep))
+                    batches[part].append(decode_all(
+                        raw, max_bytes=settings.max_event_bytes, max_future_skew_ms=skew_ms,
+                        keep_bytes=keep, max_batch_bytes=settings.max_batch_bytes))
                     n += 1
                     if n % BATCH == 0:
                         run_all(batches)

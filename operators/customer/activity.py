@@ -59,7 +59,10 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
         p["last_seen"] = ts
     if ts < p["first_seen"]:
         p["first_seen"] = ts
-    if ev.traits:
+    if ev.type == "group":  # an account's traits, not the user's (Segment's group call)
+        if ev.group_id:
+            join_group(p, ev.group_id, ev.traits, ts, limits, privacy)
+    elif ev.traits:
         set_traits(p, ev.traits, ts, limits, privacy)
     if ev.timezone:
         p["timezone"] = ev.timezone
@@ -84,12 +87,14 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
 
 def set_traits(p: Profile, traits: dict, ts: int,
                limits: ProfileLimits = DEFAULT_LIMITS,
-               privacy: dict[str, str] | None = None) -> None:
+               privacy: dict[str, str] | None = None, into: dict | None = None) -> None:
     """Latest event time wins per trait (whatever the arrival order). A raw email never
     reaches state: it is kept as its SHA-256 only; ``privacy`` (trait name -> hash, drop or
-    keep; default: phone and ip hashed) rules the other personal traits."""
-    ts_of = p.setdefault("trait_ts", {})
-    mine = p["traits"]
+    keep; default: phone and ip hashed) rules the other personal traits. ``into`` (a group)
+    receives them instead of the profile; what limits keep out is counted on the profile."""
+    target = p if into is None else into
+    ts_of = target.setdefault("trait_ts", {})
+    mine = target["traits"]
     personal = PERSONAL if privacy is None else privacy
     for k, v in traits.items():
         if k == "email":
@@ -111,6 +116,32 @@ def set_traits(p: Profile, traits: dict, ts: int,
                 continue
             mine[k] = v
             ts_of[k] = ts
+
+
+def join_group(p: Profile, group_id: str, traits: dict, ts: int,
+               limits: ProfileLimits = DEFAULT_LIMITS,
+               privacy: dict[str, str] | None = None) -> None:
+    """Record that the customer belongs to ``group_id`` and keep that group's traits (latest
+    event time wins per trait, the same privacy rules as the user's). The group with the
+    latest ``group`` call is the customer's current one (``group.<trait>`` in conditions)."""
+    groups = p.setdefault("groups", {})
+    g = groups.get(group_id)
+    if g is None:
+        if len(groups) >= limits.max_groups:
+            dropped(p, "groups")
+            return
+        g = groups[group_id] = {"traits": {}, "trait_ts": {}, "since": ts}
+    set_traits(p, traits, ts, limits, privacy, into=g)
+    if ts >= p.get("group_ts", -1):
+        p["group"], p["group_ts"] = group_id, ts
+
+
+def group_view(p: Profile) -> dict:
+    """``group`` in conditions: the current group's traits and its ``id``."""
+    gid = p.get("group")
+    if gid is None:
+        return {}
+    return {**p["groups"][gid]["traits"], "id": gid}
 
 
 def add_sum(p: Profile, name: str, by: object, value: object, max_keys: int = 200) -> None:

@@ -18,16 +18,23 @@ from state.windows import _LEVELS
 def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[str]:
     """Every identifier an event (dict or ``InEvent``) carries."""
     if isinstance(event, dict):
-        uid, aid = event.get("userId"), event.get("anonymousId")
+        kind, uid, aid = event.get("type"), event.get("userId"), event.get("anonymousId")
         traits = event.get("traits") or {}
         device = ((event.get("context") or {}).get("device") or {}).get("id")
+        prev = event.get("previousId")
     else:
-        uid, aid, traits, device = event.user_id, event.anonymous_id, event.traits, event.device_id
+        kind, uid, aid, traits, device = (event.type, event.user_id, event.anonymous_id,
+                                          event.traits, event.device_id)
+        prev = event.previous_id
+    if kind == "group":  # an account's traits (its billing email) never identify a user
+        traits = {}
     out = set()
     if uid:
         out.add(f"user:{uid}")
     if aid:
         out.add(f"anon:{aid}")
+    if kind == "alias" and prev:  # Segment's alias: previousId (anonymous or an old user id)
+        out.update((f"anon:{prev}", f"user:{prev}"))
     email = traits.get("email") if isinstance(traits, dict) else None
     if isinstance(email, str) and "@" in email:
         out.add(f"email:{hash_email(email)}")

@@ -40,6 +40,7 @@ from models.journey import (
 )
 from models.profile import Profile
 from models.settings import NbaSettings, PolicySettings
+from operators.customer.activity import group_view
 from operators.effects import Effects
 from operators.journeys import records
 from operators.journeys.delivery import (
@@ -154,6 +155,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                      "top": p.get("top", {})},
             scores=p.get("scores", {}),
             journey=journey,
+            group=group_view(p),
             counter=counter,
         )
 

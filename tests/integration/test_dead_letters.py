@@ -24,7 +24,7 @@ MALFORMED: list[tuple[bytes | None, str]] = [
     (b'{"type": "track", "event": "Signed In", "userId": "u1"}', "id.missing"),
     (b'{"type": "track", "messageId": "b1", "event": "Signed In"}', "id.missing"),
     (b'{"type": "teleport", "messageId": "b2", "userId": "u1"}', "type.unknown"),
-    (b'{"type": "track", "messageId": "b3", "userId": 42, "event": "Signed In"}',
+    (b'{"type": "track", "messageId": "b3", "userId": [42], "event": "Signed In"}',
      "schema.invalid"),
     (b'{"type": "track", "messageId": "b4", "userId": "u1"}', "schema.invalid"),
     (b'{"type": "track", "messageId": "b5", "userId": "u1", "event": "Signed In", '
