@@ -320,7 +320,8 @@ def build_flow(ctx: FlowContext, progress: ProgressSink | None = None) -> Datafl
                                                       keep_bytes=keep, app_id=app_id)
         return str(item.partition), decode_all(item, max_bytes=max_bytes,
                                                max_future_skew_ms=skew_ms, keep_bytes=keep,
-                                               max_batch_bytes=s.max_batch_bytes)
+                                               max_batch_bytes=s.max_batch_bytes,
+                                               now_ms=int(time.time() * 1000))
 
     flow = Dataflow("segue")
     streams = []

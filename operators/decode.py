@@ -90,7 +90,8 @@ REASON_CODES = {
     "timestamp.invalid": "a timestamp that is no time (out of range)",
     "timestamp.missing": "no timestamp, no receivedAt and no Kafka timestamp",
     "timestamp.future": "event time more than max_future_skew_s (1 day) after the Kafka "
-                        "timestamp",
+                        "timestamp or after the clock reading it (so a forged time cannot "
+                        "fire everyone's timers)",
     "internal.invalid": "a message on the repartition topic that Segue did not write",
     "processing.error": "valid, but applying it raised (a bug): the batch was redone "
                         "without it",
@@ -253,22 +254,28 @@ def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
 
 
 def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
-           keep_bytes: int = DLQ_KEEP_BYTES) -> InEvent | Rejected:
+           keep_bytes: int = DLQ_KEEP_BYTES, now_ms: int | None = None) -> InEvent | Rejected:
     """Validate one message; never raises. A dead letter keeps at most ``keep_bytes`` of the
-    value (see ``_reject``)."""
+    value (see ``_reject``). Event time may be at most ``max_future_skew_ms`` after the Kafka
+    timestamp (which the producer may set) and after ``now_ms`` (the clock reading the input),
+    so no forged time can move a partition's clock past the present."""
     value = raw.value
     if value is None:
         return _reject(raw, "value.missing", "message has no value (tombstone)")
     if len(value) > max_bytes:
         return _reject(raw, "too_large", f"{len(value)} bytes > limit {max_bytes}",
                        keep=keep_bytes)
-    if len(value) > keep_bytes:  # rare (max_event_bytes above dlq_keep_bytes): bound the reason
-        out = _decode(raw, value, max_future_skew_ms)
-        if type(out) is Rejected:
+    out = _decode(raw, value, max_future_skew_ms)
+    if type(out) is Rejected:
+        if len(value) > keep_bytes:  # rare (max_event_bytes above dlq_keep_bytes)
             return _reject(raw, out.reason["code"], out.reason["detail"], out.reason["fields"],
                            keep=keep_bytes)
         return out
-    return _decode(raw, value, max_future_skew_ms)
+    if now_ms is not None and out.ts_ms > now_ms + max_future_skew_ms:
+        return _reject(raw, "timestamp.future", f"event time is {(out.ts_ms - now_ms) / 1000:.0f}"
+                       f"s after the time it was read (limit {max_future_skew_ms // 1000}s)",
+                       ["timestamp"], keep=keep_bytes)
+    return out
 
 
 def _decode(raw: RawRecord, value: bytes, max_future_skew_ms: int) -> InEvent | Rejected:
@@ -328,7 +335,7 @@ def _checked(raw: RawRecord, ev: InEvent, value: bytes,
 
 def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
                keep_bytes: int = DLQ_KEEP_BYTES, max_batch_bytes: int = 512 * 1024,
-               ) -> InEvent | Rejected | list[InEvent | Rejected]:
+               now_ms: int | None = None) -> InEvent | Rejected | list[InEvent | Rejected]:
     """``decode``, and Segment's batch payload (``{"batch": [...], "sentAt": ...}``, what
     its HTTP batch API takes and many collectors forward as is): its events, in order, as
     one list (applied together: they share the message's offset). Each event is decoded on
@@ -337,14 +344,14 @@ def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
     value = raw.value
     if value is None or b'"batch"' not in value or len(value) > max_batch_bytes:
         return decode(raw, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
-                      keep_bytes=keep_bytes)
+                      keep_bytes=keep_bytes, now_ms=now_ms)
     try:
         data = orjson.loads(value)
     except orjson.JSONDecodeError:
         data = None
     if not isinstance(data, dict) or "type" in data or not isinstance(data.get("batch"), list):
         return decode(raw, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
-                      keep_bytes=keep_bytes)
+                      keep_bytes=keep_bytes, now_ms=now_ms)
     if not data["batch"]:
         return _reject(raw, "schema.invalid", "an empty batch", ["batch"], keep=keep_bytes)
     defaults = {k: data[k] for k in ("sentAt", "context") if k in data}
@@ -360,7 +367,7 @@ def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
         one = RawRecord(raw.topic, raw.partition, raw.offset, raw.key, item_bytes, raw.headers,
                         raw.timestamp_ms)
         ev = decode(one, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
-                    keep_bytes=keep_bytes)
+                    keep_bytes=keep_bytes, now_ms=now_ms)
         if isinstance(ev, Rejected):
             ev = _reject(one, ev.reason["code"], ev.reason["detail"], ev.reason["fields"],
                          keep=keep_bytes, sub=i)

@@ -371,6 +371,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if ref is None:
             return  # forwarded to the partition that owns its customer
         if ev.key in ERASURE_EVENTS:
+            # What was due before the request still happens, in order; then it is all gone.
+            p = self._existing_profile(ref)
+            if p is not None and p["timers"] and min(p["timers"].values()) <= ev.ts_ms:
+                self._fire_customer(p, ev.ts_ms)
             self._erase(ref, ev)
             return
         p, created = self._profile(ref, ev.ts_ms)

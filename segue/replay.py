@@ -67,8 +67,11 @@ def replay(
     state_dir: str | Path | None = None,
     horizon_ms: int = 35 * 86_400_000,
     progress: bool = False,
+    now_ms: int | None = None,
 ) -> dict:
-    """Run the replay; returns the summary (also written to ``out_dir/summary.json``)."""
+    """Run the replay; returns the summary (also written to ``out_dir/summary.json``).
+    ``now_ms`` is the clock reading the input (default: now): later event times are
+    dead-lettered (``timestamp.future``)."""
     events = Path(events_path)
     if not events.is_file():
         raise ReplayError(f"{events}: no such file")
@@ -88,6 +91,9 @@ def replay(
     journey_rows: dict[tuple, Counter] = defaultdict(Counter)
     skew_ms = settings.max_future_skew_s * 1000
     keep = settings.dead_letter_keep_bytes
+    # The clock reading the input: no event time may be later than it (plus the skew), so a
+    # forged time cannot fire every timer. One reading for the whole replay (deterministic).
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     file_for = _files_by_topic(settings)
 
     def write(o: Output) -> None:
@@ -129,7 +135,8 @@ def replay(
                     raw = RawRecord("replay", part, offsets[part], None, line, [], 0)
                     batches[part].append(decode_all(
                         raw, max_bytes=settings.max_event_bytes, max_future_skew_ms=skew_ms,
-                        keep_bytes=keep, max_batch_bytes=settings.max_batch_bytes))
+                        keep_bytes=keep, max_batch_bytes=settings.max_batch_bytes,
+                        now_ms=now_ms))
                     n += 1
                     if n % BATCH == 0:
                         run_all(batches)
