@@ -164,6 +164,14 @@ class IdentitySettings(_Strict):
         description="most identifiers of each kind one customer may hold")
     traits: list[str] = Field(default=[], description="traits that also identify a customer")
     max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
+    max_users_per_identifier: int = Field(
+        default=1, ge=1, description="an email, device or trait id claimed by more distinct "
+        "user ids than this never merges them (a shared or placeholder address)")
+    blocked_emails: list[str] = Field(
+        default=["test@test.com", "test@example.com", "email@example.com", "none@none.com",
+                 "no@email.com", "noemail@noemail.com", "null@null.com", "a@a.com"],
+        description="placeholder addresses that never identify anyone (as are addresses "
+                    "whose local part is noreply, no-reply or donotreply)")
 
 
 class ProfileLimits(_Strict):

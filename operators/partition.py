@@ -89,6 +89,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
         self.app_id = settings.application_id
+        self.id_traits = tuple(settings.identity.traits)
+        self.blocked_emails = frozenset(e.strip().lower() for e in settings.identity.blocked_emails)
         self.max_profile_bytes = settings.limits.max_profile_bytes
         self.personal_traits = settings.privacy.personal_traits
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.

@@ -5,6 +5,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 =====================================================  ==========================================
 ``c|<customer ref>``                                   the customer's profile
 ``i|<identifier>``                                     identity link: the customer ref it belongs to
+``u|<identifier>``                                     the distinct user ids that claimed it (merge
+                                                       protection: a shared email merges nobody)
 ``r|<customer ref>``                                   redirect: the customer it was merged into
 ``e|<sha256 of customer ref>``                         erased at (ms): later data from before it is
                                                        dropped; no personal data
@@ -37,6 +39,7 @@ from __future__ import annotations
 PROFILE = b"c|"
 LINK = b"i|"        # i|<identifier> -> the customer reference it belongs to
 REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
+CLAIMANTS = b"u|"   # u|<identifier> -> the distinct user ids that claimed it
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
@@ -59,6 +62,10 @@ def profile(ref: str) -> bytes:
 
 def link(identifier: str) -> bytes:
     return LINK + identifier.encode()
+
+
+def claimants(identifier: str) -> bytes:
+    return CLAIMANTS + identifier.encode()
 
 
 def redirect(ref: str) -> bytes:

@@ -14,8 +14,21 @@ from models.identifiers import hash_email
 from state.ledger import merge_ledgers
 from state.windows import _LEVELS
 
+PLACEHOLDER_LOCALS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
-def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[str]:
+
+def placeholder(email: str, blocked: frozenset[str] = frozenset()) -> bool:
+    """An address that identifies nobody: a blocked one, or a no-reply address.
+
+    >>> placeholder(" NoReply@shop.example"), placeholder("ann@x.io")
+    (True, False)
+    """
+    e = email.strip().lower()
+    return e in blocked or e.split("@", 1)[0] in PLACEHOLDER_LOCALS
+
+
+def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = (),
+                blocked_emails: frozenset[str] = frozenset()) -> set[str]:
     """Every identifier an event (dict or ``InEvent``) carries."""
     if isinstance(event, dict):
         kind, uid, aid = event.get("type"), event.get("userId"), event.get("anonymousId")
@@ -36,7 +49,7 @@ def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = ()) -> set[s
     if kind == "alias" and prev:  # Segment's alias: previousId (anonymous or an old user id)
         out.update((f"anon:{prev}", f"user:{prev}"))
     email = traits.get("email") if isinstance(traits, dict) else None
-    if isinstance(email, str) and "@" in email:
+    if isinstance(email, str) and "@" in email and not placeholder(email, blocked_emails):
         out.add(f"email:{hash_email(email)}")
     if isinstance(device, str) and device:
         out.add(f"device:{device}")

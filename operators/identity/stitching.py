@@ -76,7 +76,7 @@ class IdentityStitching:
 
     def _link(self, p: Profile, ev: InEvent) -> None:
         """Claim the event's identifiers this customer does not hold yet (within limits)."""
-        ids = identifiers(ev, tuple(self.settings.identity.traits))
+        ids = identifiers(ev, self.id_traits, self.blocked_emails)
         new = sorted(ids.difference(p["links"]))
         if not new:
             return
@@ -114,6 +114,13 @@ class IdentityStitching:
                 v = txn.get(key)
                 if v is not None and v.decode() == b["ref"]:
                     txn.delete(key)
+            raw = txn.get(keys.claimants(b["id"]))
+            if raw is not None:  # no raw id of the erased customer stays here
+                users = [u for u in orjson.loads(raw) if u != b["ref"]]
+                if users:
+                    txn.put(keys.claimants(b["id"]), orjson.dumps(users))
+                else:
+                    txn.delete(keys.claimants(b["id"]))
         elif m.kind == "foreign":  # another application's (see ``decode_routed``)
             self.txn.stats["internal_foreign"] += 1
         else:
@@ -135,10 +142,31 @@ class IdentityStitching:
             if x != c:
                 txn.put(keys.link(x), c.encode())
             return
+        if kind_of(cur) == "user" and kind_of(c) == "user" and kind_of(x) != "user" \
+                and self._shared(x, cur, c):
+            # Two people behind one address (a shared inbox, a family device): never merged.
+            self.txn.stats["links_refused"] += 1
+            self._emit_identity("identity.link_refused", value_of(c), c, at,
+                                {"message_id": cause}, reason="identity.shared_identifier",
+                                identifier=x if kind_of(x) != "email" else "email:<hashed>",
+                                held_by=value_of(cur))
+            return
         w = winner(cur, c)
         loser = c if w == cur else cur
         txn.put(keys.link(x), w.encode())
         self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0})
+
+    def _shared(self, x: str, cur: str, c: str) -> bool:
+        """Whether more distinct user ids than allowed claim ``x`` (kept at x's home, at most
+        one more than the limit)."""
+        key = keys.claimants(x)
+        raw = self.txn.get(key)
+        users = orjson.loads(raw) if raw else [cur]
+        limit = self.settings.identity.max_users_per_identifier
+        if c not in users and len(users) <= limit:
+            users.append(c)
+            self.txn.put(key, orjson.dumps(users))
+        return len(users) > limit
 
     def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
         """At the loser's home: hand its whole state to the winner, leave a redirect."""

@@ -1,0 +1,65 @@
+"""Link limits that hold (issue 14): a shared or placeholder email never merges people; the
+refusal is on segue.customer-events. Replay and live agree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from segue.kafka_io import produce_records
+from state.inspect import iter_profiles
+from tests.conftest import ROOT, live_outputs, replay_outputs
+
+pytestmark = pytest.mark.integration
+
+
+def stream() -> list[dict]:
+    out = [{"type": "identify", "messageId": f"s{i}", "userId": f"member-{i}",
+            "traits": {"email": "family@shared.example"},
+            "timestamp": f"2026-01-01T10:00:{i:02d}Z"} for i in range(20)]
+    out += [{"type": "identify", "messageId": f"p{i}", "userId": f"buyer-{i}",
+             "traits": {"email": "noreply@shop.example" if i % 2 else "test@test.com"},
+             "timestamp": f"2026-01-01T11:00:{i:02d}Z"} for i in range(6)]
+    # The same person with a second user id through alias still merges (a rename).
+    out += [{"type": "identify", "messageId": "r1", "userId": "old-id",
+             "timestamp": "2026-01-01T12:00:00Z"},
+            {"type": "alias", "messageId": "r2", "userId": "new-id", "previousId": "old-id",
+             "timestamp": "2026-01-01T12:00:01Z"}]
+    return out
+
+
+def check(state_dir, customer_events) -> None:  # noqa: ANN001
+    ids = sorted(p["id"] for p in iter_profiles(state_dir))
+    members = [i for i in ids if i.startswith("member-")]
+    assert len(members) == 20  # one shared address: twenty people, not one
+    assert len([i for i in ids if i.startswith("buyer-")]) == 6
+    assert "new-id" in ids and "old-id" not in ids
+    for p in iter_profiles(state_dir):
+        users = [x for x in p["links"] if x.startswith("user:")]
+        assert len(users) <= 5, (p["id"], users)
+        if p["id"].startswith("buyer-"):
+            assert not [x for x in p["links"] if x.startswith("email:")]  # placeholders
+    refused = [r for r in customer_events if r["type"] == "identity.link_refused"]
+    assert len(refused) == 19
+    assert {r["reason"] for r in refused} == {"identity.shared_identifier"}
+
+
+def test_shared_and_placeholder_emails_merge_nobody(job_factory, tmp_path):
+    job = job_factory()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in stream()))
+    out = tmp_path / "replay"
+    r = subprocess.run([sys.executable, "-m", "segue.cli", "replay", "--events", str(events),
+                        "--out", str(out), "--state-dir", str(tmp_path / "rs"), "--config",
+                        str(job.config)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    check(tmp_path / "rs", replay_outputs(out)["customer-events"])
+
+    produce_records(job.broker.bootstrap, job.topics.events,
+                    [(e["userId"], orjson.dumps(e)) for e in stream()])
+    job.run_until_eof()
+    check(job.state_dir, live_outputs(job.broker.bootstrap, job.topics)["customer-events"])
