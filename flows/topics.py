@@ -63,7 +63,9 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dic
         t.alerts: _KEEP,
         t.analytics: _KEEP,
     }
-    for ch in channels:
+    # Fallback chains may end on a channel no journey names (in_app -> badge): its topic too.
+    targets = {ch for ch in settings.policy.fallback.values() if ch != "enrich"}
+    for ch in (*channels, *sorted(targets - set(channels))):
         specs[t.dispatch(ch)] = _KEEP
     return specs
 

@@ -389,6 +389,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 del self.txn.objects[ref]
             self.txn.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
             return
+        if self._hold(p, ev):
+            return  # applied once the merge its customer waits for is
         topic = ev.part.rpartition("#")[0]
         if activity.seen_before(p, ev.message_id, self.settings.dedup_recent_ids):
             self.txn.stats["deduplicated"] += 1

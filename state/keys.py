@@ -5,6 +5,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 =====================================================  ==========================================
 ``c|<customer ref>``                                   the customer's profile
 ``i|<identifier>``                                     identity link: the customer ref it belongs to
+``w|<customer ref>|<seq:016x>``                        an event of a customer waiting for a merge it
+                                                       claimed (applied once the merge is)
 ``u|<identifier>``                                     the distinct user ids that claimed it (merge
                                                        protection: a shared email merges nobody)
 ``r|<customer ref>``                                   redirect: the customer it was merged into
@@ -40,6 +42,7 @@ PROFILE = b"c|"
 LINK = b"i|"        # i|<identifier> -> the customer reference it belongs to
 REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
 CLAIMANTS = b"u|"   # u|<identifier> -> the distinct user ids that claimed it
+WAITING = b"w|"     # w|<reference>|<seq> -> an event held until the merges it awaits land
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
@@ -62,6 +65,12 @@ def profile(ref: str) -> bytes:
 
 def link(identifier: str) -> bytes:
     return LINK + identifier.encode()
+
+
+def waiting(ref: str, seq: int | None = None) -> bytes:
+    """An event held for ``ref`` (``seq`` None: the prefix of all of them)."""
+    base = b"%s%s|" % (WAITING, ref.encode())
+    return base if seq is None else b"%s%016x" % (base, seq)
 
 
 def claimants(identifier: str) -> bytes:

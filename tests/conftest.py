@@ -138,7 +138,10 @@ def live_outputs(bootstrap: str, topics) -> dict[str, list[dict]]:  # noqa: ANN0
     def read(topic: str) -> list[dict]:
         return [orjson.loads(m.value()) for m in consume_all(bootstrap, topic)]
 
-    return {"dispatches": [r for ch in CHANNELS for r in read(topics.dispatch(ch))],
+    from models.settings import PolicySettings
+
+    extra = sorted(set(PolicySettings().fallback.values()) - set(CHANNELS) - {"enrich"})
+    return {"dispatches": [r for ch in (*CHANNELS, *extra) for r in read(topics.dispatch(ch))],
             "decisions": read(topics.decisions),
             "journey-events": read(topics.journey_events),
             "customer-events": read(topics.customer_events)}

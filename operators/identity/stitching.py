@@ -21,6 +21,8 @@ from operators.identity.routing import home_partition
 from state import keys
 from state.outbox import Output
 
+MAX_HELD = 10_000  # events one customer may hold back while its claims are answered
+
 
 class IdentityStitching:
     """The partition's identity handling (a part of ``Partition``)."""
@@ -92,6 +94,9 @@ class IdentityStitching:
                                     identifier=x if kind != "email" else "email:<hashed>")
                 continue
             p["links"].append(x)
+            # The customer's next events wait until this claim is answered (a merge of the
+            # history behind x, or "no merge"): they are evaluated on the merged state.
+            p.setdefault("awaiting", {})[x] = ev.ts_ms
             self._route(x, {"kind": "claim", "id": x, "canonical": p["ref"], "at": ev.ts_ms,
                             "cause": ev.message_id})
 
@@ -99,10 +104,13 @@ class IdentityStitching:
         b = m.body
         if m.kind == "claim":
             self._claim(b["id"], b["canonical"], b["at"], b.get("cause"))
+        elif m.kind == "claimed":
+            self._answered(b["to"], b["id"])
         elif m.kind == "merge_out":
-            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0))
+            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0), b.get("for"))
         elif m.kind == "merge":
-            self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0))
+            self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0),
+                           b.get("for"))
         elif m.kind == "analytics":
             self._on_partial(b)
         elif m.kind == "relink":
@@ -141,6 +149,7 @@ class IdentityStitching:
         if cur is None or cur == c:
             if x != c:
                 txn.put(keys.link(x), c.encode())
+            self._route(c, {"kind": "claimed", "id": x, "to": c})
             return
         if kind_of(cur) == "user" and kind_of(c) == "user" and kind_of(x) != "user" \
                 and self._shared(x, cur, c):
@@ -150,11 +159,69 @@ class IdentityStitching:
                                 {"message_id": cause}, reason="identity.shared_identifier",
                                 identifier=x if kind_of(x) != "email" else "email:<hashed>",
                                 held_by=value_of(cur))
+            self._route(c, {"kind": "claimed", "id": x, "to": c})
             return
         w = winner(cur, c)
         loser = c if w == cur else cur
         txn.put(keys.link(x), w.encode())
-        self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0})
+        self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at, "hops": 0,
+                            "for": {"id": x, "to": c}})
+
+    # ----- events that wait for the merges their customer claimed ------------------------
+    def _answer(self, answers: dict | None) -> None:
+        if answers:
+            self._route(answers["to"], {"kind": "claimed", "id": answers["id"],
+                                        "to": answers["to"]})
+
+    def _answered(self, ref: str, x: str) -> None:
+        """At the claimant's home: its claim of ``x`` is answered; once none is left, what
+        it held back is applied, in order."""
+        p = self._existing_profile(ref)
+        if p is None or not p.get("awaiting") or p["awaiting"].pop(x, None) is None:
+            return
+        if not p["awaiting"]:
+            del p["awaiting"]
+            self._release(p)
+
+    def _hold(self, p: Profile, ev: InEvent) -> bool:
+        """Keep ``ev`` back while its customer awaits a claim's answer (bounded)."""
+        if not p.get("awaiting"):
+            return False
+        n = p.get("held_events", 0)
+        if n >= MAX_HELD:  # never unbounded: apply as it comes, and say so
+            self.txn.stats["held_overflow"] += 1
+            return False
+        p["held_events"] = n + 1
+        # The event's own bytes, behind a small header: no decode and encode to hold it.
+        body = ev.raw_json if ev.raw is None and ev.raw_json is not None \
+            else orjson.dumps(ev.document())
+        self.txn.put(keys.waiting(p["ref"], p.get("held_seq", 0)),
+                     orjson.dumps([ev.kafka_ts_ms, ev.hops, ev.part, ev.offset]) + b"\n" + body)
+        p["held_seq"] = p.get("held_seq", 0) + 1
+        self.txn.stats["held_for_merge"] += 1
+        return True
+
+    def _release(self, p: Profile) -> None:
+        from operators.decode import RawRecord, decode
+
+        ref = p["ref"]
+        skew = self.settings.max_future_skew_s * 1000
+        for k, v in list(self.txn.scan(keys.waiting(ref))):
+            if p.get("awaiting") or p.get("_gone"):
+                return  # a released event claimed again: the rest waits for that
+            self.txn.delete(k)
+            p["held_events"] = p.get("held_events", 1) - 1
+            head, _, body = v.partition(b"\n")
+            kafka_ts, hops, part, offset = orjson.loads(head)
+            ev = decode(RawRecord(self.topics.events, self.partition, offset, None, body, [],
+                                  kafka_ts), max_bytes=1 << 30, max_future_skew_ms=skew)
+            if not isinstance(ev, InEvent):
+                continue  # validated when it came in: cannot happen
+            ev.part, ev.canonical, ev.hops = part, ref, hops
+            outer = self.txn.culprit
+            self.txn.culprit = (part.rpartition("#")[0], offset)  # blamed if it raises
+            self._apply(ev)
+            self.txn.culprit = outer
 
     def _shared(self, x: str, cur: str, c: str) -> bool:
         """Whether more distinct user ids than allowed claim ``x`` (kept at x's home, at most
@@ -168,11 +235,14 @@ class IdentityStitching:
             self.txn.put(key, orjson.dumps(users))
         return len(users) > limit
 
-    def _merge_out(self, loser: str, w: str, at: int, hops: int) -> None:
-        """At the loser's home: hand its whole state to the winner, leave a redirect."""
+    def _merge_out(self, loser: str, w: str, at: int, hops: int,
+                   answers: dict | None = None) -> None:
+        """At the loser's home: hand its whole state to the winner, leave a redirect.
+        ``answers`` is the claim this merge answers (the claimant waits for it)."""
         txn = self.txn
         assert txn is not None
         if loser == w:
+            self._answer(answers)
             return
         moved = txn.get(keys.redirect(loser))
         if moved is not None:
@@ -182,7 +252,9 @@ class IdentityStitching:
                 w2 = winner(r, w)
                 l2 = r if w2 == w else w
                 self._route(l2, {"kind": "merge_out", "from": l2, "into": w2, "at": at,
-                                 "hops": hops + 1})
+                                 "hops": hops + 1, "for": answers})
+            else:
+                self._answer(answers)
             return
         txn.put(keys.redirect(loser), w.encode())
         txn.put(keys.link(loser), w.encode())
@@ -195,25 +267,38 @@ class IdentityStitching:
                 if run.get("held") and run["held"].get("indexed"):
                     txn.delete(keys.held(jid, run["held"]["at"], loser))
                     run["held"]["indexed"] = False
-            snapshot = {k: v for k, v in p.items() if k != "_gone"}
+            snapshot = {k: v for k, v in p.items() if k not in ("_gone", "awaiting")}
             p.clear()
             p["_gone"] = True
             for y in snapshot["links"]:
                 if y != loser:
                     self._route(y, {"kind": "relink", "id": y, "canonical": w})
         self._route(w, {"kind": "merge", "from": loser, "into": w, "profile": snapshot,
-                        "at": at, "hops": hops})
+                        "at": at, "hops": hops, "for": answers})
+        # What the loser held back goes after its state, to be applied on the merged one.
+        for k, v in list(txn.scan(keys.waiting(loser))):
+            txn.delete(k)
+            head, _, body = v.partition(b"\n")
+            kafka_ts, hops, _part, _offset = orjson.loads(head)
+            self._route(w, {"kind": "event", "canonical": w, "hops": hops + 1,
+                            "event": orjson.loads(body), "kafka_ts": kafka_ts})
 
-    def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int) -> None:
-        """At the winner's home: fold the loser's state in, exactly once."""
+    def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int,
+                  answers: dict | None = None) -> None:
+        """At the winner's home: fold the loser's state in, exactly once; then the events
+        that waited for it (if this answers the winner's claim) are applied."""
         txn = self.txn
         assert txn is not None
         moved = txn.get(keys.redirect(w))
         if moved is not None and hops < self.settings.identity.max_hops:
             r = moved.decode()
             self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
-                            "at": at, "hops": hops + 1})
+                            "at": at, "hops": hops + 1, "for": answers})
             return
+        self._fold_in(loser, w, snapshot, at)
+        self._answer(answers)
+
+    def _fold_in(self, loser: str, w: str, snapshot: dict | None, at: int) -> None:
         if self._erased_since(w, at):  # merged history from before an erasure: dropped
             self.txn.stats["dropped_erased"] += 1
             return
