@@ -128,6 +128,7 @@ class PartitionLogic(StatefulBatchLogic):
         self.caught_up = False
         self._caught_up_inputs: dict[str, bool] = {}
         self._next_due: int | None = None
+        self._drained = False
         self._dispatch_prefix = f"{ctx.settings.topics.prefix}dispatch."
 
     def _attach(self, part_key: str) -> Partition:
@@ -231,24 +232,31 @@ class PartitionLogic(StatefulBatchLogic):
             self._attach((first[0] if type(first) is list else first).part)
         events: list[InEvent | Rejected] = []
         eof = False
+        drain = False
         events_ended = False
         inputs = self._caught_up_inputs
         for it in items:
             if isinstance(it, Tick):
                 inputs[it.part] = it.caught_up
                 eof = eof or it.final
-                events_ended = events_ended or (it.eof and not it.final)
+                drain = drain or it.drain
+                events_ended = events_ended or (it.eof and not it.final and not it.drain)
             else:
                 events.append(it)  # an event, a dead letter, or a batch payload's list of them
                 inputs[(it[0] if type(it) is list else it).part] = False
         # Caught up only when every input of this partition (events, repartition) is.
         self.caught_up = len(inputs) >= 2 and all(inputs.values())
         out = self._run(events, flush_analytics=events_ended)
-        if eof:
+        if (drain or eof) and not self._drained:
+            # End of input: timers up to the horizon and the final partials, while the other
+            # partitions still read what this sends them (see ``EndOfInput``).
+            self._drained = True
             if self.ctx.drain_horizon_ms:
                 out = self._run([], drain=self.ctx.drain_horizon_ms)
                 while self.proc.drain_pending:  # type: ignore[union-attr]
                     out = self._run([], drain=self.ctx.drain_horizon_ms)
+            self.ctx.end.drained(self.part_key)
+        if eof:
             self.producer.flush()
             out = self._run([])  # drop what Kafka acknowledged from the outbox
         return out, StatefulBatchLogic.RETAIN

@@ -38,7 +38,8 @@ class Tick:
     caught_up: bool
     eof: bool = False
     offset: int = -1
-    final: bool = False  # the last input of this partition has ended (drain, flush)
+    final: bool = False  # the last input of this partition has ended (flush, stop)
+    drain: bool = False  # end of input: fire what is due up to the horizon, send the partials
 
 
 def consumer_config(brokers: str) -> dict:
@@ -68,11 +69,13 @@ def partition_count(brokers: str, topic: str, timeout: float = 10.0) -> int:
 class EndOfInput:
     """When a run with ``--until-eof`` may stop (one per process).
 
-    The input topic ends at its end. The repartition topic ends only once every input
-    partition of this process has ended, no partition logic has output awaiting Kafka, and
-    nothing has happened for ``grace_s``: forwarded events and identity merges produced at the
-    very end still get consumed. (Across several processes this is a grace period, not a
-    proof; tailing runs, the production mode, never stop.)
+    The input topic ends at its end. The repartition topic ends in two steps, each once
+    every input partition of this process has ended, no partition logic has output awaiting
+    Kafka, and nothing has happened for ``grace_s``: first every partition drains (fires what
+    is due up to the horizon and sends its final analytics partials), then, once all have and
+    all is quiet again, the internal topic ends. So what a drain sends to another partition
+    (partials, merges) is still read there, as replay does. (Across several processes this
+    is a grace period, not a proof; tailing runs, the production mode, never stop.)
     """
 
     def __init__(self, grace_s: float = 1.5) -> None:
@@ -81,6 +84,25 @@ class EndOfInput:
         self.inputs_open = 0
         self.busy: dict[str, int] = {}
         self.last_activity = time.monotonic()
+        self.phase = 0  # 0 reading, 1 draining, 2 done
+        self.drained_parts: set[str] = set()
+
+    def drained(self, part: str) -> None:
+        with self._lock:
+            self.drained_parts.add(part)
+            self.last_activity = time.monotonic()
+
+    def stage(self) -> int:
+        """0 (keep reading), 1 (drain now), 2 (the internal topic may end)."""
+        with self._lock:
+            now = time.monotonic()
+            idle = (self.inputs_open == 0 and not any(self.busy.values())
+                    and now - self.last_activity >= self.grace_s)
+            if self.phase == 0 and idle:
+                self.phase, self.last_activity = 1, now
+            elif self.phase == 1 and idle and set(self.busy) <= self.drained_parts:
+                self.phase = 2
+            return self.phase
 
     def input_opened(self) -> None:
         with self._lock:
@@ -98,10 +120,6 @@ class EndOfInput:
             if active or inflight:
                 self.last_activity = time.monotonic()
 
-    def quiet(self) -> bool:
-        with self._lock:
-            return (self.inputs_open == 0 and not any(self.busy.values())
-                    and time.monotonic() - self.last_activity >= self.grace_s)
 
 
 class ConsumerHub:
@@ -219,6 +237,7 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         self._lag_gauge = None
         self._end = end
         self._follows = follows  # ends only when the inputs have (the repartition topic)
+        self._drain_sent = False
         if end is not None and not follows:
             end.input_opened()
 
@@ -239,8 +258,13 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
         if msgs:
             self._next = msgs[-1].offset() + 1
         self._report_lag()
-        if at_end and self._until_eof and (not self._follows or self._end is None
-                                           or self._end.quiet()):
+        stage = self._end.stage() if at_end and self._until_eof and self._follows \
+            and self._end is not None else None
+        if stage == 1 and not self._drain_sent:
+            self._drain_sent = True
+            out.append(Tick(self._part, caught_up=True, eof=True, drain=True))
+        elif at_end and self._until_eof and (not self._follows or self._end is None
+                                             or stage == 2):
             self._done = True
             if self._end is not None and not self._follows:
                 self._end.input_ended()
