@@ -85,6 +85,8 @@ class Erasure:
                     self.txn.stats["erased_outbox_entries"] += 1
             p.clear()
             p["_gone"] = True
+        for k, _ in list(txn.scan(keys.waiting(ref))):  # events held for a merge: gone too
+            txn.delete(k)
         self.txn.objects.setdefault(ref, {"_gone": True})
         txn.delete(keys.profile(ref))
         txn.delete(keys.link(ref))
