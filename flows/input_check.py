@@ -29,6 +29,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from flows.kafka import client_config
 from state import keys
 from state.store import PartitionStore, store_dir
 
@@ -47,7 +48,7 @@ class TopicIdentity:
 
 def cluster_identity(brokers: str, topics: list[str], timeout_s: float = 10) -> dict:
     """{topic: TopicIdentity} of the topics as the cluster has them now."""
-    admin = AdminClient({"bootstrap.servers": brokers})
+    admin = AdminClient(client_config(brokers))
     out = {}
     for name, fut in admin.describe_topics(TopicCollection(topics)).items():
         try:
@@ -132,9 +133,10 @@ def check_input(brokers: str, state_dir: str | Path, events: str, repartition: s
 
 
 def _consumer(brokers: str) -> Consumer:
-    return Consumer({"bootstrap.servers": brokers, "group.id": "segue-check",
-                     "enable.auto.commit": False, "auto.offset.reset": "error",
-                     "enable.partition.eof": True, "log_level": 0})
+    return Consumer(client_config(brokers, **{"group.id": "segue-check",
+                                              "enable.auto.commit": False,
+                                              "auto.offset.reset": "error",
+                                              "enable.partition.eof": True, "log_level": 0}))
 
 
 def _watermarks(brokers: str, topic: str, partition: int) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from flows.kafka import client_config
 from state.outbox import Output
 
 _local = threading.local()
@@ -51,8 +52,8 @@ class OutputProducer:
     then ``None``)."""
 
     def __init__(self, brokers: str, max_output_bytes: int = 1_000_000) -> None:
-        self._producer = Producer({"bootstrap.servers": brokers, **PRODUCER_CONFIG,
-                                   "message.max.bytes": max_output_bytes + FRAMING_MARGIN})
+        self._producer = Producer(client_config(
+            brokers, **PRODUCER_CONFIG, **{"message.max.bytes": max_output_bytes + FRAMING_MARGIN}))
 
     def send(self, out: Output,
              on_delivery: Callable[[KafkaError | None, Message | None], None]) -> None:

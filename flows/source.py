@@ -24,6 +24,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from flows.kafka import client_config
 from operators.decode import RawRecord
 
 TICK_EVERY_S = 0.1
@@ -43,8 +44,7 @@ class Tick:
 
 
 def consumer_config(brokers: str) -> dict:
-    return {
-        "bootstrap.servers": brokers,
+    return client_config(brokers, **{
         "group.id": "segue-assign",  # required by librdkafka; assign() never joins the group
         "enable.auto.commit": False,
         "enable.partition.eof": True,
@@ -55,11 +55,11 @@ def consumer_config(brokers: str) -> dict:
         "queued.max.messages.kbytes": 2048,  # per partition: bounds memory, not speed
         "fetch.wait.max.ms": 25,
         "log.connection.close": False,
-    }
+    })
 
 
 def partition_count(brokers: str, topic: str, timeout: float = 10.0) -> int:
-    md = AdminClient({"bootstrap.servers": brokers}).list_topics(topic, timeout=timeout)
+    md = AdminClient(client_config(brokers)).list_topics(topic, timeout=timeout)
     t = md.topics.get(topic)
     if t is None or t.error is not None or not t.partitions:
         raise RuntimeError(f"topic {topic!r} not found on {brokers}")

@@ -10,6 +10,7 @@ import time
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from flows.kafka import client_config
 from models.journey import CHANNELS
 from models.settings import Settings
 
@@ -26,10 +27,22 @@ class BrokerError(RuntimeError):
 
 
 def wait_for_metadata(bootstrap: str, timeout_s: float = 20.0) -> None:
-    """Block until the broker answers a metadata request."""
-    # log_level 0: connection refusals while the broker boots are expected, not news.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000,
-                         "log_level": 0})
+    """Block until the broker answers a metadata request. A broker that refuses the login
+    (or the TLS handshake) is said so, not reported as absent."""
+    # librdkafka's log goes to AuthLog, not stderr: connection refusals while a broker boots
+    # are expected, not news.
+    errors: list[str] = []
+
+    class AuthLog:
+        """librdkafka's log lines (instead of stderr): the ones about logging in are kept."""
+
+        def log(self, _level: int, fmt: str, *args: object) -> None:
+            msg = fmt % args if args else fmt
+            if "SASL" in msg or "uthentication" in msg or "SSL handshake" in msg:
+                errors.append(msg)
+
+    admin = AdminClient(client_config(bootstrap, **{"socket.timeout.ms": 2000,
+                                                    "logger": AuthLog()}))
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -39,7 +52,17 @@ def wait_for_metadata(bootstrap: str, timeout_s: float = 20.0) -> None:
                 return
         except KafkaException as e:
             last = e
+        admin.poll(0)  # delivers the log lines to AuthLog
+        if errors and time.monotonic() > deadline - timeout_s + 3:
+            break  # refused, not slow: no need to wait out the timeout
         time.sleep(0.1)
+    admin.poll(0)
+    if errors:  # the broker answered, but not to these credentials or this protocol
+        raise BrokerError(
+            f"could not authenticate with the Kafka cluster at {bootstrap}: "
+            f"{errors[-1].split(': ', 2)[-1]}. Check security.protocol, sasl.mechanism, "
+            "sasl.username and sasl.password (kafka: in the config file, SEGUE_KAFKA_<NAME> "
+            "or --kafka-option)")
     raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout_s:.0f}s ({last})")
 
 
@@ -75,7 +98,7 @@ def ensure_topics(
     timeout_s: float = 15,
 ) -> list[str]:
     """Create Segue's topics that do not exist yet; returns the names it created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     md = admin.list_topics(timeout=timeout_s).topics
     existing = set(md)
     # The repartition topic must mirror the input's partitions: partition p of both belongs
@@ -114,7 +137,7 @@ def output_limit(bootstrap: str, settings: Settings, timeout_s: float = 10) -> t
     them (a broker may report neither; then the setting stands). Returns (bytes, why)."""
     from confluent_kafka.admin import ConfigResource, ResourceType
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     limit, why = settings.max_output_bytes, "max_output_bytes"
     md = admin.list_topics(timeout=timeout_s)
     outputs = [t for t in topic_specs(settings) if t != settings.topics.events]

@@ -421,6 +421,10 @@ class Settings(_Strict):
     identity: IdentitySettings = IdentitySettings()
     limits: ProfileLimits = ProfileLimits()
     privacy: PrivacySettings = PrivacySettings()
+    kafka: dict[str, str | int | float | bool] = Field(
+        default={}, description="librdkafka options for every Kafka client (security.protocol, "
+        "sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, …); "
+        "SEGUE_KAFKA_<NAME> and --kafka-option key=value override them")
     policy: PolicySettings = PolicySettings()
     alerts: AlertSettings = AlertSettings()
     nba: NbaSettings = NbaSettings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -18,8 +19,12 @@ customer-events, decisions, journey-events, dispatch.<channel>. See README.md.""
 
 
 def _settings(args: argparse.Namespace):
+    from flows.kafka import configure, resolve
+
     s = load_settings(getattr(args, "config", None), prefix=getattr(args, "prefix", None),
                       app_id=getattr(args, "app_id", None))
+    # Every Kafka client of this process: the file's kafka:, SEGUE_KAFKA_*, --kafka-option.
+    configure(resolve(s.kafka, getattr(args, "kafka_option", None)))
     models = getattr(args, "models", None)
     if models:
         s = s.model_copy(update={"nba": s.nba.model_copy(update={"models_dir": models})})
@@ -74,6 +79,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--config", args.config] if args.config else []
         argv += ["--prefix", args.prefix] if args.prefix else []
         argv += ["--app-id", args.app_id] if args.app_id else []
+        for opt in args.kafka_option or []:
+            argv += ["--kafka-option", opt]
         argv += ["--models", args.models] if args.models else []
         return run_local_cluster(argv, args.processes)
     addresses = args.addresses.split(",") if args.addresses else None
@@ -164,8 +171,13 @@ def cmd_config(args: argparse.Namespace) -> int:
               f"{len(settings.lifecycle.transitions)} lifecycle rules; caps on "
               f"{', '.join(sorted(settings.policy.caps))}")
         return 0
+    from flows.kafka import masked, resolve
+
     settings = load_settings(args.file) if args.file else Settings()
-    sys.stdout.write(yaml.safe_dump(settings.model_dump(mode="json", by_alias=True),
+    doc = settings.model_dump(mode="json", by_alias=True)
+    # The Kafka options in effect (file, SEGUE_KAFKA_*), secrets never printed.
+    doc["kafka"] = masked(resolve(settings.kafka, getattr(args, "kafka_option", None)))
+    sys.stdout.write(yaml.safe_dump(doc,
                                     sort_keys=False))
     return 0
 
@@ -371,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", metavar="FILE", help="settings file (YAML); default: built-in")
         sp.add_argument("--prefix", help="topic name prefix (default 'segue.')")
+        sp.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
+                        help="a librdkafka option for every client, e.g. "
+                        "security.protocol=SASL_SSL (repeatable; also kafka: in the config "
+                        "file and SEGUE_KAFKA_<NAME> variables)")
         sp.add_argument("--app-id", help="application id: names the internal topic "
                         "(<app-id>.repartition) and stamps its messages (default: the prefix "
                         "without its dot)")
@@ -387,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Consume <prefix>events, keep per-customer state in one "
                        "RocksDB store per input partition under --state-dir, emit outputs. "
                        "Safe to kill -9 at any moment and restart with the same arguments.")
-    r.add_argument("--brokers", required=True, metavar="HOST:PORT")
+    r.add_argument("--brokers", required=BROKERS is None, default=BROKERS, metavar="HOST:PORT",
+                   help="bootstrap servers (default: $SEGUE_BROKERS)")
     r.add_argument("--state-dir", required=True, metavar="DIR")
     r.add_argument("--workers", type=int, default=1, help="worker threads in this process")
     r.add_argument("--processes", type=int, default=1,
@@ -459,8 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--start", default="2026-01-01T00:00:00Z", help="event time of the stream")
     s.add_argument("--days", type=float, default=30.0, help="event-time span")
-    dest = s.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--brokers", metavar="HOST:PORT", help="produce to <prefix>events")
+    dest = s.add_mutually_exclusive_group(required=BROKERS is None)
+    dest.add_argument("--brokers", metavar="HOST:PORT", default=BROKERS,
+                      help="produce to <prefix>events (default: $SEGUE_BROKERS)")
     dest.add_argument("--out", metavar="FILE.jsonl", help="write JSON lines instead")
     s.add_argument("--respond-to", metavar="DECISIONS.jsonl",
                    help="instead of events: the conversions the simulator's hidden response "
@@ -512,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Active journeys, trigger activity in the last hour, NBA "
                         "stats, dispatches and alerts, from Segue's output topics; refreshes "
                         "live (Ctrl-C quits), or --once prints a snapshot.")
-    db.add_argument("--brokers", required=True, metavar="HOST:PORT")
+    db.add_argument("--brokers", required=BROKERS is None, default=BROKERS, metavar="HOST:PORT",
+                    help="bootstrap servers (default: $SEGUE_BROKERS)")
     db.add_argument("--once", action="store_true", help="print one snapshot and exit")
     db.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="refresh period")
     common(db)
@@ -529,6 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# What `segue broker` tells users to export: the default of every --brokers.
+BROKERS = os.environ.get("SEGUE_BROKERS") or None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -542,11 +565,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as e:  # a clear message, not a traceback, for expected failures
+        from confluent_kafka import KafkaException
+
         from flows.input_check import InputResetError
         from operators.journeys import JourneyLoadError
         from segue.broker import BrokerError
         from state.store import StateError
 
+        if isinstance(e, KafkaException):  # e.g. an unknown or invalid --kafka-option
+            print(f"error: Kafka client: {e.args[0].str() if e.args else e}", file=sys.stderr)
+            return 2
         if isinstance(e, BrokerError | ValueError | TimeoutError | JourneyLoadError |
                       StateError | InputResetError):
             print(f"error: {e}", file=sys.stderr)

@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from flows.kafka import client_config
 from models.journey import CHANNELS
 from models.settings import Settings
 
@@ -209,12 +210,12 @@ class TopicTail:
                       t.customer_events: "customer", t.alerts: "alert",
                       t.analytics: "analytics",
                       **{t.dispatch(ch): "dispatch" for ch in CHANNELS}}
-        md = AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=10).topics
+        md = AdminClient(client_config(brokers)).list_topics(timeout=10).topics
         parts = [TopicPartition(name, p, 0) for name in self.kinds if name in md
                  for p in md[name].partitions]
-        self.consumer = Consumer({"bootstrap.servers": brokers, "group.id": "segue-dashboard",
-                                  "enable.auto.commit": False, "enable.partition.eof": True,
-                                  "log.connection.close": False})
+        self.consumer = Consumer(client_config(brokers, **{
+            "group.id": "segue-dashboard", "enable.auto.commit": False,
+            "enable.partition.eof": True, "log.connection.close": False}))
         self.consumer.assign(parts)
         self.open = {(tp.topic, tp.partition) for tp in parts}
 

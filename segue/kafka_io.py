@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Producer
 
+from flows.kafka import client_config
 from segue.simulator import customer_key
 
 
@@ -17,10 +18,9 @@ def produce_records(
     rate: float | None = None,
 ) -> int:
     """Produce (key, value) pairs; ``rate`` caps messages per second. Returns the count."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5,
-                  "queue.buffering.max.messages": 1_000_000, "acks": "all",
-                  "partitioner": "murmur2_random",
-                  "log.connection.close": False})
+    p = Producer(client_config(bootstrap, **{
+        "linger.ms": 5, "queue.buffering.max.messages": 1_000_000, "acks": "all",
+        "partitioner": "murmur2_random", "log.connection.close": False}))
     errors: list[str] = []
 
     def on_delivery(err, _msg) -> None:  # noqa: ANN001
@@ -66,13 +66,13 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    md = AdminClient(client_config(bootstrap)).list_topics(topic, timeout=10)
     parts = list(md.topics[topic].partitions) if topic in md.topics else []
     if not parts:
         return []
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "segue-reader",
-                  "enable.auto.commit": False, "enable.partition.eof": True,
-                  "fetch.queue.backoff.ms": 20, "log.connection.close": False})
+    c = Consumer(client_config(bootstrap, **{
+        "group.id": "segue-reader", "enable.auto.commit": False, "enable.partition.eof": True,
+        "fetch.queue.backoff.ms": 20, "log.connection.close": False}))
     c.assign([TopicPartition(topic, p, 0) for p in parts])
     out = []
     done: set[int] = set()
