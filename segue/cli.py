@@ -86,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     addresses = args.addresses.split(",") if args.addresses else None
     print(f"[segue] run: input {settings.topics.events} on {args.brokers}, "
           f"state in {args.state_dir}, {args.workers} worker(s)", file=sys.stderr, flush=True)
+    if not args.journeys:
+        print("[segue] no journeys loaded (give --journeys DIR, e.g. --journeys journeys for "
+              "the shipped ones): profiles, lifecycle and identity only", file=sys.stderr,
+              flush=True)
     horizon = _duration(args.horizon) if args.horizon else None
     progress = run_flow(
         settings, args.brokers, args.state_dir, workers=args.workers,
@@ -96,6 +100,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(progress.line(), file=sys.stderr, flush=True)
     return 0
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a rate must be above 0 events/s")
+    return v
+
+
+def _brokers(text: str) -> str:
+    """``host:port[,host:port…]``, each port a number: a typo is refused, not guessed."""
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise argparse.ArgumentTypeError(
+                f"{part.strip()!r} is not host:port (in --brokers {text!r})")
+    return text
 
 
 def _duration(text: str) -> int:
@@ -144,6 +168,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from segue.replay import ReplayError, replay, summary_table
 
     settings = _settings(args)
+    if not args.journeys:
+        print("[segue] no journeys loaded (give --journeys DIR, e.g. --journeys journeys for "
+              "the shipped ones)", file=sys.stderr, flush=True)
     try:
         summary = replay(settings, args.journeys, args.events, args.out, args.state_dir,
                          horizon_ms=_duration(args.horizon), progress=True)
@@ -404,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "RocksDB store per input partition under --state-dir, emit outputs. "
                        "Safe to kill -9 at any moment and restart with the same arguments.")
     r.add_argument("--brokers", required=BROKERS is None, default=BROKERS, metavar="HOST:PORT",
+                   type=_brokers,
                    help="bootstrap servers (default: $SEGUE_BROKERS)")
     r.add_argument("--state-dir", required=True, metavar="DIR")
     r.add_argument("--workers", type=int, default=1, help="worker threads in this process")
@@ -477,13 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", default="2026-01-01T00:00:00Z", help="event time of the stream")
     s.add_argument("--days", type=float, default=30.0, help="event-time span")
     dest = s.add_mutually_exclusive_group(required=BROKERS is None)
-    dest.add_argument("--brokers", metavar="HOST:PORT", default=BROKERS,
+    dest.add_argument("--brokers", metavar="HOST:PORT", default=BROKERS, type=_brokers,
                       help="produce to <prefix>events (default: $SEGUE_BROKERS)")
     dest.add_argument("--out", metavar="FILE.jsonl", help="write JSON lines instead")
     s.add_argument("--respond-to", metavar="DECISIONS.jsonl",
                    help="instead of events: the conversions the simulator's hidden response "
                    "model gives the logged NBA decisions (same --customers and --seed)")
-    s.add_argument("--rate", type=float,
+    s.add_argument("--rate", type=_positive_rate,
                    help="events per second (live: events are stamped when sent)")
     common(s)
     s.set_defaults(fn=cmd_simulate)
@@ -531,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "stats, dispatches and alerts, from Segue's output topics; refreshes "
                         "live (Ctrl-C quits), or --once prints a snapshot.")
     db.add_argument("--brokers", required=BROKERS is None, default=BROKERS, metavar="HOST:PORT",
+                    type=_brokers,
                     help="bootstrap servers (default: $SEGUE_BROKERS)")
     db.add_argument("--once", action="store_true", help="print one snapshot and exit")
     db.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="refresh period")
