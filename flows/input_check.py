@@ -114,7 +114,7 @@ def check_input(brokers: str, state_dir: str | Path, events: str, repartition: s
                 last_applied[(topic, p)] = int(applied[topic])
     problems += _probe(brokers, last_applied)
     for topic, p, why in problems:
-        low, high = _watermarks(brokers, topic, p)
+        low, high = log_ends(brokers, topic, [p])[p]
         done.append(f"{topic}[{p}] {why}; " + (
             f"--on-reset=from-start: reading it from offset {low}"
             if on_reset == "from-start" else
@@ -137,26 +137,6 @@ def _consumer(brokers: str) -> Consumer:
                                               "enable.auto.commit": False,
                                               "auto.offset.reset": "error",
                                               "enable.partition.eof": True, "log_level": 0}))
-
-
-def _watermarks(brokers: str, topic: str, partition: int) -> tuple[int, int]:
-    """(first offset, log end) of a partition, the end read from the end-of-partition event:
-    Tansu's reported high watermark can lag behind its log (it counts a batch as one)."""
-    c = _consumer(brokers)
-    try:
-        low, high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-        c.assign([TopicPartition(topic, partition, low)])
-        c.seek(TopicPartition(topic, partition, max(high - 1, low)))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            for m in c.consume(1000, 0.2):
-                if m.error() is not None and m.error().code() == KafkaError._PARTITION_EOF:
-                    return low, m.offset()
-                if m.error() is None:
-                    high = max(high, m.offset() + 1)
-        return low, high
-    finally:
-        c.close()
 
 
 def _probe(brokers: str, last: dict[tuple[str, int], int],

@@ -93,6 +93,19 @@ class Job:
         assert rc == 0, f"segue run exited {rc}:\n{out[-3000:]}"
         return out
 
+    def replay(self, events: list[dict], out: Path, *extra: str, timeout: float = 300) -> str:
+        """Write ``events`` as JSON lines beside ``out`` and run ``segue replay`` on them with
+        this job's config (it must succeed); returns what it printed on stderr."""
+        import orjson
+
+        path = out.parent / f"{out.name}-events.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+        r = subprocess.run(self.cli("replay", "--events", str(path), "--out", str(out),
+                                    "--config", str(self.config), *extra),
+                           capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        return r.stderr
+
     def last_log(self) -> str:
         return (self.logs / f"run-{self._n}.log").read_text()
 

@@ -49,16 +49,10 @@ def state(state_dir) -> dict:  # noqa: ANN001
 
 def test_live_under_contention_matches_replay(job_factory, tmp_path):
     job = job_factory(batch_size=50)
-    events = tmp_path / "events.jsonl"
     evs = list(simulate(customers=1_000, events=10_000, seed=7))
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in evs))
     out = tmp_path / "replay"
-    r = subprocess.run([sys.executable, "-m", "segue.cli", "replay", "--journeys",
-                        str(ROOT / "journeys"), "--events", str(events), "--out", str(out),
-                        "--state-dir", str(tmp_path / "rs"), "--horizon", "35d",
-                        "--config", str(job.config)],
-                       capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert r.returncode == 0, r.stderr
+    job.replay(evs, out, "--journeys", str(ROOT / "journeys"), "--state-dir",
+               str(tmp_path / "rs"), "--horizon", "35d")
     replay = replay_outputs(out)
     replay_analytics = [orjson.loads(x) for x in (out / "analytics.jsonl").read_bytes()
                         .splitlines()]

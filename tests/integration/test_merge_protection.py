@@ -3,15 +3,12 @@ refusal is on segue.customer-events. Replay and live agree."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import orjson
 import pytest
 
 from segue.kafka_io import produce_records
 from state.inspect import iter_profiles
-from tests.conftest import ROOT, live_outputs, replay_outputs
+from tests.conftest import live_outputs, replay_outputs
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +46,8 @@ def check(state_dir, customer_events) -> None:  # noqa: ANN001
 
 def test_shared_and_placeholder_emails_merge_nobody(job_factory, tmp_path):
     job = job_factory()
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in stream()))
     out = tmp_path / "replay"
-    r = subprocess.run([sys.executable, "-m", "segue.cli", "replay", "--events", str(events),
-                        "--out", str(out), "--state-dir", str(tmp_path / "rs"), "--config",
-                        str(job.config)], capture_output=True, text=True, cwd=ROOT,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    job.replay(stream(), out, "--state-dir", str(tmp_path / "rs"))
     check(tmp_path / "rs", replay_outputs(out)["customer-events"])
 
     produce_records(job.broker.bootstrap, job.topics.events,

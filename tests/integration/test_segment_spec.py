@@ -5,8 +5,6 @@ flow, with the same records."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 
 import orjson
@@ -78,14 +76,9 @@ def check_state(state_dir) -> None:  # noqa: ANN001
 
 def test_segment_semantics_in_replay_and_live(job_factory, tmp_path):
     job = job_factory()
-    events = tmp_path / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in stream()))
     out = tmp_path / "replay"
-    r = subprocess.run([sys.executable, "-m", "segue.cli", "replay", "--journeys",
-                        str(JOURNEYS), "--events", str(events), "--out", str(out),
-                        "--state-dir", str(tmp_path / "replay-state"), "--config",
-                        str(job.config)], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert r.returncode == 0, r.stderr
+    job.replay(stream(), out, "--journeys", str(JOURNEYS), "--state-dir",
+               str(tmp_path / "replay-state"))
     check_state(tmp_path / "replay-state")
     replay = replay_outputs(out)
     dlq = [orjson.loads(x) for x in (out / "dlq.jsonl").read_bytes().splitlines()]
