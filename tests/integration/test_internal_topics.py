@@ -19,9 +19,10 @@ from tests.conftest import OUTPUT_FILES, ROOT, live_outputs
 pytestmark = pytest.mark.integration
 
 
-def by_key(outputs: dict[str, list[dict]]) -> dict[str, set[bytes]]:
+def by_key(outputs: dict[str, list[dict]],
+           files: tuple[str, ...] = OUTPUT_FILES) -> dict[str, set[bytes]]:
     seen: dict[str, set[bytes]] = defaultdict(set)
-    for name in OUTPUT_FILES:
+    for name in files:
         for r in outputs[name]:
             seen[r["idempotency_key"]].add(orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
     return seen
@@ -46,7 +47,11 @@ def test_a_rebuilt_state_gives_the_same_outputs_as_the_first(job_factory):
     keys = by_key(both)
     assert all(len(payloads) == 1 for payloads in keys.values()), \
         [k for k, v in keys.items() if len(v) > 1][:5]
-    assert set(keys) == set(by_key(first))
+    # Nothing the first never sent: dispatches, decisions and journey events. (Customer events
+    # of customers who browsed anonymously may differ between any two live runs: README,
+    # "What live and replay share".)
+    decided = ("dispatches", "decisions", "journey-events")
+    assert set(by_key(both, decided)) == set(by_key(first, decided))
     assert {p["ref"]: p["events"] for p in iter_profiles(job.state_dir)} == first_state
 
 
