@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import enum
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,9 @@ class BatchTransaction:
     wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
     lateness: list[int] = field(init=False, default_factory=list)  # of wall-clock timers, ms
     _staged: dict[bytes, object] = field(init=False, default_factory=dict)
+    # The staged keys in order, built at the first scan and kept up to date after it: a scan
+    # then costs a bisection, not a pass over every write of the batch.
+    _sorted: list[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.progress = self.committed.copy()
@@ -144,20 +148,31 @@ class BatchTransaction:
     def put(self, key: bytes, value: bytes) -> None:
         if self.status is not STARTED:
             self._check(STARTED, "put")
+        if self._sorted is not None and key not in self._staged:
+            insort(self._sorted, key)
         self._staged[key] = value
 
     def delete(self, key: bytes) -> None:
         if self.status is not STARTED:
             self._check(STARTED, "delete")
+        if self._sorted is not None and key not in self._staged:
+            insort(self._sorted, key)
         self._staged[key] = _DELETED
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys with ``prefix`` in order from ``start``, as this transaction sees them: the
         store's, with this batch's puts and deletes applied. Writes made while iterating are
         not seen by the iteration."""
-        lo = start or prefix
-        staged = sorted((k, v) for k, v in self._staged.items()
-                        if k.startswith(prefix) and k >= lo)
+        lo = start if start is not None and start > prefix else prefix
+        order = self._sorted
+        if order is None:
+            order = self._sorted = sorted(self._staged)
+        staged = []
+        for j in range(bisect_left(order, lo), len(order)):
+            k = order[j]
+            if not k.startswith(prefix):
+                break
+            staged.append((k, self._staged[k]))
         stored = self.store.scan(prefix, start)
         i = 0
         for k, v in stored:
@@ -228,5 +243,6 @@ class BatchTransaction:
         """Throw the batch away; the store keeps its committed state."""
         self.status = TransactionStatus.FAILED
         self._staged.clear()
+        self._sorted = None
         self.outbox.clear()
         self.objects.clear()

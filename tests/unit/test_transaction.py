@@ -1,10 +1,14 @@
 """The batch transaction: read-your-writes, a scan that sees staged changes, all or nothing."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from state import keys
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress, TransactionStateError
+
+KEYS = [b"t|1", b"t|2", b"t|20", b"t|3", b"t|9", b"u|1", b"u|5", b"tz"]
 
 
 class Out:
@@ -35,6 +39,34 @@ def test_scan_merges_staged_puts_and_deletes_in_key_order(tmp_path):
                                      (b"t|9", b"n9")]
     assert list(txn.scan(b"t|", start=b"t|3")) == [(b"t|4", b"n4"), (b"t|9", b"n9")]
     assert txn.get(b"t|6") is None and store.get(b"t|6") == b"s6"
+
+
+@settings(max_examples=150, deadline=None)
+@given(stored=st.dictionaries(st.sampled_from(KEYS), st.binary(max_size=3), max_size=8),
+       ops=st.lists(st.tuples(st.sampled_from(["put", "delete", "scan"]),
+                              st.sampled_from(KEYS), st.binary(max_size=3)), max_size=30))
+def test_scan_agrees_with_a_plain_dict_through_writes_between_scans(tmp_path_factory, stored,
+                                                                      ops):
+    """Scans interleaved with puts and deletes (the staged key order is kept after the first
+    scan) see what a dict of the same writes holds."""
+    store = PartitionStore(tmp_path_factory.mktemp("s"))
+    committed(store, **{k.decode(): v for k, v in stored.items()})
+    model = dict(stored)
+    txn = BatchTransaction(store, Progress.load(store))
+    for op, key, value in ops:
+        if op == "put":
+            txn.put(key, value)
+            model[key] = value
+        elif op == "delete":
+            txn.delete(key)
+            model.pop(key, None)
+        else:
+            prefix, start = key[:2], key
+            want = sorted((k, v) for k, v in model.items()
+                          if k.startswith(prefix) and k >= start)
+            assert list(txn.scan(prefix, start=start)) == want
+            assert list(txn.scan(prefix)) == sorted(
+                (k, v) for k, v in model.items() if k.startswith(prefix))
 
 
 def test_prepare_numbers_the_outbox_and_stages_progress_then_commit_writes_it_all(tmp_path):
