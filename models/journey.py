@@ -36,6 +36,7 @@ from pydantic import (
 
 from models.conditions import Condition
 from models.settings import Stage
+from models.validation import explain
 
 CHANNELS = ("email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content")
 _DUR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)\s*$")
@@ -384,8 +385,7 @@ def load_journey(path: str | Path) -> Journey:
             loc = tuple(err["loc"])
             field_path = ".".join(str(x) for x in loc if x not in _STEP_TAGS) or "(journey)"
             line = _line_of(node, loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{p}:{line or 1}: {field_path}: {msg}")
+            lines.append(f"{p}:{line or 1}: {field_path}: {explain(err)}")
         raise JourneyFileError("\n".join(lines)) from e
 
 

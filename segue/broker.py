@@ -38,6 +38,9 @@ class EmbeddedBroker:
     def __init__(self, port: int | None = None, log_path: str | Path | None = None) -> None:
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        # A log of our own making is removed when the broker stops cleanly (kept, and named,
+        # when it failed): broker starts leave nothing behind in the temp folder.
+        self._own_log = not log_path
         self.log_path = Path(log_path) if log_path else Path(
             tempfile.mkstemp(prefix="tansu-", suffix=".log")[1]
         )
@@ -56,6 +59,7 @@ class EmbeddedBroker:
         try:
             wait_for_metadata(self.bootstrap, timeout_s)
         except BrokerError:
+            self._own_log = False  # kept: it says why
             self.stop()
             raise BrokerError(
                 f"Tansu did not start on {self.bootstrap}; log:\n{self.log()}"
@@ -78,6 +82,8 @@ class EmbeddedBroker:
         return self._proc is not None and self._proc.poll() is None
 
     def stop(self) -> None:
+        """Stop the broker; its log goes too if we made it and the broker was still up."""
+        clean = self.running
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
             try:
@@ -85,6 +91,8 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait(5)
+        if self._proc is not None and clean and self._own_log:
+            self.log_path.unlink(missing_ok=True)
         self._proc = None
 
     def __enter__(self) -> EmbeddedBroker:

@@ -14,8 +14,10 @@ import orjson
 from segue import __version__
 from segue.config import ConfigError, load_settings
 
-EPILOG = """Topics (default prefix 'segue.'): events (input, key = customer id), dlq,
-customer-events, decisions, journey-events, dispatch.<channel>. See README.md."""
+EPILOG = """Topics (default prefix 'segue.'): events (input, key = customer id), dlq (dead
+letters with the reason), dispatch.<channel>, decisions, journey-events, customer-events,
+analytics (journey and experiment totals), alerts; <app-id>.repartition is internal.
+Each command has its own --help. See README.md."""
 
 
 def _settings(args: argparse.Namespace):
@@ -132,18 +134,11 @@ def _duration(text: str) -> int:
 
 
 def cmd_journeys(args: argparse.Namespace) -> int:
-    from models.journey import JourneyFileError, load_dir, load_journey
+    from models.journey import JourneyFileError, load_journey
     from segue.journey_view import as_mermaid, as_text
 
     if args.action == "validate":
-        loaded, errors = load_dir(args.path)
-        for path, j in loaded:
-            if not any(str(path) in e for e in errors):
-                print(f"ok  {path}: {j.id} v{j.version} ({j.status}, {len(j.steps)} steps)")
-        for e in errors:
-            print(f"error  {e}", file=sys.stderr)
-        print(f"{len(loaded)} journey file(s), {len(errors)} error(s)")
-        return 1 if errors else 0
+        return _validate_journeys(args.path, args.json)
     if args.action == "schema":
         import json
 
@@ -154,13 +149,51 @@ def cmd_journeys(args: argparse.Namespace) -> int:
     try:
         j = load_journey(args.path)
     except JourneyFileError as e:
-        print(f"error  {e}", file=sys.stderr)
+        for line in str(e).splitlines():
+            print(f"error  {line}", file=sys.stderr)
         return 1
-    print(as_text(j))
-    out = Path(args.mermaid or f"{j.id}-v{j.version}.mmd")
-    out.write_text(as_mermaid(j))
-    print(f"\nMermaid diagram written to {out}")
+    if args.json:
+        sys.stdout.write(orjson.dumps(j.model_dump(mode="json", exclude_none=True),
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(as_text(j))
+    if args.mermaid == "-":
+        print(as_mermaid(j))
+    elif args.mermaid:
+        Path(args.mermaid).write_text(as_mermaid(j))
+        print(f"Mermaid diagram written to {args.mermaid}", file=sys.stderr)
     return 0
+
+
+def _validate_journeys(folder: str, as_json: bool) -> int:
+    """``journeys validate``: every file of ``folder`` with its journey or its problems."""
+    from models.journey import load_dir
+
+    loaded, errors = load_dir(folder)
+    problems = [line for e in errors for line in e.splitlines()]
+    files: dict[str, dict] = {}
+    for path, j in loaded:
+        files[str(path)] = {"file": str(path), "id": j.id, "version": j.version,
+                            "status": j.status, "steps": len(j.steps), "errors": []}
+    for line in problems:
+        name = line.split(":", 1)[0]
+        files.setdefault(name, {"file": name, "errors": []})["errors"].append(line)
+    bad = sum(1 for f in files.values() if f["errors"])
+    if as_json:
+        doc = {"folder": folder, "files": sorted(files.values(), key=lambda f: f["file"]),
+               "errors": len(problems)}
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 1 if problems else 0
+    for f in sorted(files.values(), key=lambda f: f["file"]):
+        if not f["errors"]:
+            print(f"ok  {f['file']}: {f['id']} v{f['version']} ({f['status']}, "
+                  f"{f['steps']} steps)")
+    for line in problems:
+        print(f"error  {line}", file=sys.stderr)
+    sys.stderr.flush()
+    print(f"{len(files)} journey file(s), {len(problems)} error(s)"
+          + (f" in {bad} file(s)" if problems else ""))
+    return 1 if problems else 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -271,14 +304,17 @@ def _live(events):
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from state.inspect import find_profile, partition_stores, profile_view
+    from state.inspect import find_profile, partition_stores, profile_view, some_customers
 
     if not partition_stores(args.state_dir):
         print(f"error: no partition stores under {args.state_dir}", file=sys.stderr)
         return 2
     found = find_profile(args.state_dir, args.customer)
     if found is None:
-        print(f"error: customer {args.customer!r} not found in {args.state_dir}",
+        picks, _ = some_customers(args.state_dir)
+        hint = f"; customers there include: {', '.join(picks)}" if picks else \
+            " (no customers yet)"
+        print(f"error: customer {args.customer!r} not found in {args.state_dir}{hint}",
               file=sys.stderr)
         return 1
     path, profile = found
@@ -464,20 +500,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
 
     cf = sub.add_parser("config", help="validate a settings file, or show the effective one",
-                        description="validate FILE: check a segue.yaml (one line per problem). "
-                        "show [FILE]: print every setting with its value (defaults included).")
-    cf.add_argument("action", choices=["validate", "show"])
-    cf.add_argument("file", nargs="?", help="segue.yaml")
+                        description="Settings files (segue.yaml): validate one, or print "
+                        "every setting in effect.")
+    cfs = cf.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = cfs.add_parser("validate", help="check a settings file (one line per problem)",
+                       description="Check FILE; exit 0 when valid, else one line per problem "
+                       "and exit 2.")
+    v.add_argument("file", metavar="FILE", help="segue.yaml")
+    v = cfs.add_parser("show", help="print every setting with its value (defaults included)",
+                       description="Print the settings in effect as YAML: FILE's (or the "
+                       "built-in defaults) with the Kafka options, secrets shown as ***.")
+    v.add_argument("file", nargs="?", metavar="FILE", help="segue.yaml (default: built-in)")
+    v.add_argument("--kafka-option", action="append", metavar="KEY=VALUE",
+                   help="a librdkafka option, as run takes it")
     cf.set_defaults(fn=cmd_config)
 
     jn = sub.add_parser("journeys", help="validate and show journey files",
-                        description="validate DIR: check every journey file, one clear message "
-                        "per problem (file:line: field: why). show FILE: the graph as text, "
-                        "plus a Mermaid diagram. schema: the JSON Schema for editors.")
-    jn.add_argument("action", choices=["validate", "show", "schema"])
-    jn.add_argument("path", nargs="?", default="journeys", help="folder (validate) or file")
-    jn.add_argument("--mermaid", metavar="FILE", help="where show writes the diagram "
-                    "(default: <id>-v<version>.mmd)")
+                        description="Journey files: validate a folder, show one journey as "
+                        "text or a Mermaid diagram, print the JSON Schema for editors.")
+    jns = jn.add_subparsers(dest="action", metavar="ACTION", required=True)
+    v = jns.add_parser("validate", help="check every journey file in a folder",
+                       description="Check every *.yaml/*.yml in DIR: one line per problem "
+                       "(file:line: field: why); exit 1 when any file has a problem.")
+    v.add_argument("path", nargs="?", default="journeys", metavar="DIR",
+                   help="journey folder (default: journeys)")
+    v.add_argument("--json", action="store_true",
+                   help="one JSON document: every file with its journey or its problems")
+    v = jns.add_parser("show", help="one journey as text (or JSON, or a Mermaid diagram)",
+                       description="Print FILE's journey: entry, steps and where each leads.")
+    v.add_argument("path", metavar="FILE", help="a journey file")
+    v.add_argument("--mermaid", metavar="FILE",
+                   help="also write the graph as a Mermaid diagram to FILE ('-': print it)")
+    v.add_argument("--json", action="store_true", help="the validated journey as JSON")
+    jns.add_parser("schema", help="the JSON Schema of journey files (for editors)",
+                   description="Print the JSON Schema that journey files follow.")
     jn.set_defaults(fn=cmd_journeys)
 
     rp = sub.add_parser("replay", help="run journeys over an event file, offline",
@@ -486,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "journey-events.jsonl, customer-events.jsonl, dlq.jsonl, alerts.jsonl, "
                         "analytics.jsonl, summary.json.")
     rp.add_argument("--journeys", metavar="DIR", help="journey folder")
-    rp.add_argument("--events", required=True, metavar="FILE.jsonl")
+    rp.add_argument("--events", required=True, metavar="FILE.jsonl",
+                    help="JSON lines, one event each: a file, a pipe, or - (standard input)")
     rp.add_argument("--out", required=True, metavar="DIR")
     rp.add_argument("--state-dir", metavar="DIR", help="default: a fresh temporary directory")
     rp.add_argument("--models", metavar="DIR", help="NBA model folder (promoted version)")
@@ -521,28 +578,52 @@ def build_parser() -> argparse.ArgumentParser:
                         "works while the flow runs).")
     pr.add_argument("customer")
     pr.add_argument("--state-dir", required=True, metavar="DIR")
+    pr.add_argument("--json", action="store_true",
+                    help="JSON (the only format; accepted so scripts can say so)")
     pr.set_defaults(fn=cmd_profile)
 
     nb = sub.add_parser("nba", help="train, evaluate, promote next-best-action models",
-                        description="train --from DIR: fit a new model version from logged "
-                        "decisions (DIR/decisions.jsonl) and outcomes (--events, default "
-                        "DIR/events.jsonl and DIR/outcomes.jsonl). evaluate --candidate A "
-                        "--baseline B --from DIR: IPS and doubly robust policy value on the "
-                        "explored decisions; promotes A when better with 95 % confidence "
-                        "(running flows reload it). show: the versions.")
-    nb.add_argument("action", choices=["train", "evaluate", "show"])
-    nb.add_argument("--from", dest="from_dir", metavar="DIR",
-                    help="logged decisions (a segue replay --out folder)")
-    nb.add_argument("--events", nargs="+", metavar="FILE.jsonl",
-                    help="events to find outcomes in")
-    nb.add_argument("--candidate", metavar="VERSION", help="evaluate: e.g. v002")
-    nb.add_argument("--baseline", default="inventory", metavar="VERSION",
-                    help="evaluate: a version, or 'inventory' (no model)")
-    nb.add_argument("--out", metavar="FILE.json", help="evaluate: write the estimates here")
-    nb.add_argument("--dry-run", action="store_true", help="evaluate: never promote")
-    nb.add_argument("--models", metavar="DIR", help="model folder (default: nba.models_dir, "
-                    "else ./nba-models)")
-    common(nb)
+                        description="Next-best-action models: train a version from logged "
+                        "decisions, evaluate it against another (promoting it when better), "
+                        "list the versions. Each action has its own --help.")
+    nbs = nb.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def models_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--models", metavar="DIR", help="model folder (default: "
+                        "nba.models_dir, else ./nba-models)")
+
+    def logged_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--from", dest="from_dir", metavar="DIR",
+                        help="logged decisions: a segue replay --out folder "
+                        "(DIR/decisions.jsonl)")
+        sp.add_argument("--events", nargs="+", metavar="FILE.jsonl",
+                        help="events to find outcomes in (default: DIR/events.jsonl and "
+                        "DIR/outcomes.jsonl)")
+
+    t = nbs.add_parser("train", help="fit a new model version from logged decisions",
+                       description="Fit a new model version from logged decisions and the "
+                       "outcomes found in the events; prints its metrics and the evaluate "
+                       "command to run next.")
+    logged_args(t)
+    models_arg(t)
+    common(t)
+    t = nbs.add_parser("evaluate", help="compare a candidate with a baseline; promote it "
+                       "when better", description="IPS and doubly robust policy value of "
+                       "--candidate and --baseline on the explored decisions; promotes the "
+                       "candidate when better with 95 % confidence (running flows reload it).")
+    t.add_argument("--candidate", metavar="VERSION", help="e.g. v002 (see segue nba show)")
+    t.add_argument("--baseline", default="inventory", metavar="VERSION",
+                   help="a version, or 'inventory' (no model; the default)")
+    logged_args(t)
+    t.add_argument("--out", metavar="FILE.json", help="write the estimates here")
+    t.add_argument("--dry-run", action="store_true", help="never promote")
+    models_arg(t)
+    common(t)
+    t = nbs.add_parser("show", help="the model versions; * marks the promoted one",
+                       description="List the model versions in the model folder with their "
+                       "data and validation AUC; * marks the promoted one.")
+    models_arg(t)
+    common(t)
     nb.set_defaults(fn=cmd_nba)
 
     bn = sub.add_parser("bench", help="run benchmarks, write benchmarks/results/",

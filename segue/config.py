@@ -9,6 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from models.settings import Settings
+from models.validation import explain
 
 
 class ConfigError(Exception):
@@ -37,5 +38,5 @@ def load_settings(path: str | Path | None = None, **overrides: object) -> Settin
         lines = [f"{path or 'settings'}: invalid configuration"]
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
+            lines.append(f"  {loc}: {explain(err)}")
         raise ConfigError("\n".join(lines)) from e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -36,10 +37,20 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _fresh_demo_dir() -> str:
+    """``<temp>/segue-demo``, emptied first: one demo's state at a time is kept (for the
+    ``segue profile`` hint at the end), never one more per run."""
+    root = Path(tempfile.gettempdir()) / "segue-demo"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir()
+    return str(root)
+
+
 def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> int:
     settings = Settings()
     t = settings.topics
-    state = state_dir or tempfile.mkdtemp(prefix="segue-demo-")
+    state = state_dir or _fresh_demo_dir()
     t0 = time.monotonic()
     with EmbeddedBroker() as broker:
         _say(f"1/4 embedded broker (Tansu) at {broker.bootstrap}")

@@ -9,6 +9,8 @@ emits for that input (``segue run --until-eof --horizon`` with the same horizon)
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -73,8 +75,11 @@ def replay(
     ``now_ms`` is the clock reading the input (default: now): later event times are
     dead-lettered (``timestamp.future``)."""
     events = Path(events_path)
-    if not events.is_file():
-        raise ReplayError(f"{events}: no such file")
+    # A file, a pipe (`--events <(zcat …)`) or `-` for standard input: read once, in order.
+    if str(events_path) != "-" and not (events.is_file() or events.is_fifo()
+                                        or events.is_char_device()):
+        raise ReplayError(f"{events}: no such file" if not events.exists()
+                          else f"{events}: not a file or a pipe")
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="segue-replay-"))
     if state.exists() and any(state.iterdir()):
         raise ReplayError(f"{state}: state dir is not empty (replay starts from nothing)")
@@ -124,7 +129,8 @@ def replay(
     offsets = [0] * n_parts
     with batch_gc():  # see flows.tuning
         try:
-            with events.open("rb") as f:
+            with (contextlib.nullcontext(sys.stdin.buffer) if str(events_path) == "-"
+                  else events.open("rb")) as f:
                 batches: list[list] = [[] for _ in range(n_parts)]
                 for line in f:
                     line = line.rstrip(b"\n")

@@ -66,6 +66,24 @@ def find_profile(state_dir: str | Path, customer: str) -> tuple[Path, dict] | No
             store.close()
 
 
+def some_customers(state_dir: str | Path, n: int = 5) -> tuple[list[str], int]:
+    """Up to ``n`` customers in the state (the first of each store, in turn) and how many
+    stores were read: what ``segue profile`` suggests when a customer is not found."""
+    picks: list[str] = []
+    stores = partition_stores(state_dir)
+    for path in stores:
+        store = open_read_only(path)
+        try:
+            for k, _ in store.scan(keys.PROFILE):
+                picks.append(k[len(keys.PROFILE):].decode())
+                break
+        finally:
+            store.close()
+        if len(picks) >= n:
+            break
+    return picks, len(stores)
+
+
 def iter_profiles(state_dir: str | Path) -> Iterator[dict]:
     for path in partition_stores(state_dir):
         store = open_read_only(path)

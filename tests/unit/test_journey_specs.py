@@ -29,7 +29,8 @@ def write(tmp_path, name, text):
 
 @pytest.mark.parametrize("change,line,field,why", [
     (("next: done}", "next: nowhere}"), 1, "(journey)", "unknown step 'nowhere'"),
-    (("channel: email", "channel: pigeon"), 6, "steps.hello.channel", "Input should be"),
+    (("channel: email", "channel: pigeon"), 6, "steps.hello.channel",
+     "'pigeon' is not one of: email, sms"),
     (("version: 1", "version: zero"), 2, "version", "valid integer"),
     (("entry: {event: Signed Up}", "entry: {reentry: never}"), 3, "entry",
      "needs an 'event' and/or a 'when'"),
