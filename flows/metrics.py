@@ -48,6 +48,26 @@ NBA_SCORING = Histogram("segue_nba_scoring_seconds", "Time to score one batch of
 NBA_SCORED = PCounter("segue_nba_scored_total", "Customers scored by the NBA model")
 NBA_MODEL = Gauge("segue_nba_model_info", "The NBA model version in use (value 1)", ["version"])
 
+BUILD_INFO = Gauge("segue_build_info", "Segue's version and its runtime (value 1): lets "
+                   "dashboards and alert rules find every Segue process",
+                   ["version", "python", "bytewax"])
+
+
+def _build_info() -> None:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:  # pragma: no cover - run from a bare source tree
+            return "unknown"
+
+    BUILD_INFO.labels(of("segue"), platform.python_version(), of("bytewax")).set(1)
+
+
+_build_info()
+
 _started: set[int] = set()
 
 

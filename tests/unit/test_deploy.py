@@ -118,13 +118,56 @@ def test_dashboard_references_only_metrics_that_exist():
     dash = json.loads((ROOT / "deploy/grafana/dashboards/segue.json").read_text())
     used = set()
     for panel in dash["panels"]:
-        assert panel["datasource"]["uid"] == "prometheus"
+        assert panel["datasource"]["uid"] == "${datasource}"  # the data source variable
         for target in panel["targets"]:
             used |= set(re.findall(r"\bsegue_[a-z_]+", target["expr"]))
+            # Every series is narrowed to the chosen $job and $instance.
+            for sel in re.findall(r"\bsegue_[a-z_]+(\{[^}]*\})?", target["expr"]):
+                assert 'job=~"$job"' in sel and 'instance=~"$instance"' in sel, target
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert "segue_build_info" in variables["job"]["definition"]
+    assert "segue_build_info" in variables["instance"]["definition"]
     assert used, "the dashboard shows nothing"
     # Histograms export _bucket/_count/_sum; counters export _total.
     missing = {m for m in used if m not in exported}
     assert not missing, missing
+    used.add("segue_build_info")
     ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml")
                         .read_text())
     assert ds["datasources"][0]["uid"] == "prometheus"
+
+
+def test_alert_rules_read_metrics_segue_exports_and_prometheus_loads_them():
+    from prometheus_client import REGISTRY
+
+    exported = {fam.name + sfx for fam in REGISTRY.collect() if fam.name.startswith("segue_")
+                for sfx in (("_total",) if fam.type == "counter" else ("",))}
+    prom = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert prom["rule_files"] == ["alerts.yml"]
+    mounted = compose()["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounted
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    by_name = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
+    # What issue 19 asks for: lag growing, DLQ rate, channel failures, no events (and down).
+    assert {"SegueInputLagGrowing", "SegueDeadLetterRate", "SegueChannelFailureRate",
+            "SegueNoEvents", "SegueDown"} <= set(by_name)
+    for name, rule in by_name.items():
+        assert rule["for"] and rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"], name
+        names = set(re.findall(r"\bsegue_[a-z_]+", rule["expr"]))
+        assert names <= exported, (name, names - exported)
+        assert rule["expr"].count("(") == rule["expr"].count(")"), name
+    assert 'result="dead_lettered"' in by_name["SegueDeadLetterRate"]["expr"]
+    assert 'outcome="failed"' in by_name["SegueChannelFailureRate"]["expr"]
+
+
+def test_every_process_exports_its_build_info():
+    from prometheus_client import REGISTRY
+
+    from segue import __version__
+
+    info = [s for fam in REGISTRY.collect() if fam.name == "segue_build_info"
+            for s in fam.samples]
+    assert len(info) == 1 and info[0].value == 1
+    assert info[0].labels["version"] == __version__ and info[0].labels["bytewax"] != "unknown"
