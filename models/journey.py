@@ -421,5 +421,13 @@ def load_dir(folder: str | Path) -> tuple[list[tuple[Path, Journey]], list[str]]
     return ok, errors
 
 
+SCHEMA_ID = "urn:segue:schema:journey"
+# The first line of a journey file: YAML editors (the yaml-language-server in VS Code, JetBrains,
+# Neovim) then complete and check it against schemas/journey.schema.json with no setup.
+SCHEMA_COMMENT = "# yaml-language-server: $schema=../schemas/journey.schema.json"
+
+
 def json_schema() -> dict:
-    return Journey.model_json_schema()
+    """The JSON Schema journey files follow (``schemas/journey.schema.json``)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID,
+            **Journey.model_json_schema()}

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from models.events import ConsentProperties, Event
-from models.journey import Journey
+from models.journey import json_schema
 from models.outputs import DeadLetter, LifecycleChanged
 
 SCHEMAS = {
@@ -28,8 +28,7 @@ def render() -> dict[str, str]:
         name: json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
         for name, model in SCHEMAS.items()
     }
-    out["journey.schema.json"] = json.dumps(Journey.model_json_schema(), indent=2,
-                                            sort_keys=True) + "\n"
+    out["journey.schema.json"] = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     return out
 
 

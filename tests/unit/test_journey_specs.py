@@ -136,3 +136,15 @@ def test_conditions_refuse_what_they_do_not_know(text, why):
     with pytest.raises(ConditionError) as e:
         compile_condition(text)
     assert why in str(e.value)
+
+
+def test_shipped_journey_files_point_editors_at_the_schema():
+    from models.journey import SCHEMA_COMMENT, SCHEMA_ID
+
+    schema = json.loads((ROOT / "schemas" / "journey.schema.json").read_text())
+    assert schema["$id"] == SCHEMA_ID and "2020-12" in schema["$schema"]
+    for path in sorted((ROOT / "journeys").glob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first == SCHEMA_COMMENT, path
+        target = (path.parent / first.split("$schema=", 1)[1]).resolve()
+        assert target == (ROOT / "schemas" / "journey.schema.json").resolve()
