@@ -53,6 +53,23 @@ class Progress:
                 total.update(stats)
             return total
 
+    def now_line(self, since: tuple[float, int] | None) -> tuple[str, tuple[float, int]]:
+        """The periodic line: the current rate (since the previous line), the input lag and
+        the time to catch up at that rate, then the totals; and the mark for the next call."""
+        seen = _seen(self.totals())
+        mark = (time.monotonic(), seen)
+        parts = []
+        if since is not None and mark[0] > since[0]:
+            rate = (seen - since[1]) / (mark[0] - since[0])
+            parts.append(f"now {rate:,.0f}/s")
+            lag = input_lag()
+            if lag is not None:
+                eta = f", catching up in {_span(lag / rate)}" if rate > 0 and lag else \
+                    (", caught up" if not lag else ", not catching up")
+                parts.append(f"lag {lag:,}{eta}")
+        head = f"[segue] {'; '.join(parts)} | " if parts else "[segue] "
+        return head + self.line().removeprefix("[segue] "), mark
+
     def line(self) -> str:
         t = self.totals()
         seen, rate, startup = self.rates()
@@ -69,6 +86,23 @@ class Progress:
             + (f", ignored {t['internal_foreign']:,} internal messages of another application"
                if t["internal_foreign"] else "")
         )
+
+
+def input_lag() -> int | None:
+    """Messages of the input topic not yet read by this process (the lag gauge's sum), or None
+    before any partition has reported it."""
+    from flows.metrics import INPUT_LAG
+
+    values = [smp.value for fam in INPUT_LAG.collect() for smp in fam.samples]
+    return int(sum(values)) if values else None
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _seen(stats: dict) -> int:
@@ -95,9 +129,11 @@ class ProgressSink(DynamicSink):
             threading.Thread(target=self._report, args=(every_s,), daemon=True).start()
 
     def _report(self, every_s: float) -> None:
+        mark = None
         while True:
             time.sleep(every_s)
-            print(self.progress.line(), file=sys.stderr, flush=True)
+            text, mark = self.progress.now_line(mark)
+            print(text, file=sys.stderr, flush=True)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Part:
         return _Part(self.progress)
