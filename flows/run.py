@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax._bytewax import cli_main
 
 from flows.dataflow import FlowContext, build_flow
+from flows.group_offsets import GroupOffsets, every
 from flows.input_check import check_input, encode_source, fresh_starts, watch_identity
 from flows.metrics import serve
 from flows.producer import close_thread_producer
@@ -20,6 +21,8 @@ from flows.tuning import batch_gc
 from models.settings import Settings
 from operators.journeys import journey_registry
 from state.store import check_not_in_use, check_writable
+
+GROUP_COMMIT_S = 5.0  # how often applied offsets go to the consumer group (informational)
 
 
 def run_flow(
@@ -72,6 +75,8 @@ def run_flow(
         serve(metrics_port, metrics_host)
     sink = ProgressSink(every_s=progress_every_s)
     flow = build_flow(ctx, sink)
+    group = GroupOffsets(brokers, settings.application_id)
+    stop_commits = every(GROUP_COMMIT_S, group, sink.progress.applied_offsets)
     try:
         with batch_gc():
             cli_main(flow, workers_per_process=workers, process_id=process_id,
@@ -79,6 +84,9 @@ def run_flow(
     except KeyboardInterrupt:
         print("[segue] interrupted; state is committed per micro-batch", file=sys.stderr)
     finally:
+        stop_commits.set()
+        group.commit(dict(sink.progress.applied_offsets))  # where this run ended
+        group.close()
         close_thread_producer()
     return sink.progress
 
