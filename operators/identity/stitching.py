@@ -24,6 +24,16 @@ from state.outbox import Output
 MAX_HELD = 10_000  # events one customer may hold back while its claims are answered
 
 
+def _over_limit(before: set[str], after: set[str], limits: dict[str, int]) -> str | None:
+    """The first kind of identifier ``after`` holds more of than ``limits`` allows (10 for a
+    kind not named) and more of than ``before`` did; None when the merge fits."""
+    for kind in sorted({kind_of(x) for x in after}):
+        n = sum(1 for x in after if kind_of(x) == kind)
+        if n > limits.get(kind, 10) and n > sum(1 for x in before if kind_of(x) == kind):
+            return kind
+    return None
+
+
 class IdentityStitching:
     """The partition's identity handling (a part of ``Partition``)."""
 
@@ -105,9 +115,13 @@ class IdentityStitching:
         if m.kind == "claim":
             self._claim(b["id"], b["canonical"], b["at"], b.get("cause"))
         elif m.kind == "claimed":
-            self._answered(b["to"], b["id"])
+            self._answered(b["to"], b["id"], b.get("refused", False))
         elif m.kind == "merge_out":
-            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0), b.get("for"))
+            self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0), b.get("for"),
+                            b.get("checked", False))
+        elif m.kind == "merge_check":
+            self._merge_check(b["from"], b["into"], b["links"], b["at"], b.get("hops", 0),
+                              b.get("for"))
         elif m.kind == "merge":
             self._merge_in(b["from"], b["into"], b.get("profile"), b["at"], b.get("hops", 0),
                            b.get("for"))
@@ -168,15 +182,20 @@ class IdentityStitching:
                             "for": {"id": x, "to": c}})
 
     # ----- events that wait for the merges their customer claimed ------------------------
-    def _answer(self, answers: dict | None) -> None:
+    def _answer(self, answers: dict | None, refused: bool = False) -> None:
         if answers:
-            self._route(answers["to"], {"kind": "claimed", "id": answers["id"],
-                                        "to": answers["to"]})
+            body = {"kind": "claimed", "id": answers["id"], "to": answers["to"]}
+            if refused:
+                body["refused"] = True
+            self._route(answers["to"], body)
 
-    def _answered(self, ref: str, x: str) -> None:
-        """At the claimant's home: its claim of ``x`` is answered; once none is left, what
-        it held back is applied, in order."""
+    def _answered(self, ref: str, x: str, refused: bool = False) -> None:
+        """At the claimant's home: its claim of ``x`` is answered (``refused``: x stays with
+        the customer that had it); once none is left, what it held back is applied, in
+        order."""
         p = self._existing_profile(ref)
+        if p is not None and refused and x in p["links"]:
+            p["links"].remove(x)
         if p is None or not p.get("awaiting") or p["awaiting"].pop(x, None) is None:
             return
         if not p["awaiting"]:
@@ -236,7 +255,7 @@ class IdentityStitching:
         return len(users) > limit
 
     def _merge_out(self, loser: str, w: str, at: int, hops: int,
-                   answers: dict | None = None) -> None:
+                   answers: dict | None = None, checked: bool = False) -> None:
         """At the loser's home: hand its whole state to the winner, leave a redirect.
         ``answers`` is the claim this merge answers (the claimant waits for it)."""
         txn = self.txn
@@ -256,9 +275,17 @@ class IdentityStitching:
             else:
                 self._answer(answers)
             return
+        p = self._existing_profile(loser)
+        if p is not None and not checked:
+            # First ask the winner whether the two customers' links fit the limits together
+            # (it answers with a checked merge_out, or refuses): a merge never makes a
+            # customer hold more identifiers of a kind than identity.max_links allows.
+            self._route(w, {"kind": "merge_check", "from": loser, "into": w,
+                            "links": sorted({*p["links"], loser}), "at": at, "hops": hops,
+                            "for": answers})
+            return
         txn.put(keys.redirect(loser), w.encode())
         txn.put(keys.link(loser), w.encode())
-        p = self._existing_profile(loser)
         snapshot = None
         if p is not None:
             for kind, due in list(p["timers"].items()):
@@ -282,6 +309,41 @@ class IdentityStitching:
             kafka_ts, hops, _part, _offset = orjson.loads(head)
             self._route(w, {"kind": "event", "canonical": w, "hops": hops + 1,
                             "event": orjson.loads(body), "kafka_ts": kafka_ts})
+
+    def _merge_check(self, loser: str, w: str, links: list[str], at: int, hops: int,
+                     answers: dict | None) -> None:
+        """At the winner's home: may ``loser`` (holding ``links``) merge into ``w``? Yes: the
+        loser hands its state over (a checked merge_out). No, when together they would hold
+        more identifiers of a kind than allowed and more than ``w`` holds already: the
+        customers stay apart, ``identity.link_refused`` says why, and the claim that asked
+        for the merge is answered as refused."""
+        txn = self.txn
+        assert txn is not None
+        moved = txn.get(keys.redirect(w))
+        if moved is not None and hops < self.settings.identity.max_hops:
+            r = moved.decode()
+            self._route(r, {"kind": "merge_check", "from": loser, "into": r, "links": links,
+                            "at": at, "hops": hops + 1, "for": answers})
+            return
+        p = self._existing_profile(w)
+        mine = set(p["links"]) | {w} if p is not None else {w}
+        kind = _over_limit(mine, mine | set(links), self.settings.identity.max_links)
+        if kind is None:
+            self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at,
+                                "hops": hops, "for": answers, "checked": True})
+            return
+        self.txn.stats["links_refused"] += 1
+        claimant = answers["to"] if answers else w
+        x = answers["id"] if answers else loser
+        self._emit_identity("identity.link_refused", value_of(claimant), claimant, at,
+                            {"merge": loser}, reason=f"identity.limit.{kind}",
+                            identifier=x if kind_of(x) != "email" else "email:<hashed>",
+                            held_by=value_of(loser if claimant != loser else w))
+        if answers and answers["to"] != loser:
+            # x's home linked x to the claimant (the winner) when it asked for this merge:
+            # x stays with the customer that had it.
+            self._route(x, {"kind": "relink", "id": x, "canonical": loser})
+        self._answer(answers, refused=True)
 
     def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int,
                   answers: dict | None = None) -> None:

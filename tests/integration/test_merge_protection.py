@@ -54,3 +54,50 @@ def test_shared_and_placeholder_emails_merge_nobody(job_factory, tmp_path):
                     [(e["userId"], orjson.dumps(e)) for e in stream()])
     job.run_until_eof()
     check(job.state_dir, live_outputs(job.broker.bootstrap, job.topics)["customer-events"])
+
+
+def chains() -> list[dict]:
+    """Two users with three renamed ids each (alias), then an alias joining them: together
+    they would hold eight user ids, above identity.max_links.user (5)."""
+    out: list[dict] = []
+
+    def add(**kw: object) -> None:
+        n = len(out)
+        out.append({"messageId": f"c{n}", "timestamp": f"2026-01-02T10:00:{n:02d}Z", **kw})
+
+    for who in ("A", "B"):
+        add(type="identify", userId=who)
+        for i in range(3):
+            add(type="alias", userId=who, previousId=f"{who.lower()}{i}")
+    add(type="alias", userId="B", previousId="A")
+    add(type="track", userId="A", event="Signed In")
+    add(type="track", userId="B", event="Signed In")
+    return out
+
+
+def check_chains(state_dir, customer_events) -> None:  # noqa: ANN001
+    profiles = {p["id"]: p for p in iter_profiles(state_dir)}
+    assert {"A", "B"} <= set(profiles)  # refused: two customers, not one
+    for who in ("A", "B"):
+        users = sorted(x for x in profiles[who]["links"] if x.startswith("user:"))
+        assert users == sorted([f"user:{who}"] + [f"user:{who.lower()}{i}" for i in range(3)])
+    # Own identify, three aliases and one track each; B also has the alias that asked.
+    assert (profiles["A"]["events"], profiles["B"]["events"]) == (5, 6)
+    assert not profiles["B"]["merged_from"] and not profiles["A"]["merged_from"]
+    refused = [r for r in customer_events if r["type"] == "identity.link_refused"]
+    assert [(r["customer_id"], r["reason"], r["identifier"], r["held_by"]) for r in refused] \
+        == [("B", "identity.limit.user", "user:A", "A")]
+    assert not [r for r in customer_events if r["type"] == "identity.merged"]
+
+
+def test_a_merge_that_would_exceed_a_link_limit_is_refused(job_factory, tmp_path):
+    job = job_factory()
+    out = tmp_path / "replay"
+    job.replay(chains(), out, "--state-dir", str(tmp_path / "rs"))
+    check_chains(tmp_path / "rs", replay_outputs(out)["customer-events"])
+
+    produce_records(job.broker.bootstrap, job.topics.events,
+                    [(e["userId"], orjson.dumps(e)) for e in chains()])
+    job.run_until_eof()
+    check_chains(job.state_dir,
+                 live_outputs(job.broker.bootstrap, job.topics)["customer-events"])
