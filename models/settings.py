@@ -246,8 +246,8 @@ class PolicySettings(_Strict):
 
 
 class AlertSettings(_Strict):
-    """Thresholds for alerts on ``segue.alerts`` (evaluated per partition, per hour of event
-    time)."""
+    """Thresholds for alerts on ``segue.alerts`` (channel failure and DLQ rate: judged on the
+    totals of all partitions, per hour of event time)."""
 
     channel_failure_rate: float = Field(default=0.2, gt=0, le=1,
                                         description="failed / sent dispatches of a channel")

@@ -28,6 +28,7 @@ from models.events import ERASURE_REQUESTED, InEvent
 from models.profile import Profile, new_profile
 from models.settings import Settings
 from operators.analytics import totals
+from operators.analytics.alerts import OWNER as ALERTS_OWNER
 from operators.analytics.alerts import AlertWindow
 from operators.analytics.partials import PartialStats
 from operators.customer import activity, feedback, lifecycle, limits
@@ -288,11 +289,15 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self._send_analytics()  # end of input: the final partials
         if flush_analytics:
             self._send_analytics()
-        fx = Effects()
-        for alert in self.alerts.check(self.partition):
-            totals.raise_alert(fx, alert, self.txn.progress.watermark, alert["hour_start_ms"],
-                               {"window_start_ms": alert["hour_start_ms"]}, self.partition)
-        self._effects(fx)
+        # This partition's alert counts to the owner of the totals (judged there, across
+        # partitions); all of them at the end of the input.
+        ended = flush_analytics or (drain_horizon_ms is not None
+                                    and not txn.progress.drain_pending)
+        watermark = txn.progress.watermark
+        for hour, counts in self.alerts.take(watermark, force=ended):
+            self._route(ALERTS_OWNER, {"kind": "analytics", "scope": "alerts", "id": "window",
+                                       "version": hour, "src": self.partition,
+                                       "at": watermark, "partial": counts})
         txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))

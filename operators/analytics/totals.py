@@ -14,6 +14,7 @@ import orjson
 
 from models.outputs import envelope, idempotency_key
 from models.settings import Settings
+from operators.analytics.alerts import on_window
 from operators.analytics.partials import channel_record, combine, journey_record
 from operators.effects import Effects
 from state import keys
@@ -29,6 +30,17 @@ def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, setti
                partition: int) -> None:
     """Keep the newest partial per source partition, emit the total."""
     scope, name, version = b["scope"], b["id"], b.get("version")
+    if scope == "alerts":  # one hour of a partition's alert counts: see analytics.alerts
+        key = keys.totals(scope, name, version)
+        raw = txn.get(key)
+        doc = orjson.loads(raw) if raw else {}
+        for alert in on_window(doc, settings.alerts, version, b["src"], b["at"], b["partial"]):
+            raise_alert(fx, alert, b["at"], alert["hour_start_ms"],
+                        {"window_start_ms": alert["hour_start_ms"]}, partition)
+        txn.put(key, orjson.dumps(doc))
+        if raw is None:  # a new hour: the totals of two days ago are no longer needed
+            txn.delete(keys.totals(scope, name, version - 48))
+        return
     key = keys.totals(scope, name, version)
     raw = txn.get(key)
     doc = orjson.loads(raw) if raw else {"parts": {}, "alerted": [], "prev": {}}

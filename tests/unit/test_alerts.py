@@ -35,12 +35,11 @@ def run(tmp_path, failures: int) -> list[dict]:
     return [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
 
 
-def test_channel_outage_raises_one_alert_per_partition_and_hour(tmp_path):
+def test_channel_outage_raises_one_alert_for_the_hour_across_partitions(tmp_path):
     alerts = run(tmp_path, failures=30)
-    assert alerts and {a["type"] for a in alerts} == {"alert.channel_failure"}
-    assert {a["subject"] for a in alerts} == {"push"}
-    assert all(a["rate"] >= 0.2 and a["sent"] >= 20 for a in alerts)
-    assert len({(a["partition"], a["hour_start_ms"]) for a in alerts}) == len(alerts)
+    assert [(a["type"], a["subject"]) for a in alerts] == [("alert.channel_failure", "push")]
+    assert alerts[0]["rate"] >= 0.2 and alerts[0]["sent"] >= 20
+    assert alerts[0]["sent"] <= 40 and 1 <= alerts[0]["partitions"] <= 2
 
 
 def test_healthy_run_raises_no_alert(tmp_path):
