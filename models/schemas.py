@@ -12,7 +12,7 @@ from pathlib import Path
 
 from models.events import ConsentProperties, Event
 from models.journey import json_schema
-from models.outputs import DeadLetter, LifecycleChanged
+from models.outputs import OUTPUT_MODELS, DeadLetter, LifecycleChanged
 
 SCHEMAS = {
     "event.schema.json": Event,
@@ -28,6 +28,10 @@ def render() -> dict[str, str]:
         name: json.dumps(model.model_json_schema(), indent=2, sort_keys=True) + "\n"
         for name, model in SCHEMAS.items()
     }
+    for topic, model in OUTPUT_MODELS.items():  # what downstream consumers validate against
+        doc = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+               "$id": f"urn:segue:schema:{topic}", **model.model_json_schema()}
+        out[f"{topic}.schema.json"] = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     out["journey.schema.json"] = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     return out
 
