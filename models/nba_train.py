@@ -19,6 +19,7 @@ import math
 import time
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,8 +297,15 @@ def _next_version(root: Path) -> str:
 
 
 def train(logged: Logged, out_root: str | Path, nba: NbaSettings, source: str = "",
-          rounds: int = 400) -> Path:
-    """Fit the uplift model and the profile scores; write a new version folder."""
+          rounds: int = 400, progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Fit the uplift model and the profile scores; write a new version folder.
+    ``progress(stage, done, total)`` is told as each model starts and when all are done."""
+    stages = 1 + len(SCORE_MODELS)
+
+    def told(stage: str, done: int) -> None:
+        if progress is not None:
+            progress(stage, done, stages)
+
     n = len(logged)
     if n < 200:
         raise TrainError(f"only {n} decisions: too few to train on (at least 200)")
@@ -318,6 +326,7 @@ def train(logged: Logged, out_root: str | Path, nba: NbaSettings, source: str = 
     params = dict(PARAMS, metric=["binary_logloss", "auc"])
     if y.sum() == 0:
         raise TrainError("no conversions within the horizon: nothing to learn from")
+    told(f"uplift model ({len(logged):,} decisions)", 0)
     uplift, up_metrics = _fit_uplift(params, x, y, valid, [*cat_idx, len(F.NAMES)], rounds,
                                      logged, actions, nba)
     root = Path(out_root)
@@ -329,7 +338,8 @@ def train(logged: Logged, out_root: str | Path, nba: NbaSettings, source: str = 
     metrics: dict[str, Any] = {"uplift": up_metrics}
     labels = {"churn_risk": (logged.churn, "binary"), "upgrade_probability":
               (logged.upgrade, "binary"), "clv": (logged.revenue, "regression")}
-    for name in SCORE_MODELS:
+    for i, name in enumerate(SCORE_MODELS, 1):
+        told(f"{name} model", i)
         lab, objective = labels[name]
         yy = np.asarray(lab, dtype=np.float64)
         if np.unique(yy).size < 2:
@@ -363,6 +373,7 @@ def train(logged: Logged, out_root: str | Path, nba: NbaSettings, source: str = 
     (tmp / "meta.json").write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2))
     final = root / version
     tmp.rename(final)
+    told("written", stages)
     return final
 
 

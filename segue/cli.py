@@ -367,7 +367,16 @@ def cmd_nba(args: argparse.Namespace) -> int:
               + (f"; {logged.skipped_lines} unreadable lines skipped"
                  if logged.skipped_lines else ""))
         if args.action == "train":
-            path = train(logged, models, settings.nba, source=str(src))
+            from models.nba_train import SCORE_MODELS
+            from segue.progress import Bar
+
+            bar = Bar("nba train", total=1 + len(SCORE_MODELS), every_s=0)
+            try:
+                path = train(logged, models, settings.nba, source=str(src),
+                             progress=lambda stage, done, total: bar.update(
+                                 done, f"{done}/{total} {stage}"))
+            finally:
+                bar.close()
             meta = orjson.loads((path / "meta.json").read_bytes())
             for name, m in meta["metrics"].items():
                 print(f"  {name}: {m}")

@@ -25,6 +25,7 @@ from models.settings import Settings
 from operators.decode import RawRecord, decode_all
 from operators.identity.routing import home_partition
 from operators.journeys import journey_registry
+from segue.progress import Bar
 from state.outbox import Output
 
 FILES = ("dispatches", "decisions", "journey-events", "customer-events", "dlq", "alerts",
@@ -125,8 +126,11 @@ def replay(
         flow.settle()
 
     t0 = time.monotonic()
-    n = 0
+    n = read = 0
     offsets = [0] * n_parts
+    # A bar over the file's bytes (a pipe has no size: events and rate only).
+    size = events.stat().st_size if str(events_path) != "-" and events.is_file() else None
+    bar = Bar("replay", size, "bytes") if progress else None
     with batch_gc():  # see flows.tuning
         try:
             with (contextlib.nullcontext(sys.stdin.buffer) if str(events_path) == "-"
@@ -144,14 +148,17 @@ def replay(
                         keep_bytes=keep, max_batch_bytes=settings.max_batch_bytes,
                         now_ms=now_ms))
                     n += 1
+                    read += len(line) + 1
                     if n % BATCH == 0:
                         run_all(batches)
                         batches = [[] for _ in range(n_parts)]
-                        if progress and n % 100_000 < BATCH:
+                        if bar is not None:
                             rate = n / (time.monotonic() - t0)
-                            print(f"[replay] {n:,} events ({rate:,.0f}/s)", flush=True)
+                            bar.update(read, f"{n:,} events, {rate:,.0f}/s")
                 run_all(batches)
             t_events = time.monotonic() - t0
+            if bar is not None:
+                bar.update(size or read, f"{n:,} events; now the timers up to the horizon")
             empty: list[list] = [[] for _ in range(n_parts)]
             run_all(empty, drain_horizon_ms=horizon_ms)
             while flow.drain_pending:
@@ -159,6 +166,8 @@ def replay(
             for i in range(n_parts):
                 flow.step(i, [])
         finally:
+            if bar is not None:
+                bar.close()
             for fh in files.values():
                 fh.close()
             flow.close()

@@ -140,3 +140,15 @@ def test_a_broker_that_stops_cleanly_leaves_no_log_behind():
         log = b.log_path
         assert log.exists()
     assert not log.exists()
+
+
+def test_long_commands_report_progress(tmp_path):
+    from segue.simulator import simulate
+
+    data = b"".join(orjson.dumps(e) + b"\n" for e in simulate(300, 6000, seed=4))
+    (tmp_path / "e.jsonl").write_bytes(data)
+    out = segue("replay", "--events", str(tmp_path / "e.jsonl"), "--out", str(tmp_path / "o"))
+    assert out.returncode == 0, out.stderr
+    lines = [x for x in out.stderr.splitlines() if x.startswith("[replay] ")]
+    assert lines and "% 5,000 events, " in lines[0] and lines[0].endswith("/s")
+    assert "[replay]" not in out.stdout  # the summary table stays clean for scripts

@@ -44,6 +44,9 @@ def test_train_writes_a_versioned_artifact_with_metadata(logged):
               "run/outcomes.jsonl", "--models", "models", "--config", "nba.yaml", cwd=logged)
     assert r.returncode == 0, r.stderr
     assert "model v001 written to models/v001" in r.stdout
+    stages = [x for x in r.stderr.splitlines() if x.startswith("[nba train] ")]
+    assert stages[0].startswith("[nba train] 0% 0/4 uplift model (")
+    assert stages[-1] == "[nba train] 100% 4/4 written"
     meta = orjson.loads((logged / "models" / "v001" / "meta.json").read_bytes())
     decisions = [orjson.loads(line) for line in
                  (logged / "run" / "decisions.jsonl").read_bytes().splitlines()]
