@@ -104,6 +104,7 @@ class DueTimers:
         self.txn.armed = []
         heapq.heapify(heap)
         fired = 0
+        waiting: int | None = None  # the earliest timer left for a customer awaiting a merge
         while heap and fired < MAX_TIMERS_PER_PASS:
             due, k = heapq.heappop(heap)
             if txn.get(k) is None:  # already fired or replaced in this transaction
@@ -116,6 +117,12 @@ class DueTimers:
                 continue
             if p["timers"].get(kind) != due:
                 txn.delete(k)
+                continue
+            if p.get("awaiting"):
+                # Its events wait for a merge: its timers wait with them, and fire in event
+                # order as those events are applied (or at a later pass), never ahead of
+                # events older than they are.
+                waiting = due if waiting is None else min(waiting, due)
                 continue
             if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
                 self.txn.lateness.append(clock_ms - due)
@@ -133,6 +140,8 @@ class DueTimers:
             self.txn.progress.timer_floor = min(rest) if rest else self.txn.progress.timer_floor
         else:
             self.txn.progress.timer_floor = max(self.txn.progress.timer_floor, clock_ms + 1)
+        if waiting is not None:  # the next scan starts at the timers left waiting
+            self.txn.progress.timer_floor = min(self.txn.progress.timer_floor, waiting)
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]

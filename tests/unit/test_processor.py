@@ -106,3 +106,43 @@ def test_pending_timers_count_matches_the_timer_index(tmp_path):
     proc.store.close()
     reopened, _ = make(tmp_path)
     assert reopened.timers_pending == stored
+
+
+def test_timers_of_a_customer_awaiting_a_merge_wait_for_its_held_events(tmp_path):
+    """A customer's timers never fire ahead of its own older events held for a merge: the
+    outcome no longer depends on when the claim's answer arrives (issue 19, live runs)."""
+    from flows.local import LocalFlow
+    from operators.identity.routing import home_partition
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0, "inactivity_s": 60})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    other = next(f"o{i}" for i in range(100) if home_partition(f"o{i}", 2) == 0)
+    flow = LocalFlow(s, None, tmp_path, lambda out: None)
+
+    from datetime import UTC, datetime
+
+    from operators.decode import RawRecord, decode
+
+    def track(offset, cid, ts, **fields):
+        doc = {"type": "track", "event": "Signed In", "messageId": f"m{offset}",
+               "userId": cid, **fields,
+               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+        return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    flow.step(0, [track(0, user, T0, event="Signed Up")])  # activation: inactivity applies
+    flow.step(0, [track(1, user, T0 + 10_000, type="identify", anonymousId=anon)])
+    # Its next event waits for the claim of the anonymous id; another customer's event moves
+    # the partition's event time past the user's inactivity timer (due T0 + 70 s).
+    flow.step(0, [track(2, user, T0 + 30_000), track(3, other, T0 + 600_000)])
+    p = decode_profile(flow.partitions[0].store.get(keys.profile(f"user:{user}")))
+    assert p["lifecycle"]["stage"] == "activation" and p["held_events"] == 1
+    flow.settle()  # the claim is answered: the held event (T0 + 30 s) is applied first
+    flow.step(0, [])
+    p = decode_profile(flow.partitions[0].store.get(keys.profile(f"user:{user}")))
+    assert p["events"] == 3 and not p.get("awaiting")
+    # Inactive 60 s after its last event: at-risk since T0 + 90 s. Before, the timer fired
+    # at T0 + 70 s ahead of the held event, which then moved the customer on to win-back.
+    assert p["lifecycle"]["stage"] == "at-risk" and p["lifecycle"]["since"] == T0 + 90_000
+    flow.close()
