@@ -129,6 +129,7 @@ class PartitionLogic(StatefulBatchLogic):
         self._caught_up_inputs: dict[str, bool] = {}
         self._next_due: int | None = None
         self._drained = False
+        self._events_done = False  # the events input ended (--until-eof)
         self._dispatch_prefix = f"{ctx.settings.topics.prefix}dispatch."
 
     def _attach(self, part_key: str) -> Partition:
@@ -246,6 +247,10 @@ class PartitionLogic(StatefulBatchLogic):
                 inputs[(it[0] if type(it) is list else it).part] = False
         # Caught up only when every input of this partition (events, repartition) is.
         self.caught_up = len(inputs) >= 2 and all(inputs.values())
+        self._events_done = self._events_done or events_ended or eof or drain
+        assert self.proc is not None
+        # Nothing of its own input left unread: claims of identifiers are answered at once.
+        self.proc.input_done = self.caught_up or self._events_done
         out = self._run(events, flush_analytics=events_ended)
         if (drain or eof) and not self._drained:
             # End of input: timers up to the horizon and the final partials, while the other

@@ -96,6 +96,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.personal_traits = settings.privacy.personal_traits
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
+        # Whether this partition has read all of its own input there is (caught up, or the
+        # input ended): claims of identifiers are then answered at once (see ``_claim``).
+        self.input_done = False
+        self._claims_now = False
         self.txn: BatchTransaction  # the batch being applied (see ``process``)
 
     def _load_aggregates(self) -> None:
@@ -248,6 +252,9 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             for item in group:
                 self._one(item, topic)
         self.txn.culprit = None
+        self._claims_now = self.input_done or drain_horizon_ms is not None
+        # Claims that waited for this partition's input to reach their time.
+        self._due_claims(self._claims_now or drain_horizon_ms is not None)
         self._flush_nba()
         self.txn.wall_clock = clock_ms is not None
         self._fire_timers(self.txn.progress.watermark if clock_ms is None else clock_ms)

@@ -157,6 +157,8 @@ def replay(
                             bar.update(read, f"{n:,} events, {rate:,.0f}/s")
                 run_all(batches)
             t_events = time.monotonic() - t0
+            for part in flow.partitions:  # all input read: claims are answered at once
+                part.input_done = True
             if bar is not None:
                 bar.update(size or read, f"{n:,} events; now the timers up to the horizon")
             empty: list[list] = [[] for _ in range(n_parts)]

@@ -7,6 +7,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``i|<identifier>``                                     identity link: the customer ref it belongs to
 ``w|<customer ref>|<seq:016x>``                        an event of a customer waiting for a merge it
                                                        claimed (applied once the merge is)
+``k|<at_ms:016x>|<identifier>|<claimant>``             a claim waiting until this partition has
+                                                       read its own input up to the claim's time
 ``u|<identifier>``                                     the distinct user ids that claimed it (merge
                                                        protection: a shared email merges nobody)
 ``r|<customer ref>``                                   redirect: the customer it was merged into
@@ -42,6 +44,7 @@ PROFILE = b"c|"
 LINK = b"i|"        # i|<identifier> -> the customer reference it belongs to
 REDIRECT = b"r|"    # r|<reference>  -> the customer it was merged into
 CLAIMANTS = b"u|"   # u|<identifier> -> the distinct user ids that claimed it
+CLAIM = b"k|"       # k|<at:016x>|<identifier>|<claimant> -> [identifier, claimant, cause]
 WAITING = b"w|"     # w|<reference>|<seq> -> an event held until the merges it awaits land
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
@@ -71,6 +74,15 @@ def waiting(ref: str, seq: int | None = None) -> bytes:
     """An event held for ``ref`` (``seq`` None: the prefix of all of them)."""
     base = b"%s%s|" % (WAITING, ref.encode())
     return base if seq is None else b"%s%016x" % (base, seq)
+
+
+def claim(at_ms: int, identifier: str, claimant: str) -> bytes:
+    """A claim waiting for this partition's input to reach its time, in time order.
+
+    >>> claim(5, "anon:v1", "user:u1")
+    b'k|0000000000000005|anon:v1|user:u1'
+    """
+    return b"%s%016x|%s|%s" % (CLAIM, max(at_ms, 0), identifier.encode(), claimant.encode())
 
 
 def claimants(identifier: str) -> bytes:

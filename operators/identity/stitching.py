@@ -149,7 +149,34 @@ class IdentityStitching:
             self.txn.stats["internal_unknown"] += 1
 
     def _claim(self, x: str, c: str, at: int, cause: str | None) -> None:
-        """At x's home: x belongs to customer c. Merges when x already belongs to another."""
+        """At x's home: x belongs to customer c. Merges when x already belongs to another.
+
+        While this partition has not read its own input up to the claim's time, events of x
+        older than the claim may still be unread here (an anonymous visitor's page views
+        before the sign-up): the claim waits for them (``k|`` keys, answered by
+        ``_due_claims``), so the merge takes x's whole history whatever the timing."""
+        txn = self.txn
+        assert txn is not None
+        if at > txn.progress.watermark and not self._claims_now:
+            txn.put(keys.claim(at, x, c), orjson.dumps([x, c, cause]))
+            txn.stats["claims_waiting"] += 1
+            return
+        self._claim_now(x, c, at, cause)
+
+    def _due_claims(self, everything: bool) -> None:
+        """Answer the waiting claims this partition's input has now reached (all of them
+        when ``everything``: the input is caught up or has ended)."""
+        txn = self.txn
+        assert txn is not None
+        upto = txn.progress.watermark
+        for k, v in list(txn.scan(keys.CLAIM)):
+            if not everything and int(k[2:18], 16) > upto:
+                break
+            txn.delete(k)
+            x, c, cause = orjson.loads(v)
+            self._claim_now(x, c, int(k[2:18], 16), cause)
+
+    def _claim_now(self, x: str, c: str, at: int, cause: str | None) -> None:
         txn = self.txn
         assert txn is not None
         raw = txn.get(keys.link(x))

@@ -119,6 +119,7 @@ def test_timers_of_a_customer_awaiting_a_merge_wait_for_its_held_events(tmp_path
     anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
     other = next(f"o{i}" for i in range(100) if home_partition(f"o{i}", 2) == 0)
     flow = LocalFlow(s, None, tmp_path, lambda out: None)
+    flow.partitions[1].input_done = True  # the anonymous id's partition has nothing unread
 
     from datetime import UTC, datetime
 
@@ -145,4 +146,48 @@ def test_timers_of_a_customer_awaiting_a_merge_wait_for_its_held_events(tmp_path
     # Inactive 60 s after its last event: at-risk since T0 + 90 s. Before, the timer fired
     # at T0 + 70 s ahead of the held event, which then moved the customer on to win-back.
     assert p["lifecycle"]["stage"] == "at-risk" and p["lifecycle"]["since"] == T0 + 90_000
+    flow.close()
+
+
+def test_a_claim_waits_until_the_identifiers_partition_has_read_up_to_it(tmp_path):
+    """The identify's claim of an anonymous id reaches that id's partition before it has read
+    the visitor's three pricing views (a live race): the claim waits for them, so the sign-up
+    still sees the anonymous history (before: no merge, the views were forwarded later and
+    the sign-up entered nothing)."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from flows.local import LocalFlow
+    from operators.decode import RawRecord, decode
+    from operators.identity.routing import home_partition
+    from operators.journeys import journey_registry
+
+    s = Settings(partitions=2, policy={"caps": {}, "send_windows": {}, "consent_defaults": {}})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    journeys = Path(__file__).resolve().parents[1] / "journeys-segment"
+    sent = []
+    flow = LocalFlow(s, journey_registry(s, journeys, tmp_path / "jv"), tmp_path,
+                     lambda out: sent.append(orjson.loads(out.value))
+                     if out.topic.startswith(s.topics.dispatch("")) else None)
+
+    def event(part, offset, ts, **doc):
+        doc.update(messageId=f"m{part}-{offset}",
+                   timestamp=datetime.fromtimestamp(ts / 1000, UTC).isoformat())
+        return decode(RawRecord(s.topics.events, part, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    views = [event(1, i, T0 + i * 60_000, type="page", name="Pricing", anonymousId=anon)
+             for i in range(3)]
+    flow.step(0, [event(0, 0, T0 + 300_000, type="identify", userId=user, anonymousId=anon),
+                  event(0, 1, T0 + DAY, type="track", event="Signed Up", userId=user)])
+    flow.settle()  # the claim arrives first; the views are not read yet
+    assert flow.partitions[1].stats["claims_waiting"] == 1 and not sent
+    flow.step(1, views)  # partition 1 reads the views, then has nothing more: caught up
+    flow.partitions[1].input_done = True
+    flow.step(1, [])
+    flow.settle()
+    assert [(d["customer_id"], d["template"]) for d in sent] == [(user, "pricing-followup")]
+    p = decode_profile(flow.partitions[0].store.get(keys.profile(f"user:{user}")))
+    assert p["counters"]["page:Pricing"][0] == 3 and p["merged_from"] == [f"anon:{anon}"]
     flow.close()
