@@ -75,21 +75,27 @@ _COMPACT = {"cleanup.policy": "compact", "retention.ms": "-1"}
 def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dict[str, dict]:
     t = settings.topics
     days = settings.privacy.dlq_retention_days
+    r = settings.retention
+
+    def kept(days: int) -> dict:
+        return {**_KEEP, "retention.ms": str(days * 86_400_000) if days else "-1"}
+
     specs = {
         t.events: _KEEP,
         # Dead letters hold raw payloads: kept only as long as the privacy setting says.
-        t.dlq: {**_KEEP, "retention.ms": str(days * 86_400_000) if days else "-1"},
-        t.customer_events: _KEEP,
-        t.decisions: _KEEP,
-        t.journey_events: _KEEP,
-        t.repartition: _KEEP,
-        t.alerts: _KEEP,
-        t.analytics: _KEEP,
+        t.dlq: kept(days),
+        t.customer_events: kept(r.customer_events_days),
+        t.decisions: kept(r.decisions_days),
+        t.journey_events: kept(r.journey_events_days),
+        t.repartition: kept(r.repartition_days),
+        t.alerts: kept(r.alerts_days),
+        # The newest record per key (a journey version, a channel) is its total.
+        t.analytics: _COMPACT,
     }
     # Fallback chains may end on a channel no journey names (in_app -> badge): its topic too.
     targets = {ch for ch in settings.policy.fallback.values() if ch != "enrich"}
     for ch in (*channels, *sorted(targets - set(channels))):
-        specs[t.dispatch(ch)] = _KEEP
+        specs[t.dispatch(ch)] = kept(r.dispatch_days)
     return specs
 
 

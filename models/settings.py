@@ -372,6 +372,24 @@ class NbaSettings(_Strict):
         return next((a for a in self.actions if a.name == name), None)
 
 
+class RetentionSettings(_Strict):
+    """How long the topics Segue creates keep their records (``retention.ms``; 0: forever).
+    Applied when Segue creates a topic; change an existing topic with your cluster's tools
+    (``kafka-configs --alter --add-config retention.ms=…``). ``segue.events`` is kept
+    forever (state rebuilds and replays read it), ``segue.analytics`` is compacted (the
+    newest total per key), the DLQ follows ``privacy.dlq_retention_days``."""
+
+    dispatch_days: int = Field(default=0, ge=0, description="segue.dispatch.<channel>")
+    decisions_days: int = Field(default=0, ge=0, description="segue.decisions (the audit log)")
+    journey_events_days: int = Field(default=0, ge=0)
+    customer_events_days: int = Field(default=0, ge=0)
+    alerts_days: int = Field(default=0, ge=0)
+    repartition_days: int = Field(
+        default=0, ge=0, description="the internal topic: a message deleted before the flow "
+        "read it (a flow stopped for longer) is a lost merge or forwarded event, so forever "
+        "unless you bound how long the flow may stand still")
+
+
 class StoreSettings(_Strict):
     block_cache_mb: int = Field(default=64, ge=8, description="Shared by all partition stores.")
     write_buffer_mb: int = Field(default=16, ge=1)
@@ -430,6 +448,7 @@ class Settings(_Strict):
     nba: NbaSettings = NbaSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     store: StoreSettings = StoreSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def topics(self) -> Topics:

@@ -69,7 +69,10 @@ def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, setti
                              body.get("steps", [])}, "exited": body.get("exited", 0)}
     txn.put(key, orjson.dumps(doc))
     snap = sorted((k, v["at"], size(v["partial"])) for k, v in doc["parts"].items())
-    fx.analytics(name, envelope(
+    # The message key names exactly one total (a journey version, a channel): the topic is
+    # compacted, and the newest record per key is that total.
+    key = f"journey:{name}@v{version}" if scope == "journey" else f"channel:{name}"
+    fx.analytics(key, envelope(
         f"analytics.{scope}", idempotency_key("analytics", scope, name, version, snap),
         customer_id=None, journey=subject if scope == "journey" else None, at_ms=at,
         cause={"partition": b["src"]}, channel=name if scope == "channel" else None, **body))

@@ -49,8 +49,14 @@ def test_compose_has_the_full_stack_with_two_segue_processes():
     from models.settings import Settings
     from segue.broker import topic_specs
 
-    for t in topic_specs(Settings()):  # every topic Segue itself would create
-        assert re.search(rf"\s{re.escape(t.removeprefix('segue.'))}[\s;]", topics), t
+    specs = topic_specs(Settings())
+    for t in specs:  # every topic Segue itself would create
+        assert re.search(rf"\s{re.escape(t.removeprefix('segue.'))}[\s;]", topics) \
+            or f"--topic {t} " in topics, t
+    # Compacted where Segue compacts: the analytics totals.
+    assert specs["segue.analytics"]["cleanup.policy"] == "compact"
+    assert "--topic segue.analytics --partitions 8 --replication-factor 1 --config " \
+        "cleanup.policy=compact" in " ".join(topics.replace("\\\n", " ").split())
     for vol in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
         assert (ROOT / vol.split(":")[0]).exists(), vol
 
