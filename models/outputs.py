@@ -180,6 +180,7 @@ class JourneyEventRecord(_Record):
     action: str | None = Field(default=None, description="nba steps: the action chosen")
     explored: bool | None = Field(default=None, description="nba steps: chosen at random")
     model: str | None = Field(default=None, description="nba steps: the model version")
+    target: str | None = Field(default=None, description="goto steps: the journey gone to")
     entered_ms: int | None = Field(default=None, description="exited: when the run began")
 
 

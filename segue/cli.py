@@ -433,7 +433,16 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     wait_for_metadata(args.brokers)
-    return run_dashboard(args.brokers, settings, once=args.once, every_s=args.every)
+    since = None
+    if args.since != "all":
+        from models.journey import parse_duration_ms
+
+        try:
+            since = int(time.time() * 1000) - parse_duration_ms(args.since)
+        except ValueError as e:
+            raise ValueError(f"--since: {e} (or 'all')") from e
+    return run_dashboard(args.brokers, settings, once=args.once, every_s=args.every,
+                         since_ms=since)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -652,6 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
                     type=_brokers,
                     help="bootstrap servers (default: $SEGUE_BROKERS)")
     db.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    db.add_argument("--since", default="24h", metavar="DURATION",
+                    help="read the output topics from this long ago (Kafka time), e.g. 1h, "
+                    "7d, or 'all'; journey totals always come whole from segue.analytics "
+                    "(default 24h)")
     db.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="refresh period")
     common(db)
     db.set_defaults(fn=cmd_dashboard)

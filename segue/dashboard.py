@@ -1,9 +1,10 @@
 """``segue dashboard``: the seed's "Journey Orchestration Dashboard", live in the terminal.
 
-It reads Segue's output topics (journey events, decisions, dispatches, customer events, DLQ)
-from the beginning and keeps reading; ``--once`` prints one snapshot and exits. "Last hour"
-is measured in event time, ending at the newest record seen, so a replayed or simulated
-history shows what its last hour looked like.
+It reads the journey totals from the compacted ``segue.analytics`` topic and the other output
+topics (journey events, decisions, dispatches, customer events, DLQ) from ``--since`` ago
+(24 h by default, Kafka time), and keeps reading; ``--once`` prints one snapshot and exits.
+"Last hour" is measured in event time, ending at the newest record seen, so a replayed or
+simulated history shows what its last hour looked like.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -92,21 +93,40 @@ class DashboardState:
         elif kind == "analytics" and r.get("type") == "analytics.channel":
             self.channel_totals[r["channel"]] = r
 
+    def pipeline(self) -> tuple[dict[str, dict], str]:
+        """Per journey: entered, active, completed, converted; from the analytics totals
+        (all versions summed) when there are any, else from the journey events read."""
+        rows: dict[str, dict] = {}
+        if self.journey_totals:
+            for r in self.journey_totals.values():
+                row = rows.setdefault(r["journey"]["id"], {"entered": 0, "active": 0,
+                                                           "completed": 0, "converted": 0})
+                for k in row:
+                    row[k] += r.get(k) or 0
+            return rows, "totals from segue.analytics"
+        for jid in self.entered:
+            rows[jid] = {"entered": self.entered[jid],
+                         "active": self.entered[jid] - self.exited[jid],
+                         "completed": self.completed[jid], "converted": self.converted[jid]}
+        return rows, "from the journey events read"
+
     def render(self) -> Group:
         now = self.newest
         title = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") \
             if now else "no data yet"
-        active = {j: self.entered[j] - self.exited[j] for j in self.entered}
-        head = Text(f"ACTIVE JOURNEYS: {sum(1 for v in active.values() if v > 0)} | "
-                    f"Total customers in journeys: {sum(max(v, 0) for v in active.values()):,}"
+        rows, source = self.pipeline()
+        head = Text(f"ACTIVE JOURNEYS: {sum(1 for r in rows.values() if r['active'] > 0)} | "
+                    f"Total customers in journeys: "
+                    f"{sum(max(r['active'], 0) for r in rows.values()):,}"
                     f"   (as of {title})", style="bold")
-        table = Table(title="JOURNEY PIPELINE", expand=False)
+        table = Table(title=f"JOURNEY PIPELINE ({source})", expand=False)
         for col in ("Journey", "Active", "Completed", "Converted", "Conv. Rate"):
             table.add_column(col, justify="left" if col == "Journey" else "right")
-        for jid in sorted(self.entered, key=lambda j: -self.entered[j]):
-            rate = self.converted[jid] / self.entered[jid] if self.entered[jid] else 0
-            table.add_row(jid, f"{max(active[jid], 0):,}", f"{self.completed[jid]:,}",
-                          f"{self.converted[jid]:,}", f"{rate:.1%}")
+        for jid in sorted(rows, key=lambda j: -rows[j]["entered"]):
+            r = rows[jid]
+            rate = r["converted"] / r["entered"] if r["entered"] else 0
+            table.add_row(jid, f"{max(r['active'], 0):,}", f"{r['completed']:,}",
+                          f"{r['converted']:,}", f"{rate:.1%}")
         # The hour up to the newest decision: a replayed or simulated history ends in a quiet
         # stretch, and an empty panel would say nothing.
         end = max((d[0] for d in self.decisions), default=now)
@@ -202,22 +222,39 @@ class DashboardState:
 
 
 class TopicTail:
-    """Reads topics from the beginning with assign(), then keeps reading new records."""
+    """Reads the compacted analytics topic from its beginning (the totals) and the other
+    output topics from ``since_ms`` (Kafka time; None: from their beginning) with
+    assign(), then keeps reading new records."""
 
-    def __init__(self, brokers: str, settings: Settings) -> None:
+    def __init__(self, brokers: str, settings: Settings, since_ms: int | None = None) -> None:
         t = settings.topics
         self.kinds = {t.journey_events: "journey", t.decisions: "decision", t.dlq: "dlq",
                       t.customer_events: "customer", t.alerts: "alert",
                       t.analytics: "analytics",
                       **{t.dispatch(ch): "dispatch" for ch in CHANNELS}}
         md = AdminClient(client_config(brokers)).list_topics(timeout=10).topics
-        parts = [TopicPartition(name, p, 0) for name in self.kinds if name in md
-                 for p in md[name].partitions]
         self.consumer = Consumer(client_config(brokers, **{
             "group.id": "segue-dashboard", "enable.auto.commit": False,
             "enable.partition.eof": True, "log.connection.close": False}))
+        parts = []
+        for name in self.kinds:
+            if name not in md:
+                continue
+            start = 0 if since_ms is None or name == t.analytics else since_ms
+            parts += [TopicPartition(name, p, start) for p in md[name].partitions]
+        if since_ms is not None:  # a time -> the first offset at or after it
+            timed = [tp for tp in parts if tp.topic != t.analytics]
+            found = {(tp.topic, tp.partition): tp.offset for tp in
+                     self.consumer.offsets_for_times(timed, timeout=10)} if timed else {}
+            parts = [tp if tp.topic == t.analytics else TopicPartition(
+                tp.topic, tp.partition, found.get((tp.topic, tp.partition), -1)
+                if found.get((tp.topic, tp.partition), -1) >= 0 else OFFSET_END)
+                for tp in parts]
         self.consumer.assign(parts)
         self.open = {(tp.topic, tp.partition) for tp in parts}
+        # Records older than since_ms are skipped as they come too: a broker that does not
+        # look offsets up by time (Tansu answers 0) then costs reading, not wrong numbers.
+        self.since_ms, self.analytics = since_ms, t.analytics
 
     def poll(self, state: DashboardState, max_s: float) -> bool:
         """Read what is there (up to ``max_s``); True once every partition reached its end."""
@@ -231,6 +268,9 @@ class TopicTail:
                     if m.error().code() == KafkaError._PARTITION_EOF:
                         self.open.discard((m.topic(), m.partition()))
                     continue
+                if self.since_ms is not None and m.topic() != self.analytics \
+                        and m.timestamp()[1] < self.since_ms:
+                    continue
                 if m.value():
                     state.add(self.kinds[m.topic()], orjson.loads(m.value()))
             if not self.open and not msgs:
@@ -239,10 +279,10 @@ class TopicTail:
 
 
 def run_dashboard(brokers: str, settings: Settings, once: bool, every_s: float = 2.0,
-                  console: Console | None = None) -> int:
+                  console: Console | None = None, since_ms: int | None = None) -> int:
     console = console or Console()
     state = DashboardState()
-    tail = TopicTail(brokers, settings)
+    tail = TopicTail(brokers, settings, since_ms)
     if once:
         tail.poll(state, 60)
         console.print(state.render())

@@ -170,6 +170,19 @@ def test_replay_and_live_flow_emit_the_same_records(outputs):
         assert _canon(replay[name]) == _canon(live[name]), name
 
 
+def test_every_record_matches_its_published_schema(outputs):
+    """Every step type's records, replay and live, against schemas/<topic>.schema.json."""
+    from models.outputs import OUTPUT_MODELS
+
+    checked = 0
+    for side in outputs:
+        for name, records in side.items():
+            for r in records:
+                OUTPUT_MODELS[name].model_validate(r)
+                checked += 1
+    assert checked > 100
+
+
 def test_live_order_per_customer_matches_replay(outputs):
     """Per customer (and per topic: each channel is its own topic), the same order."""
     replay, live = outputs

@@ -54,3 +54,16 @@ def test_each_analytics_key_names_one_total(job_factory):
         subjects.setdefault(m.key().decode(), set()).add(subject)
     assert "journey:push-alert@v1" in subjects and "channel:push" in subjects
     assert all(s == {k} for k, s in subjects.items()), subjects
+
+    # The dashboard takes the totals whole from the compacted topic and reads the other
+    # topics only from --since ago (Kafka time).
+    import time
+
+    from segue.dashboard import DashboardState, TopicTail
+
+    for since, decisions in ((None, True), (int(time.time() * 1000) + 3_600_000, False)):
+        state = DashboardState()
+        assert TopicTail(job.broker.bootstrap, job.settings, since).poll(state, 30)
+        rows, source = state.pipeline()
+        assert source == "totals from segue.analytics" and rows["push-alert"]["entered"] == 30
+        assert bool(state.decisions) is decisions

@@ -45,3 +45,21 @@ def test_dashboard_counts_journeys_activity_and_nba():
     assert "Suppressed (opt-out): 1" in text and "Deferred (quiet hours): 1" in text
     assert "NBA decisions: 1 | Avg confidence: 25.0% (model v002)" in text
     assert "upgrade_offer (email): 1" in text
+
+
+def test_the_pipeline_comes_from_the_analytics_totals_when_there_are_any():
+    s = DashboardState()
+    j = {"id": "cart", "version": 1, "node": "n", "instance": 1}
+    s.add("journey", {"type": "journey.entered", "journey": j, "at_ms": H})  # a window's part
+    for version, (entered, active, done, conv) in {1: (40, 5, 30, 8), 2: (10, 6, 4, 2)}.items():
+        s.add("analytics", {"type": "analytics.journey", "journey": {"id": "cart",
+                            "version": version}, "entered": entered, "active": active,
+                            "exited": entered - active, "completed": done, "converted": conv,
+                            "at_ms": H})
+    rows, source = s.pipeline()
+    assert rows == {"cart": {"entered": 50, "active": 11, "completed": 34, "converted": 10}}
+    assert source == "totals from segue.analytics"
+    console = Console(width=120, record=True)
+    console.print(s.render())
+    text = console.export_text()
+    assert "Total customers in journeys: 11" in text and "20.0%" in text
