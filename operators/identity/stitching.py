@@ -118,7 +118,7 @@ class IdentityStitching:
             self._answered(b["to"], b["id"], b.get("refused", False))
         elif m.kind == "merge_out":
             self._merge_out(b["from"], b["into"], b["at"], b.get("hops", 0), b.get("for"),
-                            b.get("checked", False))
+                            b.get("checked", False), b.get("erased", False))
         elif m.kind == "merge_check":
             self._merge_check(b["from"], b["into"], b["links"], b["at"], b.get("hops", 0),
                               b.get("for"))
@@ -135,6 +135,10 @@ class IdentityStitching:
             for key in (keys.link(b["id"]), keys.redirect(b["id"])):
                 v = txn.get(key)
                 if v is not None and v.decode() == b["ref"]:
+                    txn.delete(key)
+            for key, v in list(txn.scan(keys.CLAIM)):  # its claim still waiting here: gone
+                x, c, _ = orjson.loads(v)
+                if x == b["id"] and c == b["ref"]:
                     txn.delete(key)
             raw = txn.get(keys.claimants(b["id"]))
             if raw is not None:  # no raw id of the erased customer stays here
@@ -282,7 +286,8 @@ class IdentityStitching:
         return len(users) > limit
 
     def _merge_out(self, loser: str, w: str, at: int, hops: int,
-                   answers: dict | None = None, checked: bool = False) -> None:
+                   answers: dict | None = None, checked: bool = False,
+                   erased: bool = False) -> None:
         """At the loser's home: hand its whole state to the winner, leave a redirect.
         ``answers`` is the claim this merge answers (the claimant waits for it)."""
         txn = self.txn
@@ -303,6 +308,12 @@ class IdentityStitching:
                 self._answer(answers)
             return
         p = self._existing_profile(loser)
+        if erased:
+            # The winner was erased after this merge was asked for: the history it would have
+            # taken goes the same way, and nothing here points to the winner any more.
+            self._drop_erased_loser(loser, p)
+            self._answer(answers)
+            return
         if p is not None and not checked:
             # First ask the winner whether the two customers' links fit the limits together
             # (it answers with a checked merge_out, or refuses): a merge never makes a
@@ -352,6 +363,11 @@ class IdentityStitching:
             self._route(r, {"kind": "merge_check", "from": loser, "into": r, "links": links,
                             "at": at, "hops": hops + 1, "for": answers})
             return
+        if self._erased_since(w, at):  # erased meanwhile: the loser's history goes too
+            self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at,
+                                "hops": hops, "for": answers, "checked": True,
+                                "erased": True})
+            return
         p = self._existing_profile(w)
         mine = set(p["links"]) | {w} if p is not None else {w}
         kind = _over_limit(mine, mine | set(links), self.settings.identity.max_links)
@@ -371,6 +387,26 @@ class IdentityStitching:
             # x stays with the customer that had it.
             self._route(x, {"kind": "relink", "id": x, "canonical": loser})
         self._answer(answers, refused=True)
+
+    def _drop_erased_loser(self, loser: str, p: Profile | None) -> None:
+        txn = self.txn
+        assert txn is not None
+        self.txn.stats["dropped_erased"] += 1
+        if p is not None:
+            for kind, due in list(p["timers"].items()):
+                txn.delete(keys.timer(due, loser, kind))
+            for jid, run in p.get("journeys", {}).items():
+                if run.get("held") and run["held"].get("indexed"):
+                    txn.delete(keys.held(jid, run["held"]["at"], loser))
+            for y in p["links"]:
+                if y != loser:
+                    self._route(y, {"kind": "unlink", "id": y, "ref": loser})
+            p.clear()
+            p["_gone"] = True
+        for k, _ in list(txn.scan(keys.waiting(loser))):
+            txn.delete(k)
+        for key in (keys.profile(loser), keys.link(loser), keys.redirect(loser)):
+            txn.delete(key)
 
     def _merge_in(self, loser: str, w: str, snapshot: dict | None, at: int, hops: int,
                   answers: dict | None = None) -> None:
