@@ -144,10 +144,10 @@ def run_demo(customers: int, events: int, seed: int, state_dir: str | None) -> i
         out.append(f"  {code:<20} {n:>5,}")
     out += ["", "Run to run with the same seed, dispatches and decisions agree (to a few); "
             "identity merges, lifecycle",
-            "changes, stages and timers fired differ by up to a few percent: a visitor's "
-            "anonymous events read",
-            "before or after their sign-up's merge reached their partition (README: What live "
-            "and replay share).",
+            "changes, stages and timers fired differ by up to a few percent: mostly a "
+            "visitor's anonymous events",
+            "after sign-up, forwarded to the customer at a moment that depends on timing "
+            "(README: What live and replay share).",
             "`segue replay` of the same events is exact run to run."]
     out += ["", f"done in {time.monotonic() - t0:.1f}s. Inspect the busiest customer "
             f"({busiest[1]:,} events):",
