@@ -67,6 +67,35 @@ class Logged:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def subset(self, keep: list[int]) -> Logged:
+        """The decisions at positions ``keep``, in that order."""
+        out = Logged(skipped_lines=self.skipped_lines)
+        for name in ("rows", "decided", "received", "eligible", "explored", "customers", "at",
+                     "reward", "churn", "upgrade", "revenue"):
+            column = getattr(self, name)
+            setattr(out, name, [column[i] for i in keep])
+        return out
+
+
+def outside_training(logged: Logged, *models: NbaModel | None) -> tuple[Logged, int]:
+    """The decisions none of ``models`` was trained on (by time: a model's ``meta.json``
+    names its data range), and how many were left out. Raises ``TrainError`` when none is
+    left: an evaluation on a model's own training data says nothing about new decisions
+    (on the simulator it overstated the policy value by a third)."""
+    ranges = [(m.version, m.meta["data"]["from_ms"], m.meta["data"]["to_ms"])
+              for m in models if m is not None and "data" in m.meta]
+    keep = [i for i, t in enumerate(logged.at)
+            if not any(lo <= t <= hi for _, lo, hi in ranges)]
+    if not keep and len(logged):
+        names = ", ".join(f"{v} ({_day(lo)} to {_day(hi)})" for v, lo, hi in ranges)
+        raise TrainError(f"all {len(logged):,} decisions fall inside the training data of "
+                         f"{names}: evaluate on decisions logged after it")
+    return logged.subset(keep), len(logged) - len(keep)
+
+
+def _day(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000))
+
 
 def _lines(path: Path, bad: list[int]):
     with path.open("rb") as f:

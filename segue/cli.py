@@ -326,7 +326,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_nba(args: argparse.Namespace) -> int:
     from models.nba import ModelError, NbaModel, promote, promoted_version
-    from models.nba_train import TrainError, evaluate, load_logged, train
+    from models.nba_train import TrainError, evaluate, load_logged, outside_training, train
 
     settings = _settings(args)
     models = Path(args.models or settings.nba.models_dir or "nba-models")
@@ -387,7 +387,13 @@ def cmd_nba(args: argparse.Namespace) -> int:
         cand = NbaModel(models / args.candidate)
         base = None if args.baseline in ("inventory", "none") else \
             NbaModel(models / args.baseline)
+        logged, inside = outside_training(logged, cand, base)
+        if inside:
+            print(f"left out {inside:,} decisions inside the training data of "
+                  f"{args.candidate}{'' if base is None else ' or ' + args.baseline}; "
+                  f"evaluating on the other {len(logged):,}")
         res = evaluate(cand, base, logged, settings.nba)
+        res["left_out_training_range"] = inside
         for name in ("candidate", "baseline"):
             r = res[name]
             print(f"{name:9} {r['version']:16} IPS {_ci(r['ips'])}  DR {_ci(r['dr'])}")
