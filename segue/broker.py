@@ -41,17 +41,20 @@ class EmbeddedBroker:
         # A log of our own making is removed when the broker stops cleanly (kept, and named,
         # when it failed): broker starts leave nothing behind in the temp folder.
         self._own_log = not log_path
-        self.log_path = Path(log_path) if log_path else Path(
-            tempfile.mkstemp(prefix="tansu-", suffix=".log")[1]
-        )
+        # Our own log file is made only once the broker binary is found (a start that fails
+        # before that leaves no empty file behind).
+        self.log_path: Path = Path(log_path) if log_path else Path(tempfile.gettempdir())
         self._proc: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 20.0) -> EmbeddedBroker:
         url = f"tcp://{self.bootstrap}"
+        binary = tansu_binary()
+        if self._own_log:
+            self.log_path = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )

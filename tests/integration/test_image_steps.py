@@ -78,7 +78,12 @@ def test_wheels_from_a_read_only_source_install_a_segue_that_does_the_job(tmp_pa
     assert outs["image"]["dispatches"], "the replay dispatched nothing"
     assert outs["image"] == outs["dev"]
 
-    # Without the embedded broker, `segue broker` says what to do in one line.
+    # Without the embedded broker, `segue broker` says what to do in one line, and leaves
+    # no broker log behind.
+    import tempfile
+
+    logs = set(Path(tempfile.gettempdir()).glob("tansu-*.log"))
     r = run([segue, "broker"], cwd=tmp_path)
     assert r.returncode != 0
     assert "segue[embedded]" in r.stderr and "Traceback" not in r.stderr
+    assert set(Path(tempfile.gettempdir()).glob("tansu-*.log")) <= logs
