@@ -74,16 +74,16 @@ _COMPACT = {"cleanup.policy": "compact", "retention.ms": "-1"}
 
 def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dict[str, dict]:
     t = settings.topics
-    days = settings.privacy.dlq_retention_days
     r = settings.retention
 
     def kept(days: int) -> dict:
+        """Deleted after ``days`` (0: kept forever)."""
         return {**_KEEP, "retention.ms": str(days * 86_400_000) if days else "-1"}
 
     specs = {
         t.events: _KEEP,
         # Dead letters hold raw payloads: kept only as long as the privacy setting says.
-        t.dlq: kept(days),
+        t.dlq: kept(settings.privacy.dlq_retention_days),
         t.customer_events: kept(r.customer_events_days),
         t.decisions: kept(r.decisions_days),
         t.journey_events: kept(r.journey_events_days),

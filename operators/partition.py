@@ -110,6 +110,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                                   orjson.loads(raw_alerts) if raw_alerts else None)
         raw_stats = self.store.get(keys.ANALYTICS)
         self.analytics = PartialStats(orjson.loads(raw_stats) if raw_stats else None)
+        # Whether claims may wait in the store (``_due_claims`` scans only then).
+        self._claims_stored = next(iter(self.store.scan(keys.CLAIM)), None) is not None
 
     @property
     def applied(self) -> dict[str, int]:
@@ -254,7 +256,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.txn.culprit = None
         self._claims_now = self.input_done or drain_horizon_ms is not None
         # Claims that waited for this partition's input to reach their time.
-        self._due_claims(self._claims_now or drain_horizon_ms is not None)
+        self._due_claims(self._claims_now)
         self._flush_nba()
         self.txn.wall_clock = clock_ms is not None
         self._fire_timers(self.txn.progress.watermark if clock_ms is None else clock_ms)

@@ -66,13 +66,7 @@ class Erasure:
         dead = self._dead_letters_of({i for i in ids if ":" in i})
         if p is not None:
             deleted["profile"] = 1
-            for kind, due in p["timers"].items():
-                txn.delete(keys.timer(due, ref, kind))
-                deleted["timers"] += 1
-            for jid, run in p.get("journeys", {}).items():
-                if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(keys.held(jid, run["held"]["at"], ref))
-                    deleted["held"] += 1
+            deleted["timers"], deleted["held"] = self._unindex(p, ref)
             for x in sorted(set(p["links"]) | set(p["merged_from"])):
                 if x != ref:
                     deleted["links"] += 1

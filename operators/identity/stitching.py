@@ -37,6 +37,30 @@ def _over_limit(before: set[str], after: set[str], limits: dict[str, int]) -> st
 class IdentityStitching:
     """The partition's identity handling (a part of ``Partition``)."""
 
+    def _unindex(self, p: Profile, ref: str) -> tuple[int, int]:
+        """Delete the index keys of ``ref``'s timers and held sends (the customer leaves this
+        partition: merged away or erased); returns how many of each went."""
+        txn = self.txn
+        for kind, due in p["timers"].items():
+            txn.delete(keys.timer(due, ref, kind))
+        held = 0
+        for jid, run in p.get("journeys", {}).items():
+            if run.get("held") and run["held"].get("indexed"):
+                txn.delete(keys.held(jid, run["held"]["at"], ref))
+                run["held"]["indexed"] = False
+                held += 1
+        return len(p["timers"]), held
+
+    def _moved_on(self, w: str, hops: int, body: dict) -> bool:
+        """If ``w`` was itself merged into another customer, send ``body`` (a message meant
+        for ``w``) on to it, one hop more, and say so."""
+        moved = self.txn.get(keys.redirect(w))
+        if moved is None or hops >= self.settings.identity.max_hops:
+            return False
+        r = moved.decode()
+        self._route(r, {**body, "into": r, "hops": hops + 1})
+        return True
+
     # ----- identity ------------------------------------------------------------------------
     def home(self, ref: str) -> int:
         return home_partition(value_of(ref), self.partitions)
@@ -164,21 +188,28 @@ class IdentityStitching:
         if at > txn.progress.watermark and not self._claims_now:
             txn.put(keys.claim(at, x, c), orjson.dumps([x, c, cause]))
             txn.stats["claims_waiting"] += 1
+            self._claims_stored = True
             return
         self._claim_now(x, c, at, cause)
 
     def _due_claims(self, everything: bool) -> None:
         """Answer the waiting claims this partition's input has now reached (all of them
         when ``everything``: the input is caught up or has ended)."""
+        if not self._claims_stored:  # the common case: no scan on every batch
+            return
         txn = self.txn
         assert txn is not None
         upto = txn.progress.watermark
+        left = False
         for k, v in list(txn.scan(keys.CLAIM)):
-            if not everything and int(k[2:18], 16) > upto:
+            at = int(k[2:18], 16)
+            if not everything and at > upto:
+                left = True
                 break
             txn.delete(k)
             x, c, cause = orjson.loads(v)
-            self._claim_now(x, c, int(k[2:18], 16), cause)
+            self._claim_now(x, c, at, cause)
+        self._claims_stored = left
 
     def _claim_now(self, x: str, c: str, at: int, cause: str | None) -> None:
         txn = self.txn
@@ -326,12 +357,7 @@ class IdentityStitching:
         txn.put(keys.link(loser), w.encode())
         snapshot = None
         if p is not None:
-            for kind, due in list(p["timers"].items()):
-                txn.delete(keys.timer(due, loser, kind))
-            for jid, run in p.get("journeys", {}).items():
-                if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(keys.held(jid, run["held"]["at"], loser))
-                    run["held"]["indexed"] = False
+            self._unindex(p, loser)
             snapshot = {k: v for k, v in p.items() if k not in ("_gone", "awaiting")}
             p.clear()
             p["_gone"] = True
@@ -355,13 +381,8 @@ class IdentityStitching:
         more identifiers of a kind than allowed and more than ``w`` holds already: the
         customers stay apart, ``identity.link_refused`` says why, and the claim that asked
         for the merge is answered as refused."""
-        txn = self.txn
-        assert txn is not None
-        moved = txn.get(keys.redirect(w))
-        if moved is not None and hops < self.settings.identity.max_hops:
-            r = moved.decode()
-            self._route(r, {"kind": "merge_check", "from": loser, "into": r, "links": links,
-                            "at": at, "hops": hops + 1, "for": answers})
+        if self._moved_on(w, hops, {"kind": "merge_check", "from": loser, "links": links,
+                                    "at": at, "for": answers}):
             return
         if self._erased_since(w, at):  # erased meanwhile: the loser's history goes too
             self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at,
@@ -393,11 +414,7 @@ class IdentityStitching:
         assert txn is not None
         self.txn.stats["dropped_erased"] += 1
         if p is not None:
-            for kind, due in list(p["timers"].items()):
-                txn.delete(keys.timer(due, loser, kind))
-            for jid, run in p.get("journeys", {}).items():
-                if run.get("held") and run["held"].get("indexed"):
-                    txn.delete(keys.held(jid, run["held"]["at"], loser))
+            self._unindex(p, loser)
             for y in p["links"]:
                 if y != loser:
                     self._route(y, {"kind": "unlink", "id": y, "ref": loser})
@@ -412,13 +429,8 @@ class IdentityStitching:
                   answers: dict | None = None) -> None:
         """At the winner's home: fold the loser's state in, exactly once; then the events
         that waited for it (if this answers the winner's claim) are applied."""
-        txn = self.txn
-        assert txn is not None
-        moved = txn.get(keys.redirect(w))
-        if moved is not None and hops < self.settings.identity.max_hops:
-            r = moved.decode()
-            self._route(r, {"kind": "merge", "from": loser, "into": r, "profile": snapshot,
-                            "at": at, "hops": hops + 1, "for": answers})
+        if self._moved_on(w, hops, {"kind": "merge", "from": loser, "profile": snapshot,
+                                    "at": at, "for": answers}):
             return
         self._fold_in(loser, w, snapshot, at)
         self._answer(answers)
