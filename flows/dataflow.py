@@ -19,6 +19,7 @@ Checkpoint order, per micro-batch (the reason for each step in brackets):
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from confluent_kafka import KafkaError, Message
 
+from flows.changelog import ChangelogWriter, RestoreStats, Tail, open_store, resume_from
 from flows.metrics import (
     ALERTS,
     BATCH,
@@ -77,14 +79,39 @@ class FlowContext:
     source: bytes | None = None  # the input topics' identity (flows.input_check)
     # Where an input partition starts after a reset (--on-reset): (topic, partition) -> offset
     restarts: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The changelog's last complete batch per partition as the run started (flows.changelog);
+    # None when the changelog is off.
+    tails: dict[int, Tail | None] | None = None
+    restores: list[RestoreStats] = field(default_factory=list)
+    _locks: dict[int, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def changelog(self) -> bool:
+        return self.tails is not None
+
+    def lock(self, partition: int) -> threading.Lock:
+        """Held while partition ``partition``'s store is opened, restored or read for where
+        to resume (the sources and the logic of one process may do so on other threads)."""
+        with self._guard:
+            return self._locks.setdefault(partition, threading.Lock())
+
+    def _open(self, path: Path) -> PartitionStore:
+        s = self.settings.store
+        return PartitionStore(path, block_cache_mb=s.block_cache_mb,
+                              write_buffer_mb=s.write_buffer_mb)
 
     def store(self, topic: str, partition: int) -> PartitionStore:
-        s = self.settings.store
-        return PartitionStore(
-            store_dir(self.state_dir, topic, partition),
-            block_cache_mb=s.block_cache_mb,
-            write_buffer_mb=s.write_buffer_mb,
-        )
+        """The partition's store; with the changelog on, restored or seeded first."""
+        path = store_dir(self.state_dir, topic, partition)
+        if self.tails is None:
+            return self._open(path)
+        with self.lock(partition):
+            store, stats = open_store(self.brokers, self.settings.topics.changelog, partition,
+                                      path, self.tails.get(partition), self._open)
+        if stats is not None:
+            self.restores.append(stats)
+        return store
 
     def resume_offset(self, topic: str, partition: int) -> int | None:
         """The next offset of ``topic`` to read: one past what the partition's store applied.
@@ -95,14 +122,18 @@ class FlowContext:
         if (topic, partition) in self.restarts:
             return self.restarts[(topic, partition)]
         path = store_dir(self.state_dir, self.settings.topics.events, partition)
-        if not (path / "CURRENT").exists():
-            return None
-        ro = PartitionStore(path, read_only=True)
-        try:
-            applied = ro.get(keys.applied(topic))
-        finally:
-            ro.close()
-        return int(applied) + 1 if applied is not None else None
+        applied = None
+        with self.lock(partition):
+            if (path / "CURRENT").exists():
+                ro = PartitionStore(path, read_only=True)
+                try:
+                    raw = ro.get(keys.applied(topic))
+                finally:
+                    ro.close()
+                applied = int(raw) if raw is not None else None
+        if self.tails is not None:  # the owner may be elsewhere: see flows.changelog
+            applied = resume_from(applied, self.tails.get(partition), topic)
+        return applied + 1 if applied is not None else None
 
 
 class PartitionLogic(StatefulBatchLogic):
@@ -131,6 +162,8 @@ class PartitionLogic(StatefulBatchLogic):
         self._drained = False
         self._events_done = False  # the events input ended (--until-eof)
         self._dispatch_prefix = f"{ctx.settings.topics.prefix}dispatch."
+        self.changelog = ChangelogWriter.for_thread(ctx.brokers, ctx.settings.topics.changelog) \
+            if ctx.changelog else None
 
     def _attach(self, part_key: str) -> Partition:
         part = int(part_key.rpartition("#")[2])
@@ -139,10 +172,15 @@ class PartitionLogic(StatefulBatchLogic):
             self.ctx.store(self.ctx.settings.topics.events, part), self.ctx.settings,
             self.ctx.journeys, partition=part, partitions=self.ctx.partitions,
             source=self.ctx.source,
-            restarts={t: off for (t, p), off in self.ctx.restarts.items() if p == part})
+            restarts={t: off for (t, p), off in self.ctx.restarts.items() if p == part},
+            changelog=self.changelog is not None)
         if self.ctx.metrics:
             self.metrics = PartitionMetrics(str(part))
-        # Whatever a previous run committed but Kafka never acknowledged goes out again.
+        # Whatever a previous run committed but Kafka never acknowledged goes out again: the
+        # changelog's first, in order, before any newer batch.
+        if self.changelog is not None:
+            for seq, raw in proc.unsent_changelog():
+                self.changelog.send(part, seq, raw, proc.acknowledge_changelog)
         resend = proc.unacknowledged()
         proc.stats["outbox_resent"] += len(resend)
         self._send(resend)
@@ -196,9 +234,16 @@ class PartitionLogic(StatefulBatchLogic):
             again, self.retry = self.retry, []
             self._send([(seq, out) for seq in again
                         if (out := proc.outbox_entry(seq)) is not None])
+        if self.changelog is not None:
+            self.changelog.poll(0)
+            self.changelog.check()
         started = time.perf_counter()
-        self._send(proc.process(events, self._clock(), drain_horizon_ms=drain,
-                                flush_analytics=flush_analytics))
+        entries = proc.process(events, self._clock(), drain_horizon_ms=drain,
+                               flush_analytics=flush_analytics)
+        if self.changelog is not None and proc.changelog_out is not None:
+            seq, raw = proc.changelog_out
+            self.changelog.send(proc.partition, seq, raw, proc.acknowledge_changelog)
+        self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
         self._next_due = proc.next_timer_due()
@@ -263,7 +308,11 @@ class PartitionLogic(StatefulBatchLogic):
             self.ctx.end.drained(self.part_key)
         if eof:
             self.producer.flush()
-            out = self._run([])  # drop what Kafka acknowledged from the outbox
+            if self.changelog is not None:
+                self.changelog.flush()
+            out = self._run([])
+            if self.changelog is not None:  # the acknowledgements' own batch, too
+                self.changelog.flush()  # drop what Kafka acknowledged from the outbox
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list, bool]:
@@ -273,7 +322,8 @@ class PartitionLogic(StatefulBatchLogic):
 
     def notify_at(self) -> datetime | None:
         times = []
-        if self.inflight or self.retry or (self.proc is not None and self.proc.has_acks):
+        if self.inflight or self.retry or (self.proc is not None and (
+                self.proc.has_acks or self.proc.changelog_pending)):
             times.append(datetime.now(UTC) + timedelta(seconds=OUTBOX_POLL_S))
         if self._next_due is not None and self._clock() is not None:
             times.append(datetime.fromtimestamp(self._next_due / 1000, UTC))

@@ -238,12 +238,15 @@ def log_ends(brokers: str, topic: str, partitions: list[int]) -> dict[int, tuple
 
 
 def fresh_starts(brokers: str, state_dir: str | Path, events: str, repartition: str,
-                 partitions: int, taken: dict) -> tuple[dict[tuple[str, int], int], list[str]]:
+                 partitions: int, taken: dict, tails: dict | None = None,
+                 ) -> tuple[dict[tuple[str, int], int], list[str]]:
     """Where a partition without state starts reading the internal topic: at its end as of
     the first start, not its beginning. What is there already was sent to a state that no
     longer exists (a rebuilt state dir) or by another deployment; this state's own partitions
     re-derive it from the input. The offsets are written to ``repartition-starts.json`` before
-    the flow runs, so that a crash before the first commit starts at the same place."""
+    the flow runs, so that a crash before the first commit starts at the same place. A
+    partition whose state the changelog holds (``tails``, see ``flows.changelog``) is not
+    new."""
     root = Path(state_dir)
     path = root / STARTS_FILE
     known = {int(k): v for k, v in orjson.loads(path.read_bytes()).items()} \
@@ -251,6 +254,9 @@ def fresh_starts(brokers: str, state_dir: str | Path, events: str, repartition: 
     fresh = []
     for p in range(partitions):
         if (repartition, p) in taken:
+            continue
+        tail = (tails or {}).get(p)
+        if tail is not None and repartition in tail.applied:
             continue
         store = store_dir(root, events, p)
         if (store / "CURRENT").exists():

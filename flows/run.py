@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bytewax._bytewax import cli_main
 
+from flows.changelog import check_changelog, close_thread_writer, read_tails
 from flows.dataflow import FlowContext, build_flow
 from flows.group_offsets import GroupOffsets, every
 from flows.input_check import check_input, encode_source, fresh_starts, watch_identity
@@ -60,7 +61,12 @@ def run_flow(
     for line in resets:  # nothing skipped without a record
         print(f"[segue] input reset: {line}", file=sys.stderr, flush=True)
     n_parts = partition_count(brokers, t.events)
-    fresh, passed = fresh_starts(brokers, state, t.events, t.repartition, n_parts, restarts)
+    tails = None
+    if settings.store.changelog:
+        check_changelog(brokers, t.changelog, n_parts)
+        tails = read_tails(brokers, t.changelog, n_parts)
+    fresh, passed = fresh_starts(brokers, state, t.events, t.repartition, n_parts, restarts,
+                                 tails)
     restarts.update(fresh)
     for line in passed:
         print(f"[segue] {line}", file=sys.stderr, flush=True)
@@ -70,7 +76,7 @@ def run_flow(
                       journeys=registry, drain_horizon_ms=drain_horizon_ms,
                       partitions=n_parts,
                       metrics=metrics_port is not None, source=encode_source(identity),
-                      restarts=restarts)
+                      restarts=restarts, tails=tails)
     if metrics_port is not None:
         serve(metrics_port, metrics_host)
     sink = ProgressSink(every_s=progress_every_s)
@@ -88,6 +94,7 @@ def run_flow(
         group.commit(dict(sink.progress.applied_offsets))  # where this run ended
         group.close()
         close_thread_producer()
+        close_thread_writer()
     return sink.progress
 
 

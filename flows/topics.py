@@ -92,6 +92,10 @@ def topic_specs(settings: Settings, channels: tuple[str, ...] = CHANNELS) -> dic
         # The newest record per key (a journey version, a channel) is its total.
         t.analytics: _COMPACT,
     }
+    if settings.store.changelog:
+        # Compaction waits an hour: a batch cut off at the log's end by a crash must not let
+        # the cleaner drop the older values its records superseded before it is sent again.
+        specs[t.changelog] = {**_COMPACT, "min.compaction.lag.ms": "3600000"}
     # Fallback chains may end on a channel no journey names (in_app -> badge): its topic too.
     targets = {ch for ch in settings.policy.fallback.values() if ch != "enrich"}
     for ch in (*channels, *sorted(targets - set(channels))):
@@ -107,11 +111,12 @@ def ensure_topics(
     admin = AdminClient(client_config(bootstrap))
     md = admin.list_topics(timeout=timeout_s).topics
     existing = set(md)
-    # The repartition topic must mirror the input's partitions: partition p of both belongs
-    # to the same stateful logic.
+    # The repartition and changelog topics mirror the input's partitions: partition p of
+    # each belongs to the same stateful logic.
     events = md.get(settings.topics.events)
     n_events = len(events.partitions) if events is not None and events.partitions else None
-    want = {name: (n_events or settings.partitions) if name == settings.topics.repartition
+    mirrors = (settings.topics.repartition, settings.topics.changelog)
+    want = {name: (n_events or settings.partitions) if name in mirrors
             else settings.partitions for name in topic_specs(settings, channels)}
     new = [
         NewTopic(name, want[name], 1, config=dict(cfg))

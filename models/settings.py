@@ -62,6 +62,8 @@ class Topics:
         self.journey_events = f"{prefix}journey-events"
         # Internal: events and merges between partitions, one application's own.
         self.repartition = f"{app_id}.repartition" if app_id else f"{prefix}repartition"
+        # Internal: every partition store's changes (``state.changelog``), compacted.
+        self.changelog = f"{app_id}.changelog" if app_id else f"{prefix}changelog"
         self.alerts = f"{prefix}alerts"
         self.analytics = f"{prefix}analytics"
 
@@ -397,6 +399,12 @@ class StoreSettings(_Strict):
         default=256, ge=0,
         description="Decoded profiles of recently active customers kept in memory, for all "
                     "partitions together (0: none; idle customers are always read from disk).")
+    changelog: bool = Field(
+        default=True,
+        description="Mirror every partition store to the compacted changelog topic "
+                    "(<app_id>.changelog): a process that starts without a partition's store "
+                    "(new host, lost disk, rescaled cluster) rebuilds it from there. Off: the "
+                    "state lives only in --state-dir.")
 
 
 class Settings(_Strict):

@@ -56,9 +56,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     def __init__(self, store: PartitionStore, settings: Settings,
                  journeys: JourneyRegistry | None = None, partition: int = 0,
                  partitions: int = 1, source: bytes | None = None,
-                 restarts: dict[str, int] | None = None) -> None:
+                 restarts: dict[str, int] | None = None, changelog: bool = False) -> None:
         """``source`` is the input topics' identity to record (``flows.input_check``);
-        ``restarts`` the offset an input topic starts at after a reset (``--on-reset``)."""
+        ``restarts`` the offset an input topic starts at after a reset (``--on-reset``);
+        ``changelog``: each batch keeps its changes for the changelog topic."""
         self.store = store
         self._source = source
         self._restarts = restarts or {}
@@ -86,6 +87,13 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self._load_aggregates()
         # Outbox entries Kafka acknowledged: deleted by the next batch.
         self._acked: list[int] = []
+        # Mirror every batch to the changelog topic (``state.changelog``): batches whose
+        # changes wait for Kafka, and those Kafka has (deleted by the next batch).
+        self.changelog = changelog
+        self.changelog_pending: list[int] = [
+            int(k[len(keys.CHANGELOG):], 16) for k, _ in store.scan(keys.CHANGELOG)]
+        self._changelog_acked: list[int] = []
+        self.changelog_out: tuple[int, bytes] | None = None  # the last batch's, to send
         # Outbox entries Kafka refused for good, with why: parked by the next batch.
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
@@ -143,9 +151,21 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         """Kafka has the output with this sequence number; drop it from the outbox next batch."""
         self._acked.append(seq)
 
+    def unsent_changelog(self) -> list[tuple[int, bytes]]:
+        """Batches whose changes the changelog topic may not have (send them again, in
+        order, before anything newer)."""
+        return [(int(k[len(keys.CHANGELOG):], 16), v) for k, v in self.store.scan(keys.CHANGELOG)]
+
+    def acknowledge_changelog(self, seq: int) -> None:
+        """Kafka has batch ``seq``'s changelog records, and (sent in order) all before it."""
+        done = [s for s in self.changelog_pending if s <= seq]
+        if done:
+            self.changelog_pending = self.changelog_pending[len(done):]
+            self._changelog_acked += done
+
     @property
     def has_acks(self) -> bool:
-        return bool(self._acked or self._refused)
+        return bool(self._acked or self._refused or self._changelog_acked)
 
     # ----- the transaction -----------------------------------------------------------------
     def process(
@@ -169,7 +189,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         for _ in range(sum(len(i) if type(i) is list else 1 for i in items) + 16):
             acks, self._acked = self._acked, []
             refused, self._refused = self._refused, []
-            txn = self.txn = BatchTransaction(self.store, self.progress)
+            logged, self._changelog_acked = self._changelog_acked, []
+            txn = self.txn = BatchTransaction(self.store, self.progress, self.changelog)
+            for seq in logged:  # not mirrored: a batch of only these sends no changelog
+                txn.delete(keys.changelog(seq))
             if self.engine is not None:
                 self.engine.begin(txn.counts)
             try:
@@ -184,6 +207,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 txn.fail()
                 self._acked = acks + self._acked
                 self._refused = refused + self._refused
+                self._changelog_acked = logged + self._changelog_acked
                 self._load_aggregates()
                 culprit = txn.culprit
                 if culprit is None or culprit in self._poisoned:
@@ -192,6 +216,9 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            self.changelog_out = txn.changelog_entry
+            if txn.changelog_entry is not None:
+                self.changelog_pending.append(txn.changelog_entry[0])
             self._source, self._restarts = None, {}
             sizes = txn.object_sizes
             for ref, p in txn.objects.items():

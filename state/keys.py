@@ -19,6 +19,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
 ``o|<seq:016x>``                                       outbox: an output not yet acknowledged by
                                                        Kafka
+``l|<seq:016x>``                                       a batch's changes not yet in the changelog
+                                                       topic (``state.changelog``; not mirrored)
 ``d|<sha256 of a message key>``                        dead letters of messages with that key here
                                                        (count, offsets): erasure reports them
 ``x|<output digest>``                                   a parked output: one that cannot be produced
@@ -32,6 +34,7 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``m|timers``                                           durable timers pending (a metric)
 ``m|alerts``                                           this partition's alert windows
 ``m|analytics``                                        this partition's analytics partials
+``m|changelog``                                        changelog sequence number of the last batch
 =====================================================  ==========================================
 
 All writes of one micro-batch, the applied offsets among them, go in one WriteBatch: after a
@@ -49,6 +52,8 @@ WAITING = b"w|"     # w|<reference>|<seq> -> an event held until the merges it a
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
+CHANGELOG = b"l|"   # l|<seq> -> a batch's changes, until the changelog topic has them
+CHANGELOG_SEQ = b"m|changelog"
 DEAD_LETTERS = b"d|"  # d|<sha256 of the input key> -> {n, topic, partition, first, last}
 PARKED = b"x|"      # x|<blake2b of the output> -> (why, when, the output)
 APPLIED = b"m|applied|"  # + input topic
@@ -122,6 +127,10 @@ def parse_timer(key: bytes) -> tuple[int, str, str]:
 
 def outbox(seq: int) -> bytes:
     return b"%s%016x" % (OUTBOX, seq)
+
+
+def changelog(seq: int) -> bytes:
+    return b"%s%016x" % (CHANGELOG, seq)
 
 
 def dead_letters(key: bytes) -> bytes:

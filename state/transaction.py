@@ -45,7 +45,7 @@ from typing import Any, Protocol
 
 from rocksdict import WriteBatch
 
-from state import keys
+from state import changelog, keys
 from state.store import PartitionStore
 
 
@@ -74,6 +74,7 @@ class Progress:
     outbox_seq: int           # last outbox sequence number handed out
     watermark: int            # highest event time applied (ms)
     timers_pending: int       # durable timers waiting (a metric)
+    changelog_seq: int | None = None  # changelog sequence of the last batch (None: none)
     # Kept in memory only (a restart starts them afresh):
     timer_floor: int = 0      # no timer is due before this: timer scans start here
     journeys_generation: int = -1   # the journey registry generation held sends were synced to
@@ -87,12 +88,13 @@ class Progress:
             outbox_seq=int(store.get(keys.OUTBOX_SEQ) or b"0"),
             watermark=int(store.get(keys.WATERMARK) or b"0"),
             timers_pending=int(store.get(keys.TIMERS_PENDING) or b"0"),
+            changelog_seq=int(seq) if (seq := store.get(keys.CHANGELOG_SEQ)) else None,
         )
 
     def copy(self) -> Progress:
         return Progress(dict(self.applied), self.outbox_seq, self.watermark, self.timers_pending,
-                        self.timer_floor, self.journeys_generation, set(self.drained),
-                        self.drain_pending)
+                        self.changelog_seq, self.timer_floor, self.journeys_generation,
+                        set(self.drained), self.drain_pending)
 
 
 _DELETED = object()
@@ -106,6 +108,7 @@ class BatchTransaction:
 
     store: PartitionStore
     committed: Progress                 # as of the start of the batch (read only)
+    changelog: bool = False             # mirror the batch's changes (``state.changelog``)
     progress: Progress = field(init=False)
     status: TransactionStatus = field(init=False, default=STARTED)
     outbox: list[Any] = field(init=False, default_factory=list)
@@ -125,6 +128,8 @@ class BatchTransaction:
     current: Any = field(init=False, default=None)   # the event being applied, if any
     wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
     lateness: list[int] = field(init=False, default_factory=list)  # of wall-clock timers, ms
+    # (sequence, encoded changes) of this batch for the changelog topic, set by ``prepare``.
+    changelog_entry: tuple[int, bytes] | None = field(init=False, default=None)
     _staged: dict[bytes, object] = field(init=False, default_factory=dict)
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
     # then costs a bisection, not a pass over every write of the batch.
@@ -222,8 +227,27 @@ class BatchTransaction:
             self._staged[keys.WATERMARK] = b"%d" % p.watermark
         if p.timers_pending != before.timers_pending:
             self._staged[keys.TIMERS_PENDING] = b"%d" % p.timers_pending
+        if self.changelog:
+            self._stage_changelog(p)
+        elif p.changelog_seq is not None:
+            # Changes from now on are not mirrored: a changelog that ends here must not pass
+            # for this store's (``flows.changelog`` refuses the pair once it is on again).
+            self._staged[keys.CHANGELOG_SEQ] = _DELETED
+            p.changelog_seq = None
         self.status = PREPARED
         return entries
+
+    def _stage_changelog(self, p: Progress) -> None:
+        staged = self._staged
+        if not any(changelog.mirrored(k) for k in staged):
+            return  # only pending changelog entries leave: nothing to mirror
+        p.changelog_seq = (p.changelog_seq or 0) + 1
+        staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
+        changes = [(k, None if v is _DELETED else v) for k, v in staged.items()
+                   if changelog.mirrored(k)]
+        raw = changelog.encode_batch(p.applied, changes)  # type: ignore[arg-type]
+        staged[keys.changelog(p.changelog_seq)] = raw
+        self.changelog_entry = (p.changelog_seq, raw)
 
     def commit(self) -> None:
         """Write everything in one WriteBatch: after a crash the store holds all of this
@@ -244,5 +268,6 @@ class BatchTransaction:
         self.status = TransactionStatus.FAILED
         self._staged.clear()
         self._sorted = None
+        self.changelog_entry = None
         self.outbox.clear()
         self.objects.clear()
