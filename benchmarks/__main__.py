@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ["state_memory", "replay_throughput", "throughput", "latency", "nba_cost",
+BENCHMARKS = ["state_memory", "restore", "replay_throughput", "throughput", "latency", "nba_cost",
               "nba_hillstrom", "nba_policy"]
 
 # Benchmarks run more than once with different arguments: latency and timers apart, so a

@@ -82,8 +82,10 @@ def run_until_eof(bs: str, state: Path, env: dict) -> tuple[float, float, float]
     return time.monotonic() - t, peak / 2**20, last / 2**20
 
 
-def restart_to_ready(bs: str, state: Path, settings: Settings, env: dict) -> float | None:
-    """Seconds from starting a tailing ``segue run`` on ``state`` to the probe's output."""
+def restart_to_ready(bs: str, state: Path, settings: Settings, env: dict,
+                     log: Path | None = None) -> float | None:
+    """Seconds from starting a tailing ``segue run`` on ``state`` to the probe's output
+    (what the run prints on stderr goes to ``log``, if given)."""
     topic = settings.topics.customer_events
     c = Consumer({"bootstrap.servers": bs, "group.id": "bench-ready",
                   "enable.auto.commit": False})
@@ -94,9 +96,10 @@ def restart_to_ready(bs: str, state: Path, settings: Settings, env: dict) -> flo
           "timestamp": iso(int(time.time() * 1000))}
     produce_records(bs, settings.topics.events, [(probe, orjson.dumps(ev))])
     t = time.monotonic()
+    err = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "segue.cli", "run", "--brokers", bs,
                              "--state-dir", str(state), "--progress-every", "0"], env=env,
-                            stderr=subprocess.DEVNULL)
+                            stderr=err)
     ready = None
     try:
         while time.monotonic() - t < 300 and ready is None and proc.poll() is None:
@@ -107,6 +110,8 @@ def restart_to_ready(bs: str, state: Path, settings: Settings, env: dict) -> flo
         proc.terminate()
         proc.wait(60)
         c.close()
+        if log is not None:
+            err.close()  # type: ignore[union-attr]
     return ready
 
 

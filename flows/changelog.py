@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from rocksdict import WriteBatch
 
 from flows.kafka import client_config
@@ -125,7 +125,11 @@ def read_tails(brokers: str, topic: str, partitions: int) -> dict[int, Tail | No
     try:
         out: dict[int, Tail | None] = {}
         for p in range(partitions):
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            try:
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            except KafkaException as e:
+                raise ChangelogError(f"changelog {topic}[{p}] cannot be read: "
+                                     f"{e.args[0].str()}") from None
             out[p] = None
             window = TAIL_WINDOW
             start = high
@@ -182,18 +186,7 @@ def open_store(brokers: str, topic: str, partition: int, path: Path, tail: Tail 
         stats = seed(brokers, topic, partition, store)
         say(stats.line(f"{where}: seeded from the local store,"))
         return store, stats
-    if exists and seq is None:
-        raise ChangelogError(
-            f"{where} ends at batch {tail.seq}, but the local store {path} was changed without "
-            "a changelog: which is newer cannot be told. Delete the store to restore it from "
-            "the changelog, or delete the changelog topic to seed it from this store")
-    if exists and seq is not None and seq >= tail.seq:
-        oldest = min(pending, default=seq + 1)
-        if tail.seq < oldest - 1:
-            raise ChangelogError(
-                f"{where} ends at batch {tail.seq}, but the local store {path} is at batch "
-                f"{seq} and no longer holds batches {tail.seq + 1}..{oldest - 1}: the topic "
-                "lost records. Delete the changelog topic to seed it from this store")
+    if not _restore_needed(where, path, tail, exists, seq, pending):
         return open_(path), None
     if exists:
         say(f"{where}: the local store {path} is at batch {seq}, the changelog at "
@@ -201,6 +194,40 @@ def open_store(brokers: str, topic: str, partition: int, path: Path, tail: Tail 
     stats = restore(brokers, topic, partition, tail, path, open_)
     say(stats.line(f"{where}: restored"))
     return open_(path), stats
+
+
+def _restore_needed(where: str, path: Path, tail: Tail, exists: bool, seq: int | None,
+                    pending: list[int]) -> bool:
+    """Whether the store at ``path`` must be rebuilt from the changelog ending at ``tail``;
+    raises ``ChangelogError`` for a pair that cannot be told apart (see the table above)."""
+    if not exists:
+        return True
+    if seq is None:
+        raise ChangelogError(
+            f"{where} ends at batch {tail.seq}, but the local store {path} was changed without "
+            "a changelog: which is newer cannot be told. Delete the store to restore it from "
+            "the changelog, or delete the changelog topic to seed it from this store")
+    if seq < tail.seq:
+        return True
+    oldest = min(pending, default=seq + 1)
+    if tail.seq < oldest - 1:
+        raise ChangelogError(
+            f"{where} ends at batch {tail.seq}, but the local store {path} is at batch {seq} "
+            f"and no longer holds batches {tail.seq + 1}..{oldest - 1}: the topic lost "
+            "records. Delete the changelog topic to seed it from this store")
+    return False
+
+
+def check_stores(state_dir: Path, events: str, topic: str,
+                 tails: dict[int, Tail | None]) -> None:
+    """Before the flow starts: refuse (``ChangelogError``, one clear line) a local store
+    that does not fit its changelog, rather than fail inside a worker."""
+    from state.store import store_dir
+
+    for p, tail in tails.items():
+        path = store_dir(state_dir, events, p)
+        if tail is not None and (path / "CURRENT").exists():
+            _restore_needed(f"changelog {topic}[{p}]", path, tail, *_local_state(path))
 
 
 def restore(brokers: str, topic: str, partition: int, tail: Tail, path: Path,

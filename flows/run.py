@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bytewax._bytewax import cli_main
 
-from flows.changelog import check_changelog, close_thread_writer, read_tails
+from flows.changelog import check_changelog, check_stores, close_thread_writer, read_tails
 from flows.dataflow import FlowContext, build_flow
 from flows.group_offsets import GroupOffsets, every
 from flows.input_check import check_input, encode_source, fresh_starts, watch_identity
@@ -65,6 +65,7 @@ def run_flow(
     if settings.store.changelog:
         check_changelog(brokers, t.changelog, n_parts)
         tails = read_tails(brokers, t.changelog, n_parts)
+        check_stores(state, t.events, t.changelog, tails)
     fresh, passed = fresh_starts(brokers, state, t.events, t.repartition, n_parts, restarts,
                                  tails)
     restarts.update(fresh)

@@ -117,3 +117,40 @@ def test_rescaling_two_three_one_processes_keeps_exact_counts(job_factory, tmp_p
             assert tails[part].seq == int(s.get(keys.CHANGELOG_SEQ))
         finally:
             s.close()
+
+
+def test_a_store_without_a_changelog_is_seeded_and_a_diverged_one_refused(job_factory):
+    """State made with the changelog off (or by an earlier version) seeds an empty changelog
+    at the first start with it on, and restores exactly from there; a store that changed
+    while the changelog was off again is refused with a clear error, not a traceback."""
+    import yaml
+
+    job = job_factory(store={"changelog": False})
+    events = list(simulate(customers=800, events=8_000, seed=33, link_anonymous=False))
+    produce_records(job.broker.bootstrap, job.topics.events, event_records(events[:5_000]))
+    job.run_until_eof()
+
+    def changelog(on: bool) -> None:
+        data = yaml.safe_load(job.config.read_text())
+        job.config.write_text(yaml.safe_dump({**data, "store": {"changelog": on}}))
+
+    changelog(True)
+    produce_records(job.broker.bootstrap, job.topics.events, event_records(events[5_000:]))
+    log = job.run_until_eof()
+    assert log.count(": seeded from the local store") == 4, log[-3000:]
+    shutil.rmtree(job.state_dir)
+    restored = restores(job.run_until_eof())
+    assert set(restored) == set(range(4))
+    got = {p["id"]: profile_view(p)["counters"] for p in iter_profiles(job.state_dir)}
+    assert got == expected_counters(events)
+
+    changelog(False)
+    more = list(simulate(customers=50, events=500, seed=34, link_anonymous=False))
+    produce_records(job.broker.bootstrap, job.topics.events, event_records(more))
+    job.run_until_eof()
+    changelog(True)
+    p = job.start_run("--until-eof")
+    assert p.wait(120) != 0
+    out = job.last_log()
+    assert "was changed without a changelog" in out and "Delete the store" in out, out[-2000:]
+    assert "Traceback" not in out

@@ -105,3 +105,66 @@ def test_commit_needs_prepare_first(tmp_path):
         applied={}, outbox_seq=0, watermark=0, timers_pending=0))
     with pytest.raises(TransactionStateError, match="PREPARED"):
         txn.commit()
+
+
+def replay_changelog(entries: list[bytes]) -> dict[bytes, bytes]:
+    """A store rebuilt from batches' changelog entries, applied in order."""
+    from state.changelog import decode_batch
+
+    rebuilt: dict[bytes, bytes] = {}
+    for raw in entries:
+        for k, v in decode_batch(raw)[1]:
+            if v is None:
+                rebuilt.pop(k, None)
+            else:
+                rebuilt[k] = v
+    return rebuilt
+
+
+def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
+    """Every mirrored key of the store, deletes included, comes back from the entries; the
+    pending entries themselves are not mirrored, and their deletion alone sends nothing."""
+    store = PartitionStore(tmp_path / "s")
+    entries: list[bytes] = []
+
+    def batch(puts=(), deletes=(), emit=(), applied=None) -> BatchTransaction:
+        txn = BatchTransaction(store, Progress.load(store), changelog=True)
+        for k, v in puts:
+            txn.put(k, v)
+        for k in deletes:
+            txn.delete(k)
+        for o in emit:
+            txn.emit(Out(o))
+        if applied is not None:
+            txn.progress.applied["in"] = applied
+        txn.prepare()
+        txn.commit()
+        if txn.changelog_entry is not None:
+            entries.append(txn.changelog_entry[1])
+        return txn
+
+    first = batch(puts=[(b"c|u1", b"a"), (b"c|u2", b"b")], emit=[b"out1"], applied=3)
+    assert first.changelog_entry is not None and first.changelog_entry[0] == 1
+    batch(puts=[(b"c|u1", b"a2")], deletes=[b"c|u2", keys.outbox(1)], applied=7)
+    # Only the first pending entry leaves: nothing to mirror, no changelog batch.
+    only = batch(deletes=[keys.changelog(1)])
+    assert only.changelog_entry is None
+    assert Progress.load(store).changelog_seq == 2
+
+    stored = {k: v for k, v in store.scan(b"") if not k.startswith(keys.CHANGELOG)}
+    assert replay_changelog(entries) == stored
+    assert stored[b"c|u1"] == b"a2" and b"c|u2" not in stored and keys.outbox(1) not in stored
+    assert stored[keys.applied("in")] == b"7"
+    from state.changelog import decode_batch
+
+    assert decode_batch(entries[-1])[0] == {"in": 7}  # the marker's applied offsets
+
+
+def test_a_store_changed_without_the_changelog_forgets_its_changelog_sequence(tmp_path):
+    store = PartitionStore(tmp_path / "s")
+    for on in (True, False):
+        txn = BatchTransaction(store, Progress.load(store), changelog=on)
+        txn.put(b"c|u1", b"x")
+        txn.prepare()
+        txn.commit()
+        assert Progress.load(store).changelog_seq == (1 if on else None)
