@@ -351,10 +351,9 @@ class ChangelogWriter:
             w = _local.writer = cls(brokers, topic)
         return w
 
-    def send(self, partition: int, seq: int, raw: bytes,
-             on_done: Callable[[int], None]) -> None:
+    def send(self, partition: int, seq: int, applied: dict[str, int],
+             changes: changelog.Changes, on_done: Callable[[int], None]) -> None:
         """Send batch ``seq``'s changes; ``on_done(seq)`` once Kafka has its marker."""
-        applied, changes = changelog.decode_batch(raw)
 
         def record(err: KafkaError | None, _msg: object) -> None:
             if err is not None and self.error is None:

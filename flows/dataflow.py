@@ -179,8 +179,8 @@ class PartitionLogic(StatefulBatchLogic):
         # Whatever a previous run committed but Kafka never acknowledged goes out again: the
         # changelog's first, in order, before any newer batch.
         if self.changelog is not None:
-            for seq, raw in proc.unsent_changelog():
-                self.changelog.send(part, seq, raw, proc.acknowledge_changelog)
+            for seq, applied, changes in proc.unsent_changelog():
+                self.changelog.send(part, seq, applied, changes, proc.acknowledge_changelog)
         resend = proc.unacknowledged()
         proc.stats["outbox_resent"] += len(resend)
         self._send(resend)
@@ -241,8 +241,9 @@ class PartitionLogic(StatefulBatchLogic):
         entries = proc.process(events, self._clock(), drain_horizon_ms=drain,
                                flush_analytics=flush_analytics)
         if self.changelog is not None and proc.changelog_out is not None:
-            seq, raw = proc.changelog_out
-            self.changelog.send(proc.partition, seq, raw, proc.acknowledge_changelog)
+            seq, applied, changes = proc.changelog_out
+            self.changelog.send(proc.partition, seq, applied, changes,
+                                proc.acknowledge_changelog)
         self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))

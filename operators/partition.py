@@ -41,7 +41,7 @@ from operators.identity.stitching import IdentityStitching
 from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.parking import Parking
 from operators.policy import DeliveryPolicy
-from state import keys, outbox
+from state import changelog, keys, outbox
 from state.outbox import Output
 from state.profiles import ProfileCache, decode_profile, encode_profile
 from state.store import PartitionStore
@@ -93,7 +93,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.changelog_pending: list[int] = [
             int(k[len(keys.CHANGELOG):], 16) for k, _ in store.scan(keys.CHANGELOG)]
         self._changelog_acked: list[int] = []
-        self.changelog_out: tuple[int, bytes] | None = None  # the last batch's, to send
+        # The last batch's (sequence, applied offsets, changes), to send.
+        self.changelog_out: tuple[int, dict[str, int], list] | None = None
         # Outbox entries Kafka refused for good, with why: parked by the next batch.
         self._refused: list[tuple[int, str]] = []
         self.max_output_bytes = settings.max_output_bytes
@@ -151,10 +152,11 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         """Kafka has the output with this sequence number; drop it from the outbox next batch."""
         self._acked.append(seq)
 
-    def unsent_changelog(self) -> list[tuple[int, bytes]]:
+    def unsent_changelog(self) -> list[tuple[int, dict[str, int], list]]:
         """Batches whose changes the changelog topic may not have (send them again, in
         order, before anything newer)."""
-        return [(int(k[len(keys.CHANGELOG):], 16), v) for k, v in self.store.scan(keys.CHANGELOG)]
+        return [(int(k[len(keys.CHANGELOG):], 16), *changelog.decode_batch(v))
+                for k, v in self.store.scan(keys.CHANGELOG)]
 
     def acknowledge_changelog(self, seq: int) -> None:
         """Kafka has batch ``seq``'s changelog records, and (sent in order) all before it."""

@@ -128,8 +128,10 @@ class BatchTransaction:
     current: Any = field(init=False, default=None)   # the event being applied, if any
     wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
     lateness: list[int] = field(init=False, default_factory=list)  # of wall-clock timers, ms
-    # (sequence, encoded changes) of this batch for the changelog topic, set by ``prepare``.
-    changelog_entry: tuple[int, bytes] | None = field(init=False, default=None)
+    # (sequence, applied offsets, changes) of this batch for the changelog topic, set by
+    # ``prepare`` (stored encoded under ``l|<seq>`` too).
+    changelog_entry: tuple[int, dict[str, int], changelog.Changes] | None = field(
+        init=False, default=None)
     _staged: dict[bytes, object] = field(init=False, default_factory=dict)
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
     # then costs a bisection, not a pass over every write of the batch.
@@ -245,9 +247,9 @@ class BatchTransaction:
         staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
         changes = [(k, None if v is _DELETED else v) for k, v in staged.items()
                    if changelog.mirrored(k)]
-        raw = changelog.encode_batch(p.applied, changes)  # type: ignore[arg-type]
-        staged[keys.changelog(p.changelog_seq)] = raw
-        self.changelog_entry = (p.changelog_seq, raw)
+        staged[keys.changelog(p.changelog_seq)] = changelog.encode_batch(
+            p.applied, changes)  # type: ignore[arg-type]
+        self.changelog_entry = (p.changelog_seq, dict(p.applied), changes)  # type: ignore[arg-type]
 
     def commit(self) -> None:
         """Write everything in one WriteBatch: after a crash the store holds all of this

@@ -124,6 +124,8 @@ def replay_changelog(entries: list[bytes]) -> dict[bytes, bytes]:
 def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
     """Every mirrored key of the store, deletes included, comes back from the entries; the
     pending entries themselves are not mirrored, and their deletion alone sends nothing."""
+    from state.changelog import decode_batch
+
     store = PartitionStore(tmp_path / "s")
     entries: list[bytes] = []
 
@@ -140,7 +142,8 @@ def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
         txn.prepare()
         txn.commit()
         if txn.changelog_entry is not None:
-            entries.append(txn.changelog_entry[1])
+            entries.append(store.get(keys.changelog(txn.changelog_entry[0])))
+            assert decode_batch(entries[-1]) == txn.changelog_entry[1:]
         return txn
 
     first = batch(puts=[(b"c|u1", b"a"), (b"c|u2", b"b")], emit=[b"out1"], applied=3)
@@ -155,8 +158,6 @@ def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
     assert replay_changelog(entries) == stored
     assert stored[b"c|u1"] == b"a2" and b"c|u2" not in stored and keys.outbox(1) not in stored
     assert stored[keys.applied("in")] == b"7"
-    from state.changelog import decode_batch
-
     assert decode_batch(entries[-1])[0] == {"in": 7}  # the marker's applied offsets
 
 
