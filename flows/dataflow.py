@@ -40,6 +40,7 @@ from flows.metrics import (
     OUTBOX,
     STATE_BYTES,
     STATE_KEYS,
+    TIMER_CATCHUP,
     TIMER_LATENESS,
     TIMERS_PENDING,
     PartitionMetrics,
@@ -158,6 +159,7 @@ class PartitionLogic(StatefulBatchLogic):
         self._state_checked = 0.0
         self.caught_up = False
         self._caught_up_inputs: dict[str, bool] = {}
+        self._live_since: int | None = None  # wall clock (ms) when it last caught up
         self._next_due: int | None = None
         self._drained = False
         self._events_done = False  # the events input ended (--until-eof)
@@ -260,8 +262,12 @@ class PartitionLogic(StatefulBatchLogic):
             nba = proc.engine.nba
             model = nba.model()
             observe_nba(nba.timings, model.version if model is not None else None)
-        for ms in proc.timer_lateness:
-            TIMER_LATENESS.observe(max(ms, 0) / 1000)
+        # Live timers fell due once the partition was caught up; those due before it (a
+        # backfill, a stop) fire late by design and are reported apart.
+        live_from = self._live_since
+        for due, ms in proc.timer_lateness:
+            (TIMER_LATENESS if live_from is not None and due >= live_from
+             else TIMER_CATCHUP).observe(max(ms, 0) / 1000)
         proc.timer_lateness.clear()
         part = self.metrics.partition
         OUTBOX.labels(part).set(len(self.inflight))
@@ -292,7 +298,10 @@ class PartitionLogic(StatefulBatchLogic):
                 events.append(it)  # an event, a dead letter, or a batch payload's list of them
                 inputs[(it[0] if type(it) is list else it).part] = False
         # Caught up only when every input of this partition (events, repartition) is.
+        was = self.caught_up
         self.caught_up = len(inputs) >= 2 and all(inputs.values())
+        if self.caught_up and not was and self._live_since is None:
+            self._live_since = self.ctx.wall_ms()  # type: ignore[operator]
         self._events_done = self._events_done or events_ended or eof or drain
         assert self.proc is not None
         # Nothing of its own input left unread: claims of identifiers are answered at once.

@@ -18,8 +18,10 @@ EVENTS = PCounter("segue_events_total", "Input messages by topic and what became
                   ["topic", "result"])
 DISPATCHES = PCounter("segue_dispatches_total", "Dispatch commands by channel and outcome",
                       ["channel", "outcome"])
-DECISIONS = PCounter("segue_decisions_total", "Delivery decisions by outcome and reason code",
-                     ["outcome", "reason"])
+DECISIONS = PCounter("segue_decisions_total", "Delivery decisions by outcome (one per "
+                     "decision)", ["outcome"])
+DECISION_REASONS = PCounter("segue_decision_reasons_total", "Reason codes of delivery "
+                            "decisions (a decision may give several)", ["outcome", "reason"])
 ALERTS = PCounter("segue_alerts_total", "Alerts raised (segue.alerts) by kind", ["kind"])
 JOURNEYS = PCounter("segue_journey_events_total", "Journey entries, exits and conversions",
                     ["journey", "kind"])
@@ -29,8 +31,14 @@ LATENCY = Histogram("segue_event_to_dispatch_seconds",
                     buckets=LATENCY_BUCKETS)
 BATCH = Histogram("segue_batch_seconds", "Time to decide one micro-batch (state, journeys, "
                   "policy) in a partition", buckets=LATENCY_BUCKETS)
-TIMER_LATENESS = Histogram("segue_timer_lateness_seconds", "Wall-clock lateness of fired timers",
+TIMER_LATENESS = Histogram("segue_timer_lateness_seconds", "Wall-clock lateness of live "
+                           "timers: those due once their partition was caught up",
                            buckets=LATENCY_BUCKETS)
+TIMER_CATCHUP = Histogram("segue_timer_catchup_seconds", "How overdue timers were that fell "
+                          "due before their partition caught up (after a backfill or a "
+                          "stop), fired by the wall clock once it had",
+                          buckets=(1, 60, 3600, 6 * 3600, 86_400, 7 * 86_400, 30 * 86_400,
+                                   365 * 86_400))
 TIMERS_PENDING = Gauge("segue_timers_pending", "Durable timers waiting in a partition",
                        ["partition"])
 STATE_KEYS = Gauge("segue_state_keys", "Estimated keys in a partition store", ["partition"])
@@ -100,7 +108,9 @@ class PartitionMetrics:
             elif kind == "dispatch_failed":
                 DISPATCHES.labels(key[1], "failed").inc(delta)
             elif kind == "decision":
-                DECISIONS.labels(key[1], key[2]).inc(delta)
+                DECISIONS.labels(key[1]).inc(delta)
+            elif kind == "decision_reason":
+                DECISION_REASONS.labels(key[1], key[2]).inc(delta)
             elif kind == "journey":
                 JOURNEYS.labels(key[2], key[1]).inc(delta)
             elif kind == "alert":

@@ -77,8 +77,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.stats: Counter[str] = Counter()
         # Labelled counts for metrics: ("events", topic, result), ("journey", kind, id), …
         self.counts: Counter[tuple] = Counter()
-        # Wall-clock lateness (ms) of timers fired by the wall clock, drained by the caller.
-        self.timer_lateness: list[int] = []
+        # (due, lateness) in ms of timers fired by the wall clock, drained by the caller.
+        self.timer_lateness: list[tuple[int, int]] = []
         self.analytics_every_ms = settings.analytics.every_s * 1000
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)

@@ -174,8 +174,15 @@ def replay(
                 fh.close()
             flow.close()
     stats: Counter[str] = Counter()
+    decided: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
     for part in flow.partitions:
         stats.update(part.stats)
+        for key, c in part.counts.items():  # the counts the live flow's metrics show
+            if key[0] == "decision":
+                decided[key[1]] += c
+            elif key[0] == "decision_reason":
+                reasons[f"{key[1]}:{key[2]}"] += c
     secs = time.monotonic() - t0
     summary = {
         "events": n,
@@ -189,6 +196,8 @@ def replay(
         "dead_lettered": stats["dead_lettered"],
         "outputs": dict(counts),
         "outputs_parked": stats["outputs_parked"],
+        "decisions": dict(sorted(decided.items())),
+        "decision_reasons": dict(sorted(reasons.items())),
         "limits_dropped": stats["limits_dropped"],
         "journeys": [
             {"journey": jid, "version": v, "step": step or None, **dict(c)}

@@ -127,7 +127,8 @@ class BatchTransaction:
     blame: dict[str, object] = field(init=False, default_factory=dict)
     current: Any = field(init=False, default=None)   # the event being applied, if any
     wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
-    lateness: list[int] = field(init=False, default_factory=list)  # of wall-clock timers, ms
+    # (due, lateness) of timers fired by the wall clock, ms
+    lateness: list[tuple[int, int]] = field(init=False, default_factory=list)
     # (sequence, applied offsets, changes) of this batch for the changelog topic, set by
     # ``prepare`` (stored encoded under ``l|<seq>`` too).
     changelog_entry: tuple[int, dict[str, int], changelog.Changes] | None = field(

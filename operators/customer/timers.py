@@ -125,7 +125,7 @@ class DueTimers:
                 waiting = due if waiting is None else min(waiting, due)
                 continue
             if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
-                self.txn.lateness.append(clock_ms - due)
+                self.txn.lateness.append((due, clock_ms - due))
             # All of this customer's timers due now fire together (one moment).
             before = self.txn.stats["timers_fired"]
             armed = len(self.txn.armed)

@@ -75,7 +75,8 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self.conflict_delay_ms = conflict_delay_ms
         self.default_tz = default_timezone
         # Labelled counts for metrics: ("journey", kind, id), ("dispatch", channel),
-        # ("decision", outcome, reason); the batch's, see ``begin``.
+        # ("decision", outcome), ("decision_reason", outcome, reason); the batch's, see
+        # ``begin``.
         self.counts: Counter[tuple] = Counter()
         self._moment: list[_Intent] = []
 
@@ -506,8 +507,9 @@ class JourneyEngine(SendDelivery, NbaSteps):
                   channel: str | None = None) -> None:
         fx.decision(p["id"], records.decision(p, spec, run, intent, outcome, reasons, at,
                                               next_ms, channel))
+        self.counts[("decision", outcome)] += 1  # one per decision, whatever its reasons
         for reason in reasons:
-            self.counts[("decision", outcome, reason.split(":", 1)[0])] += 1
+            self.counts[("decision_reason", outcome, reason.split(":", 1)[0])] += 1
 
     def _step_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, node: str,
                     step_type: str, at: int, cause: dict, extra: dict) -> None:

@@ -100,7 +100,45 @@ def test_metrics_equal_known_counts(job_factory):
     total = dispatched["email"] + dispatched["push"]
     assert m[("segue_event_to_dispatch_seconds_count", (("clock", "kafka"),))] == total
     assert m[("segue_event_to_dispatch_seconds_count", (("clock", "event"),))] == total
-    assert m[("segue_decisions_total", (("outcome", "send"), ("reason", "ok")))] == total
+    assert m[("segue_decisions_total", (("outcome", "send"),))] == total  # one per decision
+    assert m[("segue_decision_reasons_total", (("outcome", "send"), ("reason", "ok")))] == total
     entered = sum(v for (n, lab), v in m.items() if n == "segue_journey_events_total"
                   and dict(lab)["kind"] == "entered")
     assert entered == total
+
+
+def test_timer_lateness_counts_live_timers_and_reports_catch_up_apart(job_factory):
+    """Timers that fell due before the partition caught up (a backfill) fire late by design:
+    they go to ``segue_timer_catchup_seconds``, not into the live lateness histogram."""
+    job = job_factory(lifecycle={"inactivity_s": 2, "min_stage_duration_s": 0})
+    old = datetime.now(UTC) - timedelta(days=2)
+    backfill = [(f"old{i}", orjson.dumps({
+        "type": "track", "messageId": f"o{i}", "userId": f"old{i}", "event": "Signed Up",
+        # Within 20 ms: every timer is due after the last event, so none fires by event time.
+        "timestamp": (old + timedelta(milliseconds=i)).isoformat()})) for i in range(20)]
+    produce_records(job.broker.bootstrap, job.topics.events, backfill)
+    port = free_port()
+    run = job.start_run("--metrics-port", str(port))
+    try:
+        def count(name: str) -> float:
+            try:
+                return scrape(port).get((name, ()), 0)
+            except OSError:  # not serving yet
+                return 0
+
+        wait_for(lambda: count("segue_timer_catchup_seconds_count") >= 20, 60,
+                 every=0.3, what="the backfill's timers")
+        live = [("new1", orjson.dumps({
+            "type": "track", "messageId": "n1", "userId": "new1", "event": "Signed Up",
+            "timestamp": datetime.now(UTC).isoformat()}))]
+        produce_records(job.broker.bootstrap, job.topics.events, live)
+        wait_for(lambda: count("segue_timer_lateness_seconds_count") >= 1, 30, every=0.3,
+                 what="the live timer")
+        m = scrape(port)
+    finally:
+        run.terminate()
+        run.wait(20)
+    assert m[("segue_timer_catchup_seconds_count", ())] == 20
+    assert m[("segue_timer_catchup_seconds_sum", ())] > 20 * 86_400  # about two days each
+    assert m[("segue_timer_lateness_seconds_count", ())] == 1
+    assert m[("segue_timer_lateness_seconds_sum", ())] < 5  # the live one fired on time
