@@ -273,6 +273,11 @@ class AnalyticsSettings(_Strict):
                          "each time its event time enters a new period of this length")
     min_customers_per_arm: int = Field(default=100, ge=1, description="below this a split "
                                        "or holdout comparison says 'needs more data'")
+    sequential_tau: float = Field(
+        default=0.02, gt=0, le=1,
+        description="splits and holdouts are judged by an always-valid sequential test "
+                    "(mSPRT): the spread of the absolute lifts it is tuned to find (0.02: "
+                    "about 2 points; smaller finds small lifts sooner and large ones later)")
 
 
 NBA_CHANNELS = Literal["email", "sms", "push", "in_app", "webhook", "ads", "inbox", "content",

@@ -55,7 +55,8 @@ def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, setti
     n = len(doc["parts"])
     if scope == "journey":
         spec = journeys.spec(name, version) if journeys is not None else None
-        body = journey_record(name, version, total, n, settings.analytics.min_customers_per_arm)
+        a = settings.analytics
+        body = journey_record(name, version, total, n, a.min_customers_per_arm, a.sequential_tau)
         body["target_conversion"] = spec.target.conversion \
             if spec is not None and spec.target is not None else None
         subject = {"id": name, "version": version}
