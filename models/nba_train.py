@@ -487,3 +487,41 @@ def evaluate(candidate: NbaModel | None, baseline: NbaModel | None, logged: Logg
     }
     out["logged_conversion_rate"] = round(float(r.mean()), 6)
     return out
+
+
+NO_UPLIFT = 1e-4  # a model whose every predicted uplift is smaller learned none
+
+
+def learned_uplift(model: NbaModel, logged: Logged) -> float:
+    """The largest predicted uplift (|P(conversion | a) - P(conversion | do nothing)|) over
+    the logged customers and their eligible actions: 0 for a model that learned none."""
+    idx = [i for i in range(len(logged)) if logged.eligible[i]]
+    found = model.uplifts([logged.rows[i] for i in idx], [list(logged.eligible[i]) for i in idx])
+    return max((abs(p - base) for base, ups in found for p in ups.values()), default=0.0)
+
+
+def promotion_gate(candidate: NbaModel, baselines: list[NbaModel | None], logged: Logged,
+                   nba: NbaSettings) -> dict:
+    """Whether ``candidate`` may be promoted: it learned some uplift, and its DR estimate
+    beats every baseline (the inventory order, ``None``, and the model in use) with 95 %
+    confidence, paired on the same explored decisions. Returns each comparison and why
+    not."""
+    why = []
+    lift = learned_uplift(candidate, logged)
+    if lift < NO_UPLIFT:
+        why.append(f"{candidate.version} learned no uplift (largest predicted uplift "
+                   f"{lift:.2g}): it would do nothing for everyone")
+    against = []
+    for base in baselines:
+        res = evaluate(candidate, base, logged, nba)
+        diff = res["difference"]["dr"]
+        passed = diff["ci95"][0] > 0
+        name = res["baseline"]["version"]
+        against.append({"baseline": name, "dr_difference": diff, "passed": passed,
+                        "evaluation": res})
+        if not passed:
+            why.append(f"not better than {name} with 95 % confidence (DR difference "
+                       f"{diff['mean']:+.4f}, 95 % CI [{diff['ci95'][0]:+.4f}, "
+                       f"{diff['ci95'][1]:+.4f}])")
+    return {"passed": not why, "why": why, "learned_uplift": round(lift, 6),
+            "against": against}

@@ -326,7 +326,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_nba(args: argparse.Namespace) -> int:
     from models.nba import ModelError, NbaModel, promote, promoted_version
-    from models.nba_train import TrainError, evaluate, load_logged, outside_training, train
+    from models.nba_train import (
+        TrainError,
+        load_logged,
+        outside_training,
+        promotion_gate,
+        train,
+    )
 
     settings = _settings(args)
     models = Path(args.models or settings.nba.models_dir or "nba-models")
@@ -392,23 +398,44 @@ def cmd_nba(args: argparse.Namespace) -> int:
             print(f"left out {inside:,} decisions inside the training data of "
                   f"{args.candidate}{'' if base is None else ' or ' + args.baseline}; "
                   f"evaluating on the other {len(logged):,}")
-        res = evaluate(cand, base, logged, settings.nba)
+        # The gate: better than the inventory order and than the model in use, each with
+        # 95 % confidence, and some uplift learned (--baseline adds one more comparison).
+        current = promoted_version(models)
+        names = ["inventory", *([current] if current and current != args.candidate else []),
+                 args.baseline]
+        baselines = [None if n in ("inventory", "none") else NbaModel(models / n)
+                     for n in dict.fromkeys(names)]
+        if current and current != args.candidate:
+            logged, also = outside_training(logged, *[b for b in baselines if b is not None])
+            inside += also
+        gate = promotion_gate(cand, baselines, logged, settings.nba)
+        for g in gate["against"]:
+            r = g["evaluation"]
+            if g is gate["against"][0]:
+                c = r["candidate"]
+                print(f"candidate {c['version']:16} IPS {_ci(c['ips'])}  DR {_ci(c['dr'])}")
+            b = r["baseline"]
+            print(f"baseline  {b['version']:16} IPS {_ci(b['ips'])}  DR {_ci(b['dr'])}  "
+                  f"difference (DR, paired) {_ci(g['dr_difference'])}"
+                  f"{'' if g['passed'] else '  not better'}")
+        print(f"on {gate['against'][0]['evaluation']['explored_decisions']:,} explored "
+              f"decisions; largest predicted uplift {gate['learned_uplift']:.4f}")
+        chosen = next(g for g in gate["against"]
+                      if g["baseline"] == ("inventory_order" if args.baseline in
+                                           ("inventory", "none") else args.baseline))
+        res = dict(chosen["evaluation"])
         res["left_out_training_range"] = inside
-        for name in ("candidate", "baseline"):
-            r = res[name]
-            print(f"{name:9} {r['version']:16} IPS {_ci(r['ips'])}  DR {_ci(r['dr'])}")
-        diff = res["difference"]["dr"]
-        print(f"difference (DR, paired): {_ci(diff)} on {res['explored_decisions']:,} "
-              "explored decisions")
-        better = diff["ci95"][0] > 0
+        res["gate"] = {k: v for k, v in gate.items() if k != "against"} | {
+            "against": [{k: v for k, v in g.items() if k != "evaluation"}
+                        for g in gate["against"]]}
         if args.out:
             Path(args.out).write_bytes(orjson.dumps(res, option=orjson.OPT_INDENT_2))
-        if not better:
-            print(f"not promoted: {args.candidate} is not better with 95 % confidence "
-                  f"(promoted stays {promoted_version(models) or 'none'})")
+        if not gate["passed"]:
+            print(f"not promoted: {'; '.join(gate['why'])} (promoted stays "
+                  f"{current or 'none'})")
             return 1
         if args.dry_run:
-            print(f"{args.candidate} is better; --dry-run: not promoted")
+            print(f"{args.candidate} passes the gate; --dry-run: not promoted")
             return 0
         promote(models, args.candidate)
         print(f"promoted {args.candidate}: running flows load it within "
@@ -631,13 +658,17 @@ def build_parser() -> argparse.ArgumentParser:
     logged_args(t)
     models_arg(t)
     common(t)
-    t = nbs.add_parser("evaluate", help="compare a candidate with a baseline; promote it "
-                       "when better", description="IPS and doubly robust policy value of "
-                       "--candidate and --baseline on the explored decisions; promotes the "
-                       "candidate when better with 95 % confidence (running flows reload it).")
+    t = nbs.add_parser("evaluate", help="compare a candidate with the inventory order and "
+                       "the model in use; promote it when better than both",
+                       description="IPS and doubly robust policy value of --candidate, the "
+                       "inventory order, the promoted model and --baseline on the explored "
+                       "decisions logged outside their training data; promotes the candidate "
+                       "only when it learned some uplift and beats each of them with 95 %% "
+                       "confidence (running flows reload it).")
     t.add_argument("--candidate", metavar="VERSION", help="e.g. v002 (see segue nba show)")
     t.add_argument("--baseline", default="inventory", metavar="VERSION",
-                   help="a version, or 'inventory' (no model; the default)")
+                   help="one more version to beat, or 'inventory' (the default; the "
+                   "inventory order and the promoted model are always compared)")
     logged_args(t)
     t.add_argument("--out", metavar="FILE.json", help="write the estimates here")
     t.add_argument("--dry-run", action="store_true", help="never promote")

@@ -107,3 +107,47 @@ def test_bad_input_is_a_clear_error(logged):
     r = segue("nba", "evaluate", "--from", "run", "--events", "events.jsonl",
               "--models", "models", "--candidate", "v999", cwd=logged)
     assert r.returncode == 2 and "v999" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_gate_requires_beating_the_model_in_use_too(logged):
+    """A candidate no better than the promoted model is not promoted, even where it beats the
+    inventory order: the gate compares it with both, each with 95 % confidence."""
+    import shutil
+
+    from models.nba import promote, promoted_version
+
+    models = logged / "gate-models"
+    models.mkdir()
+    shutil.copytree(logged / "models" / "v001", models / "v001")
+    shutil.copytree(logged / "models" / "v001", models / "v002")  # the same model again
+    promote(models, "v001")
+    r = segue("nba", "evaluate", "--from", "later", "--events", "later.jsonl",
+              "later/outcomes.jsonl", "--models", "gate-models", "--candidate", "v002",
+              "--config", "nba.yaml", "--out", "gate.json", cwd=logged)
+    assert r.returncode == 1, r.stdout + r.stderr
+    gate = orjson.loads((logged / "gate.json").read_bytes())["gate"]
+    assert [g["baseline"] for g in gate["against"]] == ["inventory_order", "v001"]
+    assert gate["against"][1]["passed"] is False and not gate["passed"]
+    assert "not better than v001 with 95 % confidence" in r.stdout
+    assert promoted_version(models) == "v001"
+
+
+def test_a_model_that_learned_no_uplift_is_never_promoted(logged, tmp_path):
+    """Trained on a few hundred decisions, the model predicts the same conversion for every
+    action (issue 18: zero uplift, "do nothing" for 95 % of customers): the gate refuses it."""
+    from models.nba import NbaModel
+    from models.nba_train import NO_UPLIFT, learned_uplift, load_logged, promotion_gate, train
+    from models.settings import Settings
+
+    settings = Settings.model_validate(__import__("yaml").safe_load(CONFIG))
+    full = load_logged(logged / "run", [logged / "events.jsonl", logged / "run" / "outcomes.jsonl"],
+                       settings.nba)
+    few = full.subset(list(range(300)))
+    model = NbaModel(train(few, tmp_path, settings.nba))
+    later = load_logged(logged / "later", [logged / "later.jsonl",
+                                           logged / "later" / "outcomes.jsonl"], settings.nba)
+    assert learned_uplift(model, later) < NO_UPLIFT
+    gate = promotion_gate(model, [None], later, settings.nba)
+    assert not gate["passed"] and "learned no uplift" in gate["why"][0]
+    trained = NbaModel(logged / "models" / "v001")
+    assert learned_uplift(trained, later) > 0.01  # one trained on enough data did learn
