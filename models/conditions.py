@@ -71,6 +71,8 @@ class Context:
     group: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     counter: Callable[[str, str], int] | None = None
+    # Computes ``scores`` at the first condition that reads them (they cost a model call).
+    score: Callable[[], dict] | None = None
 
     def count(self, key: str, window: str) -> int:
         if self.counter is not None:
@@ -89,6 +91,8 @@ class Context:
             if rest[0] == "properties":
                 return _dig(self.event_props, rest[1:])
             return None
+        if head == "scores" and self.score is not None:
+            self.scores, self.score = self.score(), None
         root = {"traits": self.traits, "profile": self.profile, "scores": self.scores,
                 "journey": self.journey, "group": self.group}[head]
         return _dig(root, rest)

@@ -357,6 +357,10 @@ class NbaSettings(_Strict):
         "model is reloaded while running. None: rank by inventory order")
     reload_s: float = Field(default=5.0, gt=0, description="how often to look for a newly "
                             "promoted model")
+    refresh_scores: bool = Field(
+        default=True, description="with a promoted model, refresh the churn risk, upgrade "
+        "probability and CLV of every profile a micro-batch changes (one batched call); "
+        "conditions on scores.* compute them at their moment either way")
     goal_events: list[str] = Field(default=["Subscription Upgraded", "Order Completed"],
                                    min_length=1, description="a conversion, for training")
     horizon_s: int = Field(default=7 * DAY_S, gt=0,

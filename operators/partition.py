@@ -31,7 +31,7 @@ from operators.analytics import totals
 from operators.analytics.alerts import OWNER as ALERTS_OWNER
 from operators.analytics.alerts import AlertWindow
 from operators.analytics.partials import PartialStats
-from operators.customer import activity, feedback, lifecycle, limits
+from operators.customer import activity, feedback, lifecycle, limits, scores
 from operators.customer.erasure import Erasure
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.customer.timers import DueTimers
@@ -102,6 +102,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.id_traits = tuple(settings.identity.traits)
         self.blocked_emails = frozenset(e.strip().lower() for e in settings.identity.blocked_emails)
         self.max_profile_bytes = settings.limits.max_profile_bytes
+        self.refresh_scores = settings.nba.refresh_scores
         self.personal_traits = settings.privacy.personal_traits
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
@@ -344,6 +345,11 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
                 txn.timers_before.get(ref, 0)
         txn.progress.timers_pending = max(pending, 0)
+        if self.engine is not None and self.refresh_scores:
+            model = self.engine.nba.model()
+            if model is not None:  # one batched call for every profile the batch changed
+                txn.stats["scores_refreshed"] += scores.refresh(
+                    [p for p in txn.objects.values() if not p.get("_gone")], model)
         sizes = txn.object_sizes
         for ref, profile in txn.objects.items():
             if profile.get("_gone"):

@@ -40,6 +40,7 @@ from models.journey import (
 )
 from models.profile import Profile
 from models.settings import NbaSettings, PolicySettings
+from operators.customer import scores
 from operators.customer.activity import group_view
 from operators.effects import Effects
 from operators.journeys import records
@@ -155,6 +156,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                      "days_since_last_seen": (at - p["last_seen"]) / DAY_MS,
                      "top": p.get("top", {})},
             scores=p.get("scores", {}),
+            score=lambda: scores.now(p, at, self.nba.model()),
             journey=journey,
             group=group_view(p),
             counter=counter,

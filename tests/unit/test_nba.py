@@ -237,3 +237,48 @@ def test_offline_evaluation_prefers_the_policy_that_converts_more(trained):
         {"name": DO_NOTHING, "channel": "none"},
         *[{"name": n, "channel": "email"} for n in ACTIONS if n != DO_NOTHING]]))
     assert worst["difference"]["dr"]["ci95"][0] > 0.05
+
+
+def test_every_profile_a_batch_changes_gets_scores_as_of_its_last_event(tmp_path, trained):
+    """Scores for every customer, not only those given an NBA decision (issue 18, item 4):
+    one batched call per micro-batch, the same numbers the model gives that profile."""
+    from state.inspect import iter_profiles, profile_view
+
+    t0 = 1767614400000
+    evs = [make_event(f"s{i % 30}", "Report Exported", t0 + i * 60_000, offset=i)
+           for i in range(90)]
+    proc = _processor(tmp_path / "on", {"exploration": 0.0, "models_dir": str(trained.parent)})
+    proc.process(evs[:45])
+    proc.process(evs[45:])
+    assert proc.stats["scores_refreshed"] >= 60  # every touched profile, in both batches
+    proc.store.close()
+    model = NbaModel(trained)
+    profiles = [p for p in iter_profiles(tmp_path / "on") if p["id"].startswith("s")]
+    assert len(profiles) == 30
+    for p in profiles:
+        s = p["scores"]
+        want = model.scores([F.build(p, p["last_seen"])[0]])[0]
+        # (no CLV model: the unit test's log has no revenue)
+        assert {k: s[k] for k in want} == want and set(want) == set(model.scorers) == {
+            "churn_risk", "upgrade_probability"}
+        assert s["model"] == trained.name and s["at_ms"] == p["last_seen"]
+        assert profile_view(p)["scores"] == s  # what segue profile prints
+    off = _processor(tmp_path / "off", {"exploration": 0.0})
+    off.process(evs)
+    off.store.close()
+    assert not any("scores" in p for p in iter_profiles(tmp_path / "off"))
+
+
+def test_a_condition_on_scores_computes_them_at_its_moment_only():
+    from models.conditions import Context
+
+    calls = []
+
+    def score() -> dict:
+        calls.append(1)
+        return {"churn_risk": 0.7}
+
+    ctx = Context(traits={"plan": "pro"}, scores={"churn_risk": 0.1}, score=score)
+    assert condition("traits.plan == 'pro'")(ctx) and not calls  # no model call unless read
+    assert condition("scores.churn_risk > 0.5")(ctx)  # fresh, not the stored 0.1
+    assert condition("scores.churn_risk > 0.5")(ctx) and len(calls) == 1  # once per context
