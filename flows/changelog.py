@@ -174,6 +174,7 @@ def resume_from(store_applied: int | None, tail: Tail | None, topic: str) -> int
 def open_store(brokers: str, topic: str, partition: int, path: Path, tail: Tail | None,
                open_: Callable[[Path], PartitionStore],
                say: Callable[[str], None] | None = None,
+               writer: ChangelogWriter | None = None,
                ) -> tuple[PartitionStore, RestoreStats | None]:
     """The partition's store, restored or seeded as the table in the module docstring says."""
     say = say or (lambda line: print(f"[segue] {line}", file=sys.stderr, flush=True))
@@ -183,7 +184,7 @@ def open_store(brokers: str, topic: str, partition: int, path: Path, tail: Tail 
         store = open_(path)
         if not exists:
             return store, None
-        stats = seed(brokers, topic, partition, store)
+        stats = seed(writer or ChangelogWriter(brokers, topic), partition, store)
         say(stats.line(f"{where}: seeded from the local store,"))
         return store, stats
     if not _restore_needed(where, path, tail, exists, seq, pending):
@@ -270,39 +271,30 @@ def restore(brokers: str, topic: str, partition: int, tail: Tail, path: Path,
     return stats
 
 
-def seed(brokers: str, topic: str, partition: int, store: PartitionStore) -> RestoreStats:
-    """Write the whole store to an empty changelog partition as one batch, and wait for it."""
+def seed(writer: ChangelogWriter, partition: int, store: PartitionStore) -> RestoreStats:
+    """Write the whole store to an empty changelog partition as one batch, marker last.
+
+    Not waited for: the records go out in order before any newer batch's, so the marker
+    arrives only after all of them; a crash before it leaves no marker, and the next start
+    seeds again. A record Kafka refuses stops the flow (``ChangelogWriter.check``)."""
     started = time.monotonic()
     stats = RestoreStats(partition)
     progress = Progress.load(store)
     seq = (progress.changelog_seq or 0) + 1
-    producer = Producer(client_config(brokers, **WRITER_CONFIG))
-    errors: list[KafkaError] = []
-
-    def report(err: KafkaError | None, _msg: object) -> None:
-        if err is not None:
-            errors.append(err)
-
+    changes: changelog.Changes = []
     for k, v in store.scan(b""):
-        if not changelog.mirrored(k) or k == keys.CHANGELOG_SEQ:
-            continue
-        _produce(producer, topic, partition, k, v, report)
-        stats.records += 1
-        stats.bytes += len(k) + len(v)
-    _produce(producer, topic, partition, keys.CHANGELOG_SEQ, b"%d" % seq, report)
-    _produce(producer, topic, partition, MARKER,
-             changelog.encode_marker(seq, progress.applied), report)
-    left = producer.flush(120)
-    if errors or left:
-        why = errors[0].str() if errors else f"{left} records not acknowledged in 120 s"
-        raise ChangelogError(f"changelog {topic}[{partition}] could not be seeded: {why}")
+        if changelog.mirrored(k) and k != keys.CHANGELOG_SEQ:
+            changes.append((k, v))
+            stats.bytes += len(k) + len(v)
+    changes.append((keys.CHANGELOG_SEQ, b"%d" % seq))
+    writer.send(partition, seq, progress.applied, changes, lambda _seq: None)
     batch = WriteBatch(raw_mode=True)
     batch.put(keys.CHANGELOG_SEQ, b"%d" % seq)
     for k, _ in store.scan(keys.CHANGELOG):  # their changes are in the seed
         batch.delete(k)
     store.write(batch)
-    stats.keys = stats.records
-    stats.records += 2
+    stats.keys = len(changes)
+    stats.records = len(changes) + 1
     stats.seconds = time.monotonic() - started
     return stats
 

@@ -107,9 +107,11 @@ class FlowContext:
         path = store_dir(self.state_dir, topic, partition)
         if self.tails is None:
             return self._open(path)
+        topic = self.settings.topics.changelog
         with self.lock(partition):
-            store, stats = open_store(self.brokers, self.settings.topics.changelog, partition,
-                                      path, self.tails.get(partition), self._open)
+            store, stats = open_store(self.brokers, topic, partition, path,
+                                      self.tails.get(partition), self._open,
+                                      writer=ChangelogWriter.for_thread(self.brokers, topic))
         if stats is not None:
             self.restores.append(stats)
         return store

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightgbm as lgb
 import numpy as np
 import orjson
 
@@ -66,6 +65,10 @@ class NbaModel:
         if DO_NOTHING not in self.actions:
             raise ModelError(f"{self.path}: no '{DO_NOTHING}' action to measure uplift against")
         self.code = {a: float(i) for i, a in enumerate(self.actions)}
+        # Imported here: loading LightGBM (and the scikit-learn and pandas it pulls in where
+        # installed) took over a second of every start, model or not.
+        import lightgbm as lgb
+
         try:
             self.uplift = lgb.Booster(model_file=str(self.path / "uplift.txt"))
             self.scorers = {name: lgb.Booster(model_file=str(self.path / f"{name}.txt"))

@@ -116,6 +116,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         """The alert windows and analytics partials as committed (they are written with
         every batch that changes them)."""
         raw_alerts = self.store.get(keys.ALERTS)
+        self._alerts_raw = raw_alerts  # as committed: a batch that changes nothing writes nothing
         self.alerts = AlertWindow(self.settings.alerts,
                                   orjson.loads(raw_alerts) if raw_alerts else None)
         raw_stats = self.store.get(keys.ANALYTICS)
@@ -219,6 +220,9 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            staged_alerts = txn.get(keys.ALERTS)
+            if staged_alerts is not None:
+                self._alerts_raw = staged_alerts
             self.changelog_out = txn.changelog_entry
             if txn.changelog_entry is not None:
                 self.changelog_pending.append(txn.changelog_entry[0])
@@ -337,7 +341,12 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self._route(ALERTS_OWNER, {"kind": "analytics", "scope": "alerts", "id": "window",
                                        "version": hour, "src": self.partition,
                                        "at": watermark, "partial": counts})
-        txn.put(keys.ALERTS, orjson.dumps(self.alerts.state))
+        # Written only when changed: an idle batch (acknowledgements, a tick) must stage
+        # nothing, or each one would send a changelog batch, whose acknowledgement makes
+        # another batch, and so on.
+        raw_alerts = orjson.dumps(self.alerts.state)
+        if raw_alerts != self._alerts_raw:
+            txn.put(keys.ALERTS, raw_alerts)
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
         pending = txn.progress.timers_pending
