@@ -357,6 +357,10 @@ class NbaSettings(_Strict):
         "model is reloaded while running. None: rank by inventory order")
     reload_s: float = Field(default=5.0, gt=0, description="how often to look for a newly "
                             "promoted model")
+    cold_start: Literal["thompson", "inventory"] = Field(
+        default="thompson", description="without a promoted model: 'thompson' samples each "
+        "action's conversion rate per lifecycle stage from what it has seen and takes the "
+        "best draw (learns from day one); 'inventory' takes the inventory order")
     refresh_scores: bool = Field(
         default=True, description="with a promoted model, refresh the churn risk, upgrade "
         "probability and CLV of every profile a micro-batch changes (one batched call); "

@@ -10,7 +10,8 @@ delivery policy), the others are backups tried in order when the first cannot go
 With probability ``nba.exploration`` (a stable hash of the decision, so replays agree) the
 primary is instead drawn uniformly among the eligible actions; the decision logs whether it
 explored and the probability of the action it took, which offline evaluation needs.
-Without a promoted model the ranking is the inventory order.
+Without a promoted model the ranking is a Thompson sampler that learns online
+(``operators.nba_bandit``; ``nba.cold_start: inventory`` for the inventory order).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from models import features as F
 from models.conditions import Context
 from models.nba import DO_NOTHING, ModelRegistry, NbaModel, rationale_text
 from models.settings import NbaAction, NbaSettings
+from operators.nba_bandit import Bandit, thompson
 
 _CURRENT = object()  # decide() with the registry's promoted model
 
@@ -50,6 +52,9 @@ class Request:
     eligible: list[Candidate]
     ineligible: dict[str, str]
     payload: Any = None   # the engine's own context for carrying on
+    # The cold-start bandit's counts for the customer's segment when the decision was asked
+    # for (``operators.nba_bandit``): a decision never sees what happened after it.
+    prior: dict[str, tuple[int, int]] | None = None
 
 
 def _in_blackout(day: str, ranges: list[str]) -> bool:
@@ -77,6 +82,30 @@ class NbaDecider:
         self.score_seconds = 0.0
         # (seconds, customers) per scored batch, drained by the metrics of the live flow
         self.timings: list[tuple[float, int]] = []
+        # The cold-start bandit's counts (one partition's; the partition loads and stores it).
+        self.bandit = Bandit()
+        self.goals = frozenset(settings.goal_events)
+
+    def segment(self, cats: dict[str, Any]) -> str:
+        """The bandit's segment of a customer: its lifecycle stage."""
+        return str(cats.get("stage") or "unknown")
+
+    def prior(self, cats: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
+        """The bandit counts a decision asked for now would use (None: no bandit)."""
+        if self.s.cold_start != "thompson":
+            return None
+        return self.bandit.prior(self.segment(cats))
+
+    def asked(self, req: Request) -> None:
+        """A decision was asked for: without a model, the bandit counts the action it will
+        take now, in event order (the decision itself is made with the batch's, from the
+        same counts, so it takes the same action), so that later requests' counts do not
+        depend on where the batch ends."""
+        if req.prior is None or self.model() is not None:
+            return
+        rec = self.decide([req], model=None, explain=False)[0]
+        if rec["ranked"]:
+            self.bandit.decided(self.segment(req.cats), rec["ranked"][0]["action"])
 
     def model(self) -> NbaModel | None:
         return self.registry.current() if self.registry is not None else None
@@ -166,12 +195,23 @@ class NbaDecider:
                         entry.update(confidence=round(by[c.name], 4), uplift=round(u, 4),
                                      value=round(u * V - c.cost, 4))
                 ranked.append((entry, pos))  # type: ignore[arg-type]
+            # P(the policy, exploration aside, takes each action): 1 for the greedy first.
+            chance: dict[str, float] | None = None
+            sampled = model is None and r.prior is not None and len(r.eligible) > 1
             if model is not None:
                 ranked.sort(key=lambda t: (t[0]["value"] is None,
                                            -(t[0]["value"] or 0.0), t[1]))
+            elif sampled:
+                names = [c.name for c in r.eligible]
+                order, probs, rates = thompson(
+                    r.key, r.prior or {}, names, [c.cost for c in r.eligible], V, DO_NOTHING)
+                for (entry, _), rate in zip(ranked, rates, strict=True):
+                    entry["confidence"] = rate  # the drawn conversion rate
+                ranked = [ranked[i] for i in order]
+                chance = dict(zip(names, probs, strict=True))
             greedy = [e for e, _ in ranked]  # type: ignore[misc]
             explored = False
-            propensity = 1.0
+            propensity = chance[greedy[0]["action"]] if chance and greedy else 1.0
             primary = greedy[0] if greedy else None
             n = len(greedy)
             if n > 1 and self.s.exploration > 0:
@@ -180,8 +220,9 @@ class NbaDecider:
                 if explored:
                     primary = pick
                 top = greedy[0]["action"]
-                propensity = self.s.exploration / n + \
-                    (1 - self.s.exploration) * (primary["action"] == top)  # type: ignore[index]
+                took = primary["action"]  # type: ignore[index]
+                p_policy = chance[took] if chance else float(took == top)
+                propensity = self.s.exploration / n + (1 - self.s.exploration) * p_policy
             top3 = greedy[:3]
             if primary is not None and primary not in top3:
                 top3 = [primary, *greedy[:2]]
@@ -194,7 +235,8 @@ class NbaDecider:
                 to_explain.append((k, 0, top3[0]["action"]))
             rec = {
                 "model": model.version if model is not None else None,
-                "policy": "model" if model is not None else "inventory_order",
+                "policy": "model" if model is not None else (
+                    "thompson" if sampled else "inventory_order"),
                 "features_version": F.VERSION,
                 "explored": explored,
                 "propensity": round(propensity, 6),

@@ -39,6 +39,7 @@ from operators.decode import RawRecord, Rejected, Routed, _reject
 from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
 from operators.identity.stitching import IdentityStitching
 from operators.journeys import JourneyEngine, JourneyRegistry
+from operators.nba_bandit import Bandit
 from operators.parking import Parking
 from operators.policy import DeliveryPolicy
 from state import changelog, keys, outbox
@@ -121,6 +122,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                                   orjson.loads(raw_alerts) if raw_alerts else None)
         raw_stats = self.store.get(keys.ANALYTICS)
         self.analytics = PartialStats(orjson.loads(raw_stats) if raw_stats else None)
+        if self.engine is not None:  # the cold-start bandit's counts
+            self.engine.nba.bandit = Bandit(self.store.get(keys.BANDIT))
         # Whether claims may wait in the store (``_due_claims`` scans only then).
         self._claims_stored = next(iter(self.store.scan(keys.CLAIM)), None) is not None
 
@@ -234,6 +237,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 else:  # erased or merged away
                     self.profiles.evict(ref)
             self.analytics.changed = False
+            if self.engine is not None:
+                self.engine.nba.bandit.changed = False
             self.stats.update(txn.stats)
             self.stats["outputs"] += len(entries)
             self.counts.update(txn.counts)
@@ -349,6 +354,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             txn.put(keys.ALERTS, raw_alerts)
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
+        if self.engine is not None and self.engine.nba.bandit.changed:
+            txn.put(keys.BANDIT, self.engine.nba.bandit.encode())
         pending = txn.progress.timers_pending
         for ref, profile in txn.objects.items():
             pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \

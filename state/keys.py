@@ -35,6 +35,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``m|alerts``                                           this partition's alert windows
 ``m|analytics``                                        this partition's analytics partials
 ``m|changelog``                                        changelog sequence number of the last batch
+``m|bandit``                                           the cold-start bandit's counts per stage and
+                                                       action (``operators.nba_bandit``)
 =====================================================  ==========================================
 
 All writes of one micro-batch, the applied offsets among them, go in one WriteBatch: after a
@@ -63,6 +65,7 @@ WATERMARK = b"m|watermark"
 ALERTS = b"m|alerts"
 TIMERS_PENDING = b"m|timers"
 ANALYTICS = b"m|analytics"   # this partition's cumulative analytics partials
+BANDIT = b"m|bandit"         # the cold-start bandit's counts (operators.nba_bandit)
 TOTALS = b"a|"               # a|<scope>|<id>|<version> -> newest partial of every partition
 HELD = b"h|"                 # h|<journey>|<at:016x>|<customer> -> (empty)
 

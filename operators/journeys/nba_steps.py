@@ -32,6 +32,13 @@ class NbaSteps:
                 self._carry_on_nba(fx, r, rec)
             self._moment = saved
 
+    def _nba_converted(self, p: Profile, at: int) -> None:
+        """A goal event: the customer's last decision converted, if within the horizon."""
+        last = p.get("nba_open")
+        if last is not None and 0 <= at - last[2] <= self.nba.s.horizon_s * 1000:
+            self.nba.bandit.converted(last[1], last[0])
+            del p["nba_open"]
+
     def _settle(self, fx: Effects, p: Profile) -> None:
         """Make this customer's waiting decisions before anything else happens to it."""
         if p.get("ref") in self.nba_pending:
@@ -45,6 +52,11 @@ class NbaSteps:
             p["scores"] = {**rec["scores"], "model": rec["model"], "at_ms": at}
         primary = rec["ranked"][0] if rec["ranked"] else None
         action = primary["action"] if primary else None
+        if action is not None:  # what the cold-start bandit learns from
+            segment = self.nba.segment(r.cats)
+            if r.prior is None or rec["model"] is not None:
+                self.nba.bandit.decided(segment, action)  # else counted when asked for
+            p["nba_open"] = [action, segment, at]
         self._step_event(fx, p, spec, run, node, "nba", at, cause,
                          {"action": action, "explored": rec["explored"], "model": rec["model"]})
         if primary is None:

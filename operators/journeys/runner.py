@@ -174,6 +174,8 @@ class JourneyEngine(SendDelivery, NbaSteps):
     def _on_event(self, fx: Effects, p: Profile, ev: InEvent) -> None:
         self._settle(fx, p)
         at = ev.ts_ms
+        if ev.key in self.nba.goals:
+            self._nba_converted(p, at)
         cause = {"message_id": ev.message_id}
         for jid in sorted(p.setdefault("journeys", {})):
             found = self._run(p, jid)
@@ -468,9 +470,11 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 cands = self.nba.candidates(list(step.actions))
                 eligible, why = self.nba.eligibility(p, at, ctx, cands)
                 row, cats = nba_features.build(p, at, run)
-                self._nba.append(Request((p["id"], jid, run["entered"], node, visit), row, cats,
-                                         eligible, why,
-                                         (p, jid, run, spec, node, step, at, cause, ev)))
+                req = Request((p["id"], jid, run["entered"], node, visit), row, cats,
+                              eligible, why, (p, jid, run, spec, node, step, at, cause, ev),
+                              prior=self.nba.prior(cats))
+                self.nba.asked(req)
+                self._nba.append(req)
                 self.nba_pending.add(p["ref"])
                 return
             elif isinstance(step, Goto):
