@@ -358,9 +358,11 @@ class NbaSettings(_Strict):
     reload_s: float = Field(default=5.0, gt=0, description="how often to look for a newly "
                             "promoted model")
     cold_start: Literal["thompson", "inventory"] = Field(
-        default="thompson", description="without a promoted model: 'thompson' samples each "
-        "action's conversion rate per lifecycle stage from what it has seen and takes the "
-        "best draw (learns from day one); 'inventory' takes the inventory order")
+        default="inventory", description="without a promoted model: 'inventory' takes the "
+        "inventory order; 'thompson' samples each action's conversion rate per lifecycle "
+        "stage from what the partition has seen and takes the best draw (learns from day "
+        "one, but each decision then depends on the partition's earlier ones, so live runs "
+        "and replays agree only as far as they apply events in the same order)")
     refresh_scores: bool = Field(
         default=True, description="with a promoted model, refresh the churn risk, upgrade "
         "probability and CLV of every profile a micro-batch changes (one batched call); "

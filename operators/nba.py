@@ -10,8 +10,8 @@ delivery policy), the others are backups tried in order when the first cannot go
 With probability ``nba.exploration`` (a stable hash of the decision, so replays agree) the
 primary is instead drawn uniformly among the eligible actions; the decision logs whether it
 explored and the probability of the action it took, which offline evaluation needs.
-Without a promoted model the ranking is a Thompson sampler that learns online
-(``operators.nba_bandit``; ``nba.cold_start: inventory`` for the inventory order).
+Without a promoted model the ranking is the inventory order, or with ``nba.cold_start:
+thompson`` a Thompson sampler that learns online (``operators.nba_bandit``).
 """
 
 from __future__ import annotations
@@ -101,14 +101,21 @@ class NbaDecider:
         take now, in event order (the decision itself is made with the batch's, from the
         same counts, so it takes the same action), so that later requests' counts do not
         depend on where the batch ends."""
-        if req.prior is None or self.model() is not None:
+        if req.prior is None or self.loaded() is not None:
             return
         rec = self.decide([req], model=None, explain=False)[0]
         if rec["ranked"]:
             self.bandit.decided(self.segment(req.cats), rec["ranked"][0]["action"])
 
     def model(self) -> NbaModel | None:
+        """The promoted model, looking for a newly promoted one at most every ``reload_s``
+        (decisions call this)."""
         return self.registry.current() if self.registry is not None else None
+
+    def loaded(self) -> NbaModel | None:
+        """The model in use, without looking for a new one: the other callers (scores,
+        the bandit) must not spend the reload check that the next decision makes."""
+        return self.registry.model if self.registry is not None else None
 
     def candidates(self, step_actions: list[Any]) -> list[Candidate]:
         """The step's actions (inventory rules apply where names match), or the inventory."""

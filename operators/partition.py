@@ -362,7 +362,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 txn.timers_before.get(ref, 0)
         txn.progress.timers_pending = max(pending, 0)
         if self.engine is not None and self.refresh_scores:
-            model = self.engine.nba.model()
+            model = self.engine.nba.loaded()
             if model is not None:  # one batched call for every profile the batch changed
                 txn.stats["scores_refreshed"] += scores.refresh(
                     [p for p in txn.objects.values() if not p.get("_gone")], model)

@@ -156,7 +156,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                      "days_since_last_seen": (at - p["last_seen"]) / DAY_MS,
                      "top": p.get("top", {})},
             scores=p.get("scores", {}),
-            score=lambda: scores.now(p, at, self.nba.model()),
+            score=lambda: scores.now(p, at, self.nba.loaded()),
             journey=journey,
             group=group_view(p),
             counter=counter,

@@ -304,7 +304,8 @@ def test_thompson_sampling_takes_what_converts_and_logs_its_propensity():
 
 
 def _cold(tmp_path: Path, evs: list, cut: int | None = None) -> tuple[list[dict], Partition]:
-    proc = _processor(tmp_path, {"exploration": 0.0, "goal_events": ["Subscription Upgraded"]})
+    proc = _processor(tmp_path, {"exploration": 0.0, "cold_start": "thompson",
+                                 "goal_events": ["Subscription Upgraded"]})
     out = []
     step = cut or len(evs)
     for i in range(0, len(evs), step):
