@@ -24,6 +24,7 @@ HOURS, PER_HOUR, BASE = 48, 60, 0.10
 
 
 def z_test(n_t: int, c_t: int, n_c: int, c_c: int) -> dict:
+    """The fixed-horizon two-proportion z-test the verdicts used before (p < 0.05)."""
     pooled = (c_t + c_c) / (n_t + n_c)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
     p = math.erfc(abs(c_t / n_t - c_c / n_c) / se / math.sqrt(2)) if se else 1.0

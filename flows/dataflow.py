@@ -32,7 +32,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 from confluent_kafka import KafkaError, Message
 
-from flows.changelog import ChangelogWriter, RestoreStats, Tail, open_store, resume_from
+from flows.changelog import ChangelogWriter, Tail, open_store, resume_from
 from flows.metrics import (
     ALERTS,
     BATCH,
@@ -83,7 +83,6 @@ class FlowContext:
     # The changelog's last complete batch per partition as the run started (flows.changelog);
     # None when the changelog is off.
     tails: dict[int, Tail | None] | None = None
-    restores: list[RestoreStats] = field(default_factory=list)
     _locks: dict[int, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,11 +108,9 @@ class FlowContext:
             return self._open(path)
         topic = self.settings.topics.changelog
         with self.lock(partition):
-            store, stats = open_store(self.brokers, topic, partition, path,
-                                      self.tails.get(partition), self._open,
-                                      writer=ChangelogWriter.for_thread(self.brokers, topic))
-        if stats is not None:
-            self.restores.append(stats)
+            store, _ = open_store(self.brokers, topic, partition, path,
+                                  self.tails.get(partition), self._open,
+                                  writer=ChangelogWriter.for_thread(self.brokers, topic))
         return store
 
     def resume_offset(self, topic: str, partition: int) -> int | None:
@@ -322,9 +319,9 @@ class PartitionLogic(StatefulBatchLogic):
             self.producer.flush()
             if self.changelog is not None:
                 self.changelog.flush()
-            out = self._run([])
+            out = self._run([])  # drop what Kafka acknowledged from the outbox
             if self.changelog is not None:  # the acknowledgements' own batch, too
-                self.changelog.flush()  # drop what Kafka acknowledged from the outbox
+                self.changelog.flush()
         return out, StatefulBatchLogic.RETAIN
 
     def on_notify(self) -> tuple[list, bool]:

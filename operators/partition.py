@@ -223,9 +223,6 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
-            staged_alerts = txn.get(keys.ALERTS)
-            if staged_alerts is not None:
-                self._alerts_raw = staged_alerts
             self.changelog_out = txn.changelog_entry
             if txn.changelog_entry is not None:
                 self.changelog_pending.append(txn.changelog_entry[0])
@@ -352,6 +349,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         raw_alerts = orjson.dumps(self.alerts.state)
         if raw_alerts != self._alerts_raw:
             txn.put(keys.ALERTS, raw_alerts)
+            self._alerts_raw = raw_alerts  # a failed batch reloads it (``_load_aggregates``)
         if self.analytics.changed:  # most small batches of a tailing flow change nothing
             txn.put(keys.ANALYTICS, orjson.dumps(self.analytics.state))
         if self.engine is not None and self.engine.nba.bandit.changed:

@@ -242,12 +242,13 @@ class BatchTransaction:
 
     def _stage_changelog(self, p: Progress) -> None:
         staged = self._staged
-        if not any(changelog.mirrored(k) for k in staged):
-            return  # only pending changelog entries leave: nothing to mirror
-        p.changelog_seq = (p.changelog_seq or 0) + 1
-        staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
         changes = [(k, None if v is _DELETED else v) for k, v in staged.items()
                    if changelog.mirrored(k)]
+        if not changes:
+            return  # only pending changelog entries leave: nothing to mirror
+        p.changelog_seq = (p.changelog_seq or 0) + 1
+        seq = staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
+        changes.append((keys.CHANGELOG_SEQ, seq))
         staged[keys.changelog(p.changelog_seq)] = changelog.encode_batch(
             p.applied, changes)  # type: ignore[arg-type]
         self.changelog_entry = (p.changelog_seq, dict(p.applied), changes)  # type: ignore[arg-type]

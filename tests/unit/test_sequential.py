@@ -4,10 +4,9 @@ where the fixed-horizon z-test used before calls far more; a real lift is still 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from benchmarks.experiments_aa import z_test  # the fixed-horizon test verdicts used before
 from operators.analytics.partials import compare
 
 HOURS = 48
@@ -28,15 +27,6 @@ def ever_significant(rate_t: float, rate_c: float, experiments: int, seed: int,
                 hits += 1
                 break
     return hits / experiments
-
-
-def z_test(n_t: int, c_t: int, n_c: int, c_c: int) -> dict:
-    """The fixed-horizon two-proportion z-test the verdicts used before (p < 0.05)."""
-    pooled = (c_t + c_c) / (n_t + n_c)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_t + 1 / n_c))
-    p = math.erfc(abs(c_t / n_t - c_c / n_c) / se / math.sqrt(2)) if se else 1.0
-    ok = min(n_t, n_c) >= 100 and min(c_t + c_c, n_t + n_c - c_t - c_c) >= 10
-    return {"verdict": "significant" if ok and p < 0.05 else "not significant"}
 
 
 def test_a_a_experiments_looked_at_hourly_are_rarely_called_significant():
