@@ -478,6 +478,43 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
                          since_ms=since)
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    from segue.studio.app import Studio, create_app, is_loopback
+    from segue.studio.live import LiveView
+    from segue.studio.workspace import StudioError
+
+    token = args.token or os.environ.get("SEGUE_STUDIO_TOKEN") or None
+    if not is_loopback(args.host) and not token:
+        print(f"error: --host {args.host} is reachable beyond this machine: give --token "
+              "(or SEGUE_STUDIO_TOKEN); every request must then carry it", file=sys.stderr)
+        return 2
+    for f in args.events or []:
+        if not Path(f).is_file():
+            print(f"error: --events {f}: no such file", file=sys.stderr)
+            return 2
+    settings = _settings(args)
+    live = None
+    if args.brokers:
+        since = None
+        if args.since != "all":
+            from models.journey import parse_duration_ms
+
+            since = int(time.time() * 1000) - parse_duration_ms(args.since)
+        live = LiveView(args.brokers, settings, since).start()
+    try:
+        studio = Studio(args.journeys, settings, args.events or [], live, token)
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    where = f"http://{args.host}:{args.port}/"
+    print(f"[studio] Segue Studio on {where}" + ("?token=…" if token else "")
+          + f" | journeys {args.journeys} | counts: {studio.counts_source()}", flush=True)
+    uvicorn.run(create_app(studio), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from segue.demo import run_demo
 
@@ -705,6 +742,30 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--every", type=float, default=2.0, metavar="SECONDS", help="refresh period")
     common(db)
     db.set_defaults(fn=cmd_dashboard)
+
+    st = sub.add_parser("studio", help="see, edit, backtest and publish journeys in the browser",
+                        description="A web app over a journeys folder: the journeys with their "
+                        "live numbers, each as a graph with counts on every node, point-and-"
+                        "click editing with the YAML in sync, a backtest of the draft against "
+                        "the current version on an events file, publish/pause/resume/rollback "
+                        "(running flows pick changes up), and the live dashboard. Drafts, "
+                        "history and the audit log live in DIR/.studio/.")
+    st.add_argument("--journeys", required=True, metavar="DIR", help="journey folder")
+    st.add_argument("--brokers", default=BROKERS, metavar="HOST:PORT", type=_brokers,
+                    help="read live numbers and the dashboard from the output topics "
+                    "(default: $SEGUE_BROKERS; none: counts come from --events)")
+    st.add_argument("--events", action="append", metavar="FILE",
+                    help="an events file (JSON lines) for backtests, and for node counts "
+                    "without a broker (repeatable)")
+    st.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                    "127.0.0.1; any other needs --token)")
+    st.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    st.add_argument("--token", help="a token every request must carry (default: "
+                    "$SEGUE_STUDIO_TOKEN); required beyond loopback")
+    st.add_argument("--since", default="24h", metavar="DURATION",
+                    help="read the output topics from this long ago (default 24h, or 'all')")
+    common(st)
+    st.set_defaults(fn=cmd_studio)
 
     d = sub.add_parser("demo", help="everything on the embedded broker, then a summary",
                        description="Start Tansu, simulate customers, run the flow to the end of "

@@ -110,27 +110,14 @@ class DashboardState:
                          "completed": self.completed[jid], "converted": self.converted[jid]}
         return rows, "from the journey events read"
 
-    def render(self) -> Group:
+    def figures(self) -> dict:
+        """The dashboard's numbers as plain data: the terminal view and Studio's live page
+        both show these."""
         now = self.newest
-        title = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") \
-            if now else "no data yet"
         rows, source = self.pipeline()
-        head = Text(f"ACTIVE JOURNEYS: {sum(1 for r in rows.values() if r['active'] > 0)} | "
-                    f"Total customers in journeys: "
-                    f"{sum(max(r['active'], 0) for r in rows.values()):,}"
-                    f"   (as of {title})", style="bold")
-        table = Table(title=f"JOURNEY PIPELINE ({source})", expand=False)
-        for col in ("Journey", "Active", "Completed", "Converted", "Conv. Rate"):
-            table.add_column(col, justify="left" if col == "Journey" else "right")
-        for jid in sorted(rows, key=lambda j: -rows[j]["entered"]):
-            r = rows[jid]
-            rate = r["converted"] / r["entered"] if r["entered"] else 0
-            table.add_row(jid, f"{max(r['active'], 0):,}", f"{r['completed']:,}",
-                          f"{r['converted']:,}", f"{rate:.1%}")
         # The hour up to the newest decision: a replayed or simulated history ends in a quiet
         # stretch, and an empty panel would say nothing.
         end = max((d[0] for d in self.decisions), default=now)
-        label = "last hour" if now - end < HOUR_MS else "last hour of activity"
         recent = [d for d in self.decisions if d[0] > end - HOUR_MS]
         fired = len(recent)
         executed = sum(1 for d in recent if d[1] == "send")
@@ -140,27 +127,9 @@ class DashboardState:
         opted = sum(1 for d in recent if d[1] != "send" and any(
             x.startswith(("consent.", "suppressed.")) for x in d[2]))
         quiet = sum(1 for d in recent if d[1] == "defer" and "quiet_hours" in d[2])
-        rate = executed / fired if fired else 0
-        activity = Text("\n".join([
-            f"Triggers fired: {fired:,}",
-            f"Actions executed: {executed:,} ({rate:.1%} delivery rate)",
-            f"Failed deliveries: {failed:,}",
-            f"Suppressed (frequency cap): {capped:,}",
-            f"Suppressed (opt-out): {opted:,}",
-            f"Deferred (quiet hours): {quiet:,}",
-        ]))
+        reasons: Counter[str] = Counter(x for d in recent if d[1] != "send" for x in d[2])
         n_nba = sum(self.nba_actions.values())
         conf = self.nba_confidence
-        model = self.nba_models.most_common(1)[0][0] if self.nba_models else "none"
-        avg = (f"{sum(conf) / len(conf):.1%} (model {model})" if conf else
-               "n/a (no model promoted: inventory order)")
-        nba_lines = [f"NBA decisions: {n_nba:,} | Avg confidence: {avg} | explored "
-                     f"{self.nba_explored / max(n_nba, 1):.1%}", "Top recommended actions:"]
-        nba_lines += [f"  {i}. {name}: {n:,} [{n / n_nba:.1%}]"
-                      for i, (name, n) in enumerate(self.nba_actions.most_common(5), 1)] \
-            or ["  (none yet)"]
-        channels = ", ".join(f"{ch} {self.dispatches[ch]:,}" for ch in CHANNELS
-                             if self.dispatches[ch])
         alerts = [f"⚠ {a['type'].removeprefix('alert.')} on {a['subject']}: rate "
                   f"{a['rate']:.1%} (threshold {a['threshold']:.0%})"
                   for a in self.alerts[-5:]]
@@ -175,17 +144,79 @@ class DashboardState:
             alerts.append(f"channel failures: {failed / fired:.0%} of sends in the last hour")
         if self.dlq:
             alerts.append(f"{self.dlq:,} messages dead-lettered (see the DLQ topic)")
+        return {
+            "as_of_ms": now or None, "journeys": rows, "journeys_source": source,
+            "activity_label": "last hour" if now - end < HOUR_MS else "last hour of activity",
+            "activity": {"triggers_fired": fired, "actions_executed": executed,
+                         "delivery_rate": executed / fired if fired else 0,
+                         "failed_deliveries": failed, "suppressed_cap": capped,
+                         "suppressed_opt_out": opted, "deferred_quiet_hours": quiet},
+            "suppressions_by_reason": dict(reasons.most_common(12)),
+            "nba": {"decisions": n_nba,
+                    "avg_confidence": sum(conf) / len(conf) if conf else None,
+                    "model": self.nba_models.most_common(1)[0][0] if self.nba_models else "none",
+                    "explored_rate": self.nba_explored / max(n_nba, 1),
+                    "top_actions": self.nba_actions.most_common(5)},
+            "dispatches_by_channel": {ch: self.dispatches[ch] for ch in CHANNELS
+                                      if self.dispatches[ch]},
+            "merges": self.merges, "dlq": self.dlq, "alerts": alerts,
+        }
+
+    def render(self) -> Group:
+        f = self.figures()
+        now = self.newest
+        title = datetime.fromtimestamp(now / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") \
+            if now else "no data yet"
+        rows, source = f["journeys"], f["journeys_source"]
+        head = Text(f"ACTIVE JOURNEYS: {sum(1 for r in rows.values() if r['active'] > 0)} | "
+                    f"Total customers in journeys: "
+                    f"{sum(max(r['active'], 0) for r in rows.values()):,}"
+                    f"   (as of {title})", style="bold")
+        table = Table(title=f"JOURNEY PIPELINE ({source})", expand=False)
+        for col in ("Journey", "Active", "Completed", "Converted", "Conv. Rate"):
+            table.add_column(col, justify="left" if col == "Journey" else "right")
+        for jid in sorted(rows, key=lambda j: -rows[j]["entered"]):
+            r = rows[jid]
+            rate = r["converted"] / r["entered"] if r["entered"] else 0
+            table.add_row(jid, f"{max(r['active'], 0):,}", f"{r['completed']:,}",
+                          f"{r['converted']:,}", f"{rate:.1%}")
+        a = f["activity"]
+        activity = Text("\n".join([
+            f"Triggers fired: {a['triggers_fired']:,}",
+            f"Actions executed: {a['actions_executed']:,} ({a['delivery_rate']:.1%} delivery "
+            "rate)",
+            f"Failed deliveries: {a['failed_deliveries']:,}",
+            f"Suppressed (frequency cap): {a['suppressed_cap']:,}",
+            f"Suppressed (opt-out): {a['suppressed_opt_out']:,}",
+            f"Deferred (quiet hours): {a['deferred_quiet_hours']:,}",
+        ]))
+        nba = f["nba"]
+        n_nba = nba["decisions"]
+        avg = (f"{nba['avg_confidence']:.1%} (model {nba['model']})"
+               if nba["avg_confidence"] is not None else
+               "n/a (no model promoted: inventory order)")
+        nba_lines = [f"NBA decisions: {n_nba:,} | Avg confidence: {avg} | explored "
+                     f"{nba['explored_rate']:.1%}", "Top recommended actions:"]
+        nba_lines += [f"  {i}. {name}: {n:,} [{n / n_nba:.1%}]"
+                      for i, (name, n) in enumerate(nba["top_actions"], 1)] \
+            or ["  (none yet)"]
+        channels = ", ".join(f"{ch} {n:,}" for ch, n in f["dispatches_by_channel"].items())
         return Group(
             head,
             table,
             *self._trends(),
-            Panel(activity, title=f"REAL-TIME TRIGGER ACTIVITY ({label})", expand=False),
+            Panel(activity, title=f"REAL-TIME TRIGGER ACTIVITY ({f['activity_label']})",
+                  expand=False),
             Panel(Text("\n".join(nba_lines)), title="NEXT BEST ACTION STATS", expand=False),
             Text(f"Dispatches by channel: {channels or 'none'} | identity merges: "
                  f"{self.merges:,}"),
-            Panel(Text("\n".join(alerts) or "none"), title="ALERTS", expand=False),
+            Panel(Text("\n".join(f["alerts"]) or "none"), title="ALERTS", expand=False),
         )
 
+    def trends(self) -> list[str]:
+        """The analytics lines (overall rates, experiment verdicts) as text."""
+        panels = self._trends()
+        return str(panels[0].renderable).splitlines() if panels else []
 
     def _trends(self) -> list:
         """Totals from segue.analytics: overall rates and the experiments' verdicts."""
