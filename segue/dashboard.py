@@ -51,8 +51,10 @@ class DashboardState:
         # Newest analytics totals (segue.analytics) per journey version and per channel
         self.journey_totals: dict[str, dict] = {}
         self.channel_totals: dict[str, dict] = {}
+        self.records = 0
 
     def add(self, kind: str, r: dict) -> None:
+        self.records += 1
         at = r.get("at_ms") or 0
         self.newest = max(self.newest, at)
         if kind == "journey":
@@ -160,6 +162,7 @@ class DashboardState:
             "dispatches_by_channel": {ch: self.dispatches[ch] for ch in CHANNELS
                                       if self.dispatches[ch]},
             "merges": self.merges, "dlq": self.dlq, "alerts": alerts,
+            "records_read": self.records,
         }
 
     def render(self) -> Group:

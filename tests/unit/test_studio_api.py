@@ -166,7 +166,8 @@ def test_publish_pause_resume_rollback_and_history(client: TestClient, folder: P
     assert client.post(f"/api/journeys/{JID}/publish").json()["version"] == 3
     versions = [v["version"] for v in client.get(f"/api/journeys/{JID}").json()["versions"]]
     assert versions == [3, 2, 1]
-    audit = [(a["action"], a["version"], a["who"]) for a in client.get("/api/audit").json()["audit"]]
+    audit = [(a["action"], a["version"], a["who"])
+             for a in client.get("/api/audit").json()["audit"]]
     assert audit[0] == ("publish", 2, "ana")
     assert [a[0] for a in audit] == ["publish", "pause", "resume", "rollback", "publish"]
     assert all(a[2] for a in audit)

@@ -638,7 +638,8 @@ function renderDashboard(f) {
   const a = f.activity;
   const rows = Object.entries(f.journeys).sort((x, y) => y[1].entered - x[1].entered);
   box.replaceChildren(
-    el("div", { class: "muted" }, `as of ${when(f.as_of_ms)} (event time) · updated ${new Date(f.sent_at_ms || Date.now()).toLocaleTimeString()}`, f.error ? ` · ${f.error}` : ""),
+    el("div", { class: "muted", id: "dash-status" }, `as of ${when(f.as_of_ms)} (event time) · `,
+      el("span", { id: "records-read" }, fmt(f.records_read)), ` records read · updated ${new Date(f.sent_at_ms || Date.now()).toLocaleTimeString()}`, f.error ? ` · ${f.error}` : ""),
     el("div", { class: "grid" },
       el("div", { class: "card" }, el("h2", {}, `Journeys (${f.journeys_source})`),
         el("table", { id: "dash-journeys" }, el("tr", {}, ["journey", "active", "completed", "converted", "rate"].map((h) => el("th", {}, h))),
