@@ -45,7 +45,7 @@ from starlette.staticfiles import StaticFiles
 from models.settings import Settings
 from segue.replay import replay
 from segue.studio import graph
-from segue.studio.backtest import backtest
+from segue.studio.backtest import backtest, events_from_topic
 from segue.studio.counts import JourneyCounts
 from segue.studio.live import LiveView
 from segue.studio.workspace import Checked, StudioError, Workspace
@@ -155,7 +155,8 @@ def create_app(studio: Studio) -> Starlette:
                                           if path else None)})
         return {"journeys": rows, "folder": str(ws.folder), "errors": ws.folder_errors(),
                 "counts_source": studio.counts_source(), "events": studio.events,
-                "live": studio.live is not None}
+                "live": studio.live is not None,
+                "events_topic": studio.settings.topics.events}
 
     async def list_journeys(request: Request) -> Response:
         return _JSON(await run_in_threadpool(journey_list))
@@ -226,17 +227,45 @@ def create_app(studio: Studio) -> Starlette:
         except StudioError as e:
             return _error(str(e))
 
+    def topic_backtest(jid: str, hours: object) -> dict:
+        """A backtest on the last ``hours`` of the events topic (Kafka time)."""
+        import tempfile
+
+        if studio.live is None:
+            raise StudioError("no broker: start Studio with --brokers to backtest on the "
+                              "events topic")
+        try:
+            h = float(hours)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as e:
+            raise StudioError(f"hours: {hours!r} is not a number") from e
+        if not h > 0:
+            raise StudioError("hours: must be above 0")
+        topic = studio.settings.topics.events
+        with tempfile.TemporaryDirectory(prefix="segue-backtest-topic-") as tmp:
+            path = Path(tmp) / "events.jsonl"
+            n = events_from_topic(studio.live.brokers, topic,
+                                  int(time.time() * 1000 - h * 3_600_000), path)
+            if n == 0:
+                raise StudioError(f"{topic} has no events in the last {h:g} h")
+            result = backtest(ws, studio.settings, jid, path)
+        result["events"] = f"{topic}, last {h:g} h ({n:,} events)"
+        return result
+
     async def run_backtest(request: Request) -> Response:
         jid = request.path_params["jid"]
         try:
             data = await body(request)
-            events = data.get("events") or (studio.events[0] if studio.events else None)
-            if not events:
-                raise StudioError("no events file: start Studio with --events FILE")
-            if str(events) not in studio.events:
-                raise StudioError(f"{events}: not one of the events files Studio was "
-                                  f"started with ({', '.join(studio.events)})")
-            result = await run_in_threadpool(backtest, ws, studio.settings, jid, events)
+            if data.get("hours") is not None:
+                result = await run_in_threadpool(topic_backtest, jid, data["hours"])
+            else:
+                events = data.get("events") or (studio.events[0] if studio.events else None)
+                if not events:
+                    raise StudioError("no events file: start Studio with --events FILE, or "
+                                      "with --brokers to backtest on the events topic")
+                if str(events) not in studio.events:
+                    raise StudioError(f"{events}: not one of the events files Studio was "
+                                      f"started with ({', '.join(studio.events)})")
+                result = await run_in_threadpool(backtest, ws, studio.settings, jid, events)
         except StudioError as e:
             return _error(str(e))
         return _JSON(result)

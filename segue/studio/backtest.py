@@ -67,6 +67,20 @@ def _sends(out: Path, jid: str) -> tuple[dict[str, int], int]:
     return dict(sorted(mine.items())), total
 
 
+def events_from_topic(brokers: str, topic: str, since_ms: int, dest: Path) -> int:
+    """The input topic's records stamped at or after ``since_ms`` (Kafka time), written as
+    JSON lines in the topic's order per partition; returns how many."""
+    from segue.kafka_io import consume_all
+
+    n = 0
+    with dest.open("wb") as f:
+        for m in consume_all(brokers, topic):
+            if m.value() and m.timestamp()[1] >= since_ms:
+                f.write(m.value().rstrip(b"\n") + b"\n")
+                n += 1
+    return n
+
+
 def _copy_folder(ws: Workspace, dest: Path, jid: str, text: str | None) -> None:
     dest.mkdir(parents=True)
     current = ws.files().get(jid)

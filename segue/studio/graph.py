@@ -116,6 +116,9 @@ def build(doc: dict) -> dict:
                 kind, title, text = "entry", "entry", f"on {trigger}"
                 if entry.get("when"):
                     text += f" when {entry['when']}"
+                re = entry.get("reentry", "never")
+                text += "; re-entry " + (f"after {re.get('after')}" if isinstance(re, dict)
+                                         else str(re))
             elif n == "@end":
                 kind, title, text = "end", "end of journey", ""
             else:

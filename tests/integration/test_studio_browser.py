@@ -293,6 +293,16 @@ def test_publish_and_a_running_flow_uses_the_new_version(browser, broker, tmp_pa
         first = min(i for i in range(1, n + 1) if entered.get(f"pub-b{i}") == 2)
         assert all(entered[f"pub-b{i}"] == 2 for i in range(first, n + 1))
 
+        # a backtest on the last hour of the events topic: what the flow has read so far
+        doc = studio.api(f"/api/journeys/{JID}/draft", {})["doc"]
+        doc["steps"]["wait_24h"]["duration"] = "30m"
+        studio.api(f"/api/journeys/{JID}/draft", {"doc": doc})
+        b = studio.api(f"/api/journeys/{JID}/backtest", {"hours": 1})
+        assert (b["current"]["version"], b["draft"]["version"]) == (2, 3)
+        assert b["draft"]["events"] == n + 1  # pub-a and every pub-b
+        assert b["current"]["counts"]["entered_customers"] == n + 1
+        (folder / ".studio" / "drafts" / f"{JID}.yaml").unlink()  # no draft left
+
         # the page's version history records who published
         page.reload()
         page.click('[data-tab="history"]')

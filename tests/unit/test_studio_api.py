@@ -235,3 +235,26 @@ def test_studio_refuses_to_listen_beyond_loopback_without_a_token(folder: Path) 
 
 def test_dashboard_without_a_broker_says_so(client: TestClient) -> None:
     assert "start Studio with --brokers" in client.get("/api/dashboard").json()["error"]
+
+
+def test_split_arms_carry_lift_interval_and_verdict(tmp_path: Path) -> None:
+    """A split's node shows each arm's result from the version's newest analytics total."""
+    from tests.unit.test_analytics import _events
+
+    folder = tmp_path / "journeys"
+    shutil.copytree(ROOT / "tests" / "journeys-analytics", folder)
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in _events()))
+    settings = Settings(analytics={"every_s": 600})
+    c = TestClient(create_app(Studio(folder, settings, [str(events)], None, None)))
+    counts = c.get("/api/journeys/ab-real").json()["counts"]["1"]
+    replay(settings, folder, events, tmp_path / "out", state_dir=tmp_path / "state")
+    latest = [orjson.loads(x) for x in (tmp_path / "out" / "analytics.jsonl").read_bytes()
+              .splitlines()]
+    newest = [r for r in latest if r["type"] == "analytics.journey"
+              and r["journey"]["id"] == "ab-real"][-1]
+    assert counts["split"] == newest["split"]
+    arms = {a["variant"]: a for a in counts["split"]}
+    assert arms["treatment"]["vs_control"]["verdict"] == "significant"
+    assert arms["treatment"]["vs_control"]["lift"] > 0 and arms["treatment"]["vs_control"]["ci"]
+    assert counts["nodes"]["split"]["customers"] == counts["entered_customers"]

@@ -205,6 +205,7 @@ function renderCanvas() {
     const grp = svgEl("g", { class: `node ${n.kind}` + (J.selected === n.id ? " selected" : ""),
       "data-node": n.id, transform: `translate(${n.x},${n.y})` });
     grp.append(svgEl("rect", { width: n.w, height: n.h }));
+    const tip = svgEl("title"); tip.textContent = `${n.title}: ${n.text}`; grp.append(tip);
     const lines = [[n.title + (n.kind !== "entry" && n.kind !== "end" ? `  (${n.kind})` : ""), "title", 18],
       [n.text.length > 36 ? n.text.slice(0, 35) + "…" : n.text, "text", 35],
       [nodeCountText(n, c), "counts", 54]];
@@ -516,18 +517,21 @@ function renderYamlErrors() {
 async function renderBacktest(pane) {
   const list = await api("/api/journeys");
   const files = list.events || [];
-  const sel = el("select", { id: "bt-events" }, files.map((f) => el("option", { value: f }, f)));
-  const go = el("button", { id: "run-backtest", class: "primary", disabled: editing() && files.length ? null : "",
+  const sources = files.map((f) => [f, f]);
+  if (list.live) for (const h of [1, 24, 168]) sources.push([`topic:${h}`, `last ${h} h of ${list.events_topic}`]);
+  const sel = el("select", { id: "bt-events" }, sources.map(([v, label]) => el("option", { value: v }, label)));
+  const go = el("button", { id: "run-backtest", class: "primary", disabled: editing() && sources.length ? null : "",
     onclick: async () => {
       go.disabled = true; go.textContent = "running…";
+      const req = sel.value.startsWith("topic:") ? { hours: Number(sel.value.slice(6)) } : { events: sel.value };
       try {
-        J.backtest = await api(`/api/journeys/${J.id}/backtest`, { method: "POST", body: JSON.stringify({ events: sel.value }) });
+        J.backtest = await api(`/api/journeys/${J.id}/backtest`, { method: "POST", body: JSON.stringify(req) });
       } catch (e) { toast(e.message, true); }
       renderTab();
     } }, "Run backtest");
   const head = el("div", { class: "toolbar" }, "Replay ", sel, " through the current version and the draft ", go,
     !editing() ? el("span", { class: "muted" }, "(start a draft first)") : "",
-    !files.length ? el("span", { class: "muted" }, "(start Studio with --events FILE)") : "");
+    !sources.length ? el("span", { class: "muted" }, "(start Studio with --events FILE or --brokers)") : "");
   const parts = [head];
   const b = J.backtest;
   if (b) {
@@ -535,7 +539,7 @@ async function renderBacktest(pane) {
     const dr = b.draft;
     const cc = cur.counts || { nodes: {} }, dc = dr.counts || { nodes: {} };
     const nodes = [...new Set([...Object.keys(cc.nodes), ...Object.keys(dc.nodes)])].sort();
-    parts.push(el("div", { class: "muted" }, `${fmt(dr.events)} events, ${b.seconds}s · ${fmt(b.customers_changed)} of ${fmt(b.customers)} customers change outcome`));
+    parts.push(el("div", { class: "muted" }, `${b.events}: ${fmt(dr.events)} events, ${b.seconds}s · ${fmt(b.customers_changed)} of ${fmt(b.customers)} customers change outcome`));
     parts.push(el("table", { id: "backtest-steps" },
       el("tr", {}, el("th", {}, "step"), el("th", { class: "num" }, `v${cur.version} customers`), el("th", { class: "num" }, `v${cur.version} visits`),
         el("th", { class: "num" }, `draft v${dr.version} customers`), el("th", { class: "num" }, `draft v${dr.version} visits`), el("th", { class: "num" }, "Δ customers")),
