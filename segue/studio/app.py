@@ -22,6 +22,7 @@ import asyncio
 import getpass
 import hmac
 import ipaddress
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -91,6 +92,11 @@ class Studio:
         self.live = live
         self.token = token
         self._replay: tuple[tuple, JourneyCounts] | None = None
+        self._replay_lock = threading.Lock()
+        self.replay_error: str | None = None
+        if self.events and self.live is None:  # ready by the time the page is first opened
+            threading.Thread(target=self.replay_counts, name="studio-counts",
+                             daemon=True).start()
 
     def who(self, request: Request) -> str:
         name = request.headers.get("x-segue-user", "").strip()[:80]
@@ -105,20 +111,33 @@ class Studio:
             return None
         sig = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in self.ws.folder.iterdir()
                            if p.suffix in (".yaml", ".yml")))
+        with self._replay_lock:  # one replay at a time; the others wait for its counts
+            return self._replay_for(sig)
+
+    def _replay_for(self, sig: tuple) -> JourneyCounts:
         if self._replay is None or self._replay[0] != sig:
             import tempfile
 
+            from operators.journeys import JourneyLoadError
+            from segue.replay import ReplayError
+
             with tempfile.TemporaryDirectory(prefix="segue-studio-counts-") as tmp:
-                replay(self.settings, self.ws.folder, self.events[0], Path(tmp) / "out",
-                       state_dir=Path(tmp) / "state")
-                self._replay = (sig, JourneyCounts.from_replay(Path(tmp) / "out"))
+                try:
+                    replay(self.settings, self.ws.folder, self.events[0], Path(tmp) / "out",
+                           state_dir=Path(tmp) / "state")
+                    counts, self.replay_error = JourneyCounts.from_replay(Path(tmp) / "out"), None
+                except (JourneyLoadError, ReplayError, OSError) as e:
+                    # e.g. an invalid file in the folder: no counts until it is fixed
+                    counts, self.replay_error = JourneyCounts(), str(e).splitlines()[0]
+                self._replay = (sig, counts)
         return self._replay[1]
 
     def counts_source(self) -> str:
         if self.live is not None:
             return "live: segue.journey-events and segue.analytics"
         if self.events:
-            return f"replay of {Path(self.events[0]).name}"
+            failed = f" (failed: {self.replay_error})" if self.replay_error else ""
+            return f"replay of {Path(self.events[0]).name}{failed}"
         return "none (give --brokers or --events)"
 
     def versions(self, jid: str) -> dict[int, dict]:

@@ -258,3 +258,16 @@ def test_split_arms_carry_lift_interval_and_verdict(tmp_path: Path) -> None:
     assert arms["treatment"]["vs_control"]["verdict"] == "significant"
     assert arms["treatment"]["vs_control"]["lift"] > 0 and arms["treatment"]["vs_control"]["ci"]
     assert counts["nodes"]["split"]["customers"] == counts["entered_customers"]
+
+
+def test_an_invalid_file_in_the_folder_is_listed_not_fatal(folder: Path, events: Path) -> None:
+    (folder / "broken.yaml").write_text("id: broken\nversion: 1\nentry: {event: X}\n"
+                                        "start: a\nsteps: {a: {type: wait}}\n")
+    c = TestClient(create_app(Studio(folder, Settings(), [str(events)], None, None)))
+    d = c.get("/api/journeys").json()
+    assert any(e.startswith(f"{folder / 'broken.yaml'}:") for e in d["errors"])
+    assert "failed" in d["counts_source"]  # no counts from a folder the flow would not load
+    assert JID in {j["id"] for j in d["journeys"]}
+    _draft_with(c, "1h")
+    r = c.post(f"/api/journeys/{JID}/publish")
+    assert r.status_code == 400 and "broken.yaml" in r.json()["error"]
