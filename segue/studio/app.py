@@ -170,7 +170,7 @@ def create_app(studio: Studio) -> Starlette:
                 "target_conversion": j.target.conversion if j and j.target else None,
                 "numbers": studio.totals(jid) if j else {},
                 "last_change": change or ({"at_ms": int(path.stat().st_mtime * 1000),
-                                           "action": "file changed", "who": None}
+                                           "action": "file modified", "who": None}
                                           if path else None)})
         return {"journeys": rows, "folder": str(ws.folder), "errors": ws.folder_errors(),
                 "counts_source": studio.counts_source(), "events": studio.events,

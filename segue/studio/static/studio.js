@@ -87,7 +87,7 @@ async function showList() {
           el("td", { class: "num" }, fmt(n.converted)),
           el("td", { class: "num" }, pct(n.conversion_rate)),
           el("td", { class: "num" }, j.target_conversion ? pct(j.target_conversion) : "–"),
-          el("td", {}, c ? `${c.action}${c.version ? " v" + c.version : ""} · ${c.who || ""} · ${when(c.at_ms)}` : "–"));
+          el("td", {}, c ? [`${c.action}${c.version ? " v" + c.version : ""}`, c.who, when(c.at_ms)].filter(Boolean).join(" · ") : "–"));
       })));
 }
 
