@@ -158,10 +158,14 @@ def train_model(models: Path) -> str:
 def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
                     profile: Path | None = None) -> tuple[float, str] | None:
     """``segue run --until-eof`` over the bench topics, start to exit: (seconds, its summary
-    line), or None (printed why) when it failed. With ``profile``, under py-spy."""
+    line), or None (printed why) when it failed. With ``profile``, under py-spy.
+
+    Each run has an application id of its own: with one id, a later round would restore the
+    earlier round's state from its changelog topic and have nothing left to do."""
+    app_id = f"bench-{state.name}-{os.getpid()}"
     cmd = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
            str(state), "--until-eof", "--journeys", str(ROOT / "journeys"), "--models",
-           str(models), "--prefix", "bench.", *extra]
+           str(models), "--prefix", "bench.", "--app-id", app_id, *extra]
     if profile is not None:
         spy = str(Path(sys.executable).parent / "py-spy")
         cmd = [spy, "record", "--format", "raw", "-o", str(profile), "--rate", "50",
@@ -172,8 +176,8 @@ def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
     if out.returncode != 0:
         print(out.stdout[-2000:], out.stderr[-3000:], file=sys.stderr)
         return None
-    lines = out.stderr.strip().splitlines()
-    return secs, lines[-1] if lines else ""
+    lines = [x for x in out.stderr.strip().splitlines() if "first to last, start-up" in x]
+    return secs, lines[-1] if lines else out.stderr.strip()[-500:]
 
 
 def parse_rates(summary: str) -> tuple[int | None, float | None]:
