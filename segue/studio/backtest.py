@@ -19,7 +19,7 @@ import orjson
 from models.settings import Settings
 from segue.replay import replay
 from segue.studio.counts import JourneyCounts
-from segue.studio.workspace import StudioError, Workspace, _with_status, _with_version
+from segue.studio.workspace import StudioError, Workspace
 
 MAX_CUSTOMERS_LISTED = 200
 
@@ -96,17 +96,10 @@ def _copy_folder(ws: Workspace, dest: Path, jid: str, text: str | None) -> None:
 def backtest(ws: Workspace, settings: Settings, jid: str, events: str | Path,
              horizon_ms: int = 35 * 86_400_000) -> dict:
     """Replay ``events`` through the current version and the draft of ``jid``."""
-    checked = ws.draft(jid)
-    if checked is None:
-        raise StudioError(f"{jid} has no draft to backtest")
-    if checked.journey is None:
-        raise StudioError("the draft does not validate: "
-                          + "; ".join(e["text"] for e in checked.errors))
+    draft_version, draft_text = ws.release(jid, "backtest")
     if not Path(events).is_file():
         raise StudioError(f"{events}: no such events file")
     current = ws.files().get(jid)
-    draft_version = ws.next_version(jid)
-    draft_text = _with_status(_with_version(checked.text, draft_version), "active")
     now_ms = int(time.time() * 1000)  # one clock reading for both runs
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="segue-backtest-") as tmp:

@@ -49,13 +49,28 @@ class LiveView:
         self._stop.set()
 
     def _run(self) -> None:
-        tail = None
+        tail: TopicTail | None = None
+        complete = False
         fold = _Fold(self.dash, self.counts, self.lock)
+        made = 0.0
         while not self._stop.is_set():
             try:
+                # Topics that do not exist yet (Studio started before the flow made them) are
+                # not read: look again every 10 s until the journey events are among them.
+                if tail is not None and not complete and time.monotonic() - made > 10:
+                    tail.consumer.close()
+                    tail = None
                 if tail is None:
+                    with self.lock:  # a new reader reads from the start again: count anew
+                        self.dash, self.counts = DashboardState(), JourneyCounts()
+                        fold = _Fold(self.dash, self.counts, self.lock)
                     tail = TopicTail(self.brokers, self.settings, self.since_ms)
-                    self.error = None
+                    made = time.monotonic()
+                    complete = any(tp.topic == self.settings.topics.journey_events
+                                   for tp in tail.consumer.assignment())
+                    self.error = None if complete else (
+                        f"{self.settings.topics.journey_events} does not exist yet on "
+                        f"{self.brokers} (is segue run started with this prefix?)")
                 tail.poll(fold, 0.5)
                 self.updated = time.time()
             except Exception as e:  # noqa: BLE001 - shown on the page; retried

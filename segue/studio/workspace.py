@@ -257,17 +257,22 @@ class Workspace:
         tmp_path.write_text(text)
         os.replace(tmp_path, path)
 
+    def release(self, jid: str, purpose: str) -> tuple[int, str]:
+        """The draft as it would be published: (next version, its text, active); refused when
+        there is no draft or it does not validate."""
+        checked = self.draft(jid)
+        if checked is None:
+            raise StudioError(f"{jid} has no draft to {purpose}")
+        if checked.journey is None:
+            raise StudioError("the draft does not validate: "
+                              + "; ".join(e["text"] for e in checked.errors))
+        version = self.next_version(jid)
+        return version, _with_status(_with_version(checked.text, version), "active")
+
     def publish(self, jid: str, who: str) -> int:
         """Make the draft the journey's newest version: the flow's new entries get it."""
         with self._lock:
-            checked = self.draft(jid)
-            if checked is None:
-                raise StudioError(f"{jid} has no draft to publish")
-            if checked.journey is None:
-                raise StudioError("the draft does not validate: "
-                                  + "; ".join(e["text"] for e in checked.errors))
-            version = self.next_version(jid)
-            text = _with_status(_with_version(checked.text, version), "active")
+            version, text = self.release(jid, "publish")
             found = self.files().get(jid)
             path = found[0] if found else self.folder / f"{jid}.yaml"
             self._write_checked(path, text)
