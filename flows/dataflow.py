@@ -305,6 +305,7 @@ class PartitionLogic(StatefulBatchLogic):
         assert self.proc is not None
         # Nothing of its own input left unread: claims of identifiers are answered at once.
         self.proc.input_done = self.caught_up or self._events_done
+        self.proc.events_ended = self._events_done
         out = self._run(events, flush_analytics=events_ended)
         if (drain or eof) and not self._drained:
             # End of input: timers up to the horizon and the final partials, while the other

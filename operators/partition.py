@@ -110,6 +110,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # Whether this partition has read all of its own input there is (caught up, or the
         # input ended): claims of identifiers are then answered at once (see ``_claim``).
         self.input_done = False
+        # Whether this partition's events input has ended (``--until-eof``): events held for
+        # a merge and applied after that would otherwise never send their analytics, since
+        # partials go out when event time enters a new period and nothing newer comes.
+        self.events_ended = False
         self._claims_now = False
         self.txn: BatchTransaction  # the batch being applied (see ``process``)
 
@@ -332,7 +336,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self._flush_nba()
             if not self.txn.progress.drain_pending:
                 self._send_analytics()  # end of input: the final partials
-        if flush_analytics:
+        if flush_analytics or (self.events_ended and self.analytics.state["dirty"]):
             self._send_analytics()
         # This partition's alert counts to the owner of the totals (judged there, across
         # partitions); all of them at the end of the input.
