@@ -460,22 +460,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.names)
 
 
+def _since_ms(text: str) -> int | None:
+    """``--since DURATION`` as the Kafka time to read from (None: ``all``, the beginning)."""
+    if text == "all":
+        return None
+    from models.journey import parse_duration_ms
+
+    try:
+        return int(time.time() * 1000) - parse_duration_ms(text)
+    except ValueError as e:
+        raise ValueError(f"--since: {e} (or 'all')") from e
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from segue.broker import wait_for_metadata
     from segue.dashboard import run_dashboard
 
     settings = _settings(args)
     wait_for_metadata(args.brokers)
-    since = None
-    if args.since != "all":
-        from models.journey import parse_duration_ms
-
-        try:
-            since = int(time.time() * 1000) - parse_duration_ms(args.since)
-        except ValueError as e:
-            raise ValueError(f"--since: {e} (or 'all')") from e
     return run_dashboard(args.brokers, settings, once=args.once, every_s=args.every,
-                         since_ms=since)
+                         since_ms=_since_ms(args.since))
 
 
 def cmd_studio(args: argparse.Namespace) -> int:
@@ -495,12 +499,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
     settings = _settings(args)
     live = None
     if args.brokers:
-        since = None
-        if args.since != "all":
-            from models.journey import parse_duration_ms
-
-            since = int(time.time() * 1000) - parse_duration_ms(args.since)
-        live = LiveView(args.brokers, settings, since).start()
+        live = LiveView(args.brokers, settings, _since_ms(args.since)).start()
     try:
         studio = Studio(args.journeys, settings, args.events or [], live, token)
     except StudioError as e:

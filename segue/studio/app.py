@@ -158,7 +158,7 @@ def create_app(studio: Studio) -> Starlette:
 
     def journey_list() -> dict:
         rows = []
-        files = ws.files()
+        files, errors = ws.scan()
         drafts = {p.stem for p in ws.drafts.glob("*.yaml")}
         for jid in sorted(set(files) | drafts):
             path, j = files.get(jid, (None, None))
@@ -172,7 +172,7 @@ def create_app(studio: Studio) -> Starlette:
                 "last_change": change or ({"at_ms": int(path.stat().st_mtime * 1000),
                                            "action": "file modified", "who": None}
                                           if path else None)})
-        return {"journeys": rows, "folder": str(ws.folder), "errors": ws.folder_errors(),
+        return {"journeys": rows, "folder": str(ws.folder), "errors": errors,
                 "counts_source": studio.counts_source(), "events": studio.events,
                 "live": studio.live is not None,
                 "events_topic": studio.settings.topics.events}

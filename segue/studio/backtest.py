@@ -81,18 +81,6 @@ def events_from_topic(brokers: str, topic: str, since_ms: int, dest: Path) -> in
     return n
 
 
-def _copy_folder(ws: Workspace, dest: Path, jid: str, text: str | None) -> None:
-    dest.mkdir(parents=True)
-    current = ws.files().get(jid)
-    for f in ws.folder.iterdir():
-        if f.suffix in (".yaml", ".yml"):
-            if text is not None and current is not None and f == current[0]:
-                continue
-            (dest / f.name).write_text(f.read_text())
-    if text is not None:
-        (dest / (current[0].name if current else f"{jid}.yaml")).write_text(text)
-
-
 def backtest(ws: Workspace, settings: Settings, jid: str, events: str | Path,
              horizon_ms: int = 35 * 86_400_000) -> dict:
     """Replay ``events`` through the current version and the draft of ``jid``."""
@@ -109,7 +97,7 @@ def backtest(ws: Workspace, settings: Settings, jid: str, events: str | Path,
             if name == "current" and current is None:
                 continue
             folder = root / name / "journeys"
-            _copy_folder(ws, folder, jid, text)
+            ws.copy_with(folder, ws.file_of(jid) if text is not None else None, text)
             out = root / name / "out"
             summary = replay(settings, folder, events, out, state_dir=root / name / "state",
                              horizon_ms=horizon_ms, now_ms=now_ms)

@@ -125,17 +125,19 @@ class Workspace:
         self.snapshot_history()
 
     # ----- reading ------------------------------------------------------------------------
-    def files(self) -> dict[str, tuple[Path, Journey]]:
-        """The newest valid version of each journey in the folder, with its file."""
-        loaded, _ = load_dir(self.folder)
+    def scan(self) -> tuple[dict[str, tuple[Path, Journey]], list[str]]:
+        """The newest valid version of each journey in the folder with its file, and the
+        folder's problems, from one reading."""
+        loaded, errors = load_dir(self.folder)
         newest: dict[str, tuple[Path, Journey]] = {}
         for path, j in loaded:
             if j.id not in newest or j.version > newest[j.id][1].version:
                 newest[j.id] = (path, j)
-        return newest
+        return newest, errors
 
-    def folder_errors(self) -> list[str]:
-        return load_dir(self.folder)[1]
+    def files(self) -> dict[str, tuple[Path, Journey]]:
+        """The newest valid version of each journey in the folder, with its file."""
+        return self.scan()[0]
 
     def current(self, jid: str) -> tuple[Path, Journey]:
         found = self.files().get(jid)
@@ -242,14 +244,26 @@ class Workspace:
         return self.save_draft(jid, doc=doc)
 
     # ----- publishing ---------------------------------------------------------------------
+    def file_of(self, jid: str) -> str:
+        """The name of the file that holds (or will hold) a journey."""
+        found = self.files().get(jid)
+        return found[0].name if found else f"{jid}.yaml"
+
+    def copy_with(self, dest: Path, name: str | None = None, text: str | None = None) -> None:
+        """The folder's journey files copied into ``dest``, file ``name`` replaced by
+        ``text`` (for checking or replaying the folder as it would be)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in self.folder.iterdir():
+            if f.suffix in (".yaml", ".yml") and f.name != name:
+                (dest / f.name).write_text(f.read_text())
+        if name is not None and text is not None:
+            (dest / name).write_text(text)
+
     def _write_checked(self, path: Path, text: str) -> None:
         """Write a journey file only if the whole folder still loads with it (references
         between journeys, unique versions), atomically."""
         with tempfile.TemporaryDirectory(prefix="segue-studio-") as tmp:
-            for f in self.folder.iterdir():
-                if f.suffix in (".yaml", ".yml") and f.name != path.name:
-                    (Path(tmp) / f.name).write_text(f.read_text())
-            (Path(tmp) / path.name).write_text(text)
+            self.copy_with(Path(tmp), path.name, text)
             errors = load_dir(tmp)[1]
             if errors:
                 raise StudioError("\n".join(e.replace(tmp + "/", "") for e in errors))
@@ -273,8 +287,7 @@ class Workspace:
         """Make the draft the journey's newest version: the flow's new entries get it."""
         with self._lock:
             version, text = self.release(jid, "publish")
-            found = self.files().get(jid)
-            path = found[0] if found else self.folder / f"{jid}.yaml"
+            path = self.folder / self.file_of(jid)
             self._write_checked(path, text)
             (self.history / f"{jid}@v{version}.yaml").write_text(text)
             self._draft_path(jid).unlink()
