@@ -9,7 +9,9 @@ Evaluation estimates a policy's conversion rate on the *explored* decisions only
 action was drawn uniformly among the eligible ones (propensity 1/K): inverse propensity
 (IPS) and doubly robust (DR, with the candidate's own model as the outcome model), each with
 a 95 % normal-approximation confidence interval; the difference candidate − baseline is paired
-per decision, so its interval is narrower than the two intervals side by side.
+per decision, so its interval is narrower than the two intervals side by side. The objective
+is net value (``nba.conversion_value`` × incremental conversions − the cost of the actions
+sent): the number of trees is chosen by it, and the promotion gate compares it.
 """
 
 from __future__ import annotations
@@ -247,7 +249,9 @@ def select_trees(booster: lgb.Booster, rows: np.ndarray, none_code: int, taken: 
                  r: np.ndarray, k: np.ndarray, cost: np.ndarray, eligible: np.ndarray,
                  value: float, rounds: int, step: int = 25) -> tuple[int, dict[str, float]]:
     """How many trees of ``booster`` (an S-learner, action code in the last column) make the
-    best policy: the doubly robust estimate of the greedy policy's conversion rate on held-out
+    best policy: the doubly robust estimate of the greedy policy's net value per decision
+    (``value`` × its conversion rate − the cost of what it sends; the conversions of doing
+    nothing are the same for every policy, so they drop out of the comparison) on held-out
     randomised decisions (``taken`` drawn uniformly among ``k`` eligible actions, outcome
     ``r``), every ``step`` trees, smoothed over three neighbours (log loss stops far too early
     for uplift, and the curve is noisy near its flat top)."""
@@ -262,12 +266,12 @@ def select_trees(booster: lgb.Booster, rows: np.ndarray, none_code: int, taken: 
         pi = v.argmax(axis=1)
         q_pi = p[np.arange(n), pi]
         q_taken = p[np.arange(n), taken]
-        curve[it] = float((q_pi + (pi == taken) * k * (r - q_taken)).mean())
+        curve[it] = float((value * (q_pi + (pi == taken) * k * (r - q_taken)) - cost[pi]).mean())
     its = sorted(curve)
     smooth = {it: sum(curve[j] for j in its[max(i - 1, 0):i + 2]) /
               len(its[max(i - 1, 0):i + 2]) for i, it in enumerate(its)}
     best = max(its, key=lambda it: (smooth[it], -it))
-    return best, {str(it): round(v, 5) for it, v in curve.items()}
+    return best, {str(it): round(v, 4) for it, v in curve.items()}
 
 
 def _fit_uplift(params: dict, x: np.ndarray, y: np.ndarray, valid: np.ndarray, cats: list[int],
@@ -293,7 +297,7 @@ def _fit_uplift(params: dict, x: np.ndarray, y: np.ndarray, valid: np.ndarray, c
         kk = np.asarray([max(len(logged.eligible[i]), 1) for i in vidx], dtype=np.float64)
         trees, curve = select_trees(booster, x[vidx, :-1], code[DO_NOTHING], taken, y[vidx],
                                     kk, cost, elig, nba.conversion_value, rounds)
-        metrics["policy_value_dr_by_trees"] = curve
+        metrics["net_value_dr_by_trees"] = curve
     pred = booster.predict(x[valid], num_iteration=trees)
     eps = 1e-12
     metrics["binary_logloss"] = round(float(-np.mean(y[valid] * np.log(pred + eps) +
@@ -469,21 +473,36 @@ def evaluate(candidate: NbaModel | None, baseline: NbaModel | None, logged: Logg
         return q_model.conversion(rows, acts)
 
     q_taken = q(taken)
+    value = nba.conversion_value
+    costs = {a.name: a.cost for a in nba.actions}
+
+    def dr_of(pi: list[str]) -> np.ndarray:
+        match = np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
+        return q(pi) + match * k * (r - q_taken)
+
+    # Net value per decision against doing nothing: value × (conversions − those doing
+    # nothing would have had) − the cost of what is sent; doing nothing's term is the same
+    # for every policy, so differences of net value are differences of value × DR − cost.
+    dr_none = dr_of([DO_NOTHING] * len(idx))
     out: dict[str, Any] = {"explored_decisions": len(idx),
-                           "outcome_model": q_model.version if q_model else None}
+                           "outcome_model": q_model.version if q_model else None,
+                           "conversion_value": value}
     terms = {}
     for name, model in (("candidate", candidate), ("baseline", baseline)):
         pi = greedy_actions(model, logged, nba, idx)
         match = np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
         ips = match * k * r
-        dr = q(pi) + match * k * (r - q_taken)
-        terms[name] = (ips, dr)
+        dr = dr_of(pi)
+        net = value * (dr - dr_none) - np.asarray([costs.get(a, 0.0) for a in pi])
+        terms[name] = (ips, dr, net)
         out[name] = {"version": model.version if model else "inventory_order",
                      "ips": Estimate.of(ips).as_dict(), "dr": Estimate.of(dr).as_dict(),
+                     "net_value": Estimate.of(net).as_dict(),
                      "actions": dict(Counter(pi).most_common())}
     out["difference"] = {
         "ips": Estimate.of(terms["candidate"][0] - terms["baseline"][0]).as_dict(),
         "dr": Estimate.of(terms["candidate"][1] - terms["baseline"][1]).as_dict(),
+        "net_value": Estimate.of(terms["candidate"][2] - terms["baseline"][2]).as_dict(),
     }
     out["logged_conversion_rate"] = round(float(r.mean()), 6)
     return out
@@ -502,10 +521,10 @@ def learned_uplift(model: NbaModel, logged: Logged) -> float:
 
 def promotion_gate(candidate: NbaModel, baselines: list[NbaModel | None], logged: Logged,
                    nba: NbaSettings) -> dict:
-    """Whether ``candidate`` may be promoted: it learned some uplift, and its DR estimate
-    beats every baseline (the inventory order, ``None``, and the model in use) with 95 %
-    confidence, paired on the same explored decisions. Returns each comparison and why
-    not."""
+    """Whether ``candidate`` may be promoted: it learned some uplift, and its doubly robust
+    net value per decision beats every baseline (the inventory order, ``None``, and the
+    model in use) with 95 % confidence, paired on the same explored decisions. Returns each
+    comparison and why not."""
     why = []
     lift = learned_uplift(candidate, logged)
     if lift < NO_UPLIFT:
@@ -514,14 +533,15 @@ def promotion_gate(candidate: NbaModel, baselines: list[NbaModel | None], logged
     against = []
     for base in baselines:
         res = evaluate(candidate, base, logged, nba)
-        diff = res["difference"]["dr"]
+        diff = res["difference"]["net_value"]
         passed = diff["ci95"][0] > 0
         name = res["baseline"]["version"]
-        against.append({"baseline": name, "dr_difference": diff, "passed": passed,
+        against.append({"baseline": name, "net_value_difference": diff,
+                        "dr_difference": res["difference"]["dr"], "passed": passed,
                         "evaluation": res})
         if not passed:
-            why.append(f"not better than {name} with 95 % confidence (DR difference "
-                       f"{diff['mean']:+.4f}, 95 % CI [{diff['ci95'][0]:+.4f}, "
-                       f"{diff['ci95'][1]:+.4f}])")
+            why.append(f"not better than {name} with 95 % confidence (net value per "
+                       f"decision, DR, difference {diff['mean']:+.4f}, 95 % CI "
+                       f"[{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}])")
     return {"passed": not why, "why": why, "learned_uplift": round(lift, 6),
             "against": against}

@@ -413,11 +413,12 @@ def cmd_nba(args: argparse.Namespace) -> int:
             r = g["evaluation"]
             if g is gate["against"][0]:
                 c = r["candidate"]
-                print(f"candidate {c['version']:16} IPS {_ci(c['ips'])}  DR {_ci(c['dr'])}")
+                print(f"candidate {c['version']:16} IPS {_ci(c['ips'])}  DR {_ci(c['dr'])}  "
+                      f"net value {_ci(c['net_value'])}")
             b = r["baseline"]
             print(f"baseline  {b['version']:16} IPS {_ci(b['ips'])}  DR {_ci(b['dr'])}  "
-                  f"difference (DR, paired) {_ci(g['dr_difference'])}"
-                  f"{'' if g['passed'] else '  not better'}")
+                  f"net value {_ci(b['net_value'])}  difference (net value, paired) "
+                  f"{_ci(g['net_value_difference'])}{'' if g['passed'] else '  not better'}")
         print(f"on {gate['against'][0]['evaluation']['explored_decisions']:,} explored "
               f"decisions; largest predicted uplift {gate['learned_uplift']:.4f}")
         chosen = next(g for g in gate["against"]

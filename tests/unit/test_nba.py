@@ -240,6 +240,28 @@ def test_offline_evaluation_prefers_the_policy_that_converts_more(trained):
     assert worst["difference"]["dr"]["ci95"][0] > 0.05
 
 
+def test_evaluation_and_the_gate_judge_net_value_not_conversions(trained):
+    """Net value is the objective (issue 18, item 1): when every action costs more than the
+    conversions it can gain are worth, the inventory order (which ignores cost) converts
+    more, yet the model, which then sends nothing, is better on net value, and the gate
+    promotes on net value."""
+    from models.nba_train import promotion_gate
+
+    held_out = _logged(6000, seed=12)
+    nba = NbaSettings(conversion_value=100.0, actions=[
+        {"name": n, "channel": "email" if n != DO_NOTHING else "none",
+         "cost": 0.0 if n == DO_NOTHING else 60.0} for n in ACTIONS])
+    res = evaluate(NbaModel(trained), None, held_out, nba)
+    assert res["candidate"]["actions"] == {DO_NOTHING: 6000}
+    assert res["difference"]["dr"]["ci95"][1] < 0  # fewer conversions ...
+    net = res["difference"]["net_value"]
+    assert net["ci95"][0] > 30  # ... but more net value: a send costs 60, gains < 30
+    assert abs(res["candidate"]["net_value"]["mean"]) < 1e-9  # doing nothing: 0 by definition
+    gate = promotion_gate(NbaModel(trained), [None], held_out, nba)
+    assert gate["passed"], gate["why"]
+    assert gate["against"][0]["net_value_difference"] == net
+
+
 def test_every_profile_a_batch_changes_gets_scores_as_of_its_last_event(tmp_path, trained):
     """Scores for every customer, not only those given an NBA decision (issue 18, item 4):
     one batched call per micro-batch, the same numbers the model gives that profile."""
