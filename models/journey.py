@@ -295,6 +295,22 @@ class Journey(_Spec):
         """``caps`` as plain dicts, made once (delivery policy reads them on every send)."""
         return {ch: c.model_dump(exclude_none=True) for ch, c in self.caps.items()}
 
+    @functools.cached_property
+    def conditions_on_events(self) -> bool:
+        """Whether an event or timer of a customer in this journey can have a condition
+        evaluated (a goal's or exit's ``when``, a wait for an event with ``where``): only
+        then does the engine build a condition context for each of them."""
+        return any(g.when is not None for g in self.goals) or \
+            any(x.when is not None for x in self.exits) or \
+            any(isinstance(s, WaitEvent) and s.where is not None for s in self.steps.values())
+
+    @functools.cached_property
+    def condition_exits(self) -> list[Exit]:
+        """Exits on a condition alone (no event, delay or inactivity): taken when it turns
+        true during the journey."""
+        return [x for x in self.exits if x.when is not None and x.event is None
+                and x.after is None and x.inactive is None]
+
     def fingerprint(self) -> str:
         """Content hash: a version's content may never change once customers are on it.
         ``status`` is left out: pausing and resuming a version is not a change of content."""

@@ -112,6 +112,12 @@ class IdentityStitching:
 
     def _link(self, p: Profile, ev: InEvent) -> None:
         """Claim the event's identifiers this customer does not hold yet (within limits)."""
+        links = p["links"]
+        if not ev.traits and ev.device_id is None and ev.type != "alias":
+            # Most events carry only ids the customer holds already: no set, no sort.
+            uid, aid = ev.user_id, ev.anonymous_id
+            if (not uid or f"user:{uid}" in links) and (not aid or f"anon:{aid}" in links):
+                return
         ids = identifiers(ev, self.id_traits, self.blocked_emails)
         new = sorted(ids.difference(p["links"]))
         if not new:

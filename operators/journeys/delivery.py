@@ -66,12 +66,14 @@ class SendDelivery:
     # ----- sends and conflicts ---------------------------------------------------------------
     def _intend(self, p: Profile, jid: str, run: dict, spec: Journey, node: str, channel: str,
                 template: str, purpose: str, fields: list[str], action: str | None,
-                nba: dict | None, at: int, cause: dict, ctx: Context, nxt: str | None,
-                ev: InEvent | None) -> None:
+                nba: dict | None, at: int, cause: dict, ctx: Context | None,
+                nxt: str | None, ev: InEvent | None) -> None:
+        """``ctx`` is needed (only) when there are personalization ``fields``."""
         personalization = {}
         for path in fields:
             parts = tuple(path.split("."))
             if parts[0] in ("traits", "event", "profile", "scores", "journey"):
+                assert ctx is not None
                 personalization[path] = ctx.resolve(parts)
         dispatch_id = self._dispatch_id(p, jid, run, node)
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,

@@ -71,7 +71,7 @@ class NbaSteps:
             self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)
         else:
             self._intend(p, jid, run, spec, node, primary["channel"], primary["template"],
-                         "marketing", [], action, rec, at, cause, self.context(p, at, ev, run),
+                         "marketing", [], action, rec, at, cause, None,
                          step.next, ev)
         self._resolve(fx, p, at)
 

@@ -59,6 +59,8 @@ from operators.policy import DeliveryPolicy
 from state import keys
 from state.windows import count as window_count
 
+# Steps that read a condition context when they run (a send only with personalization).
+NEEDS_CONTEXT = (Branch, NextBestAction)
 
 class JourneyEngine(SendDelivery, NbaSteps):
     """Runs journeys for one partition; see the module docstring."""
@@ -182,7 +184,8 @@ class JourneyEngine(SendDelivery, NbaSteps):
             if found is None:
                 continue  # ended earlier in this moment (e.g. by a goto)
             run, spec = found
-            ctx = self.context(p, at, ev, run)
+            # A context costs a few dicts: built only for journeys whose conditions can run.
+            ctx = self.context(p, at, ev, run) if spec.conditions_on_events else None
             if self._goals(fx, p, jid, run, spec, ev, ctx, at, cause):
                 continue
             if self._exits(fx, p, jid, run, spec, ev, ctx, at, cause):
@@ -204,11 +207,13 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 continue
             if not self._may_reenter(p, spec, at):
                 continue
-            ctx = self.context(p, at, ev)
-            if spec.entry.when is not None and not condition(spec.entry.when)(ctx):
-                continue
-            if spec.entry.exclude is not None and condition(spec.entry.exclude)(ctx):
-                continue
+            entry = spec.entry
+            if entry.when is not None or entry.exclude is not None:
+                ctx = self.context(p, at, ev)
+                if entry.when is not None and not condition(entry.when)(ctx):
+                    continue
+                if entry.exclude is not None and condition(entry.exclude)(ctx):
+                    continue
             self._enter(fx, p, spec, at, ev, cause, reason="trigger")
 
     def _may_reenter(self, p: Profile, spec: Journey, at: int) -> bool:
@@ -232,10 +237,11 @@ class JourneyEngine(SendDelivery, NbaSteps):
                "deferred": None, "true_exits": [],
                "trigger": dict(ev.properties) if ev is not None else {}}
         p["journeys"][spec.id] = run
-        ctx = self.context(p, at, ev, run)
-        run["true_exits"] = [x.name for x in spec.exits
-                             if x.when is not None and x.event is None and x.after is None
-                             and x.inactive is None and condition(x.when)(ctx)]
+        watched = spec.condition_exits
+        if watched:
+            ctx = self.context(p, at, ev, run)
+            run["true_exits"] = [x.name for x in watched
+                                 if condition(x.when)(ctx)]  # type: ignore[arg-type]
         for x in spec.exits:
             if x.after is not None:
                 fx.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
@@ -247,7 +253,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     # ----- goals and exits -------------------------------------------------------------------
     def _goals(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, ev: InEvent,
-               ctx: Context, at: int, cause: dict) -> bool:
+               ctx: Context | None, at: int, cause: dict) -> bool:
         for g in spec.goals:
             if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
                 self._journey_event(fx, p, spec, run, "journey.converted", at, cause,
@@ -259,7 +265,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         return False
 
     def _exits(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey,
-               ev: InEvent | None, ctx: Context, at: int, cause: dict) -> bool:
+               ev: InEvent | None, ctx: Context | None, at: int, cause: dict) -> bool:
         for x in spec.exits:
             if x.event is not None:
                 if ev is None or ev.key != x.event:
@@ -377,7 +383,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 continue
             run, spec = found
             cause = {"timer": kind, "due_ms": due}
-            ctx = self.context(p, due, None, run)
+            ctx = self.context(p, due, None, run) if spec.conditions_on_events else None
             if prefix == "jx":
                 x = next((x for x in spec.exits if x.name == exit_name), None)
                 if x is None:
@@ -417,7 +423,10 @@ class JourneyEngine(SendDelivery, NbaSteps):
             run["node"] = node
             visit = run["visits"].get(node, 0) + 1
             run["visits"][node] = visit
-            ctx = self.context(p, at, ev, run)
+            # The steps that read a context (personalization, branch cases, NBA
+            # eligibility) build it; the others need none.
+            ctx = self.context(p, at, ev, run) if isinstance(step, NEEDS_CONTEXT) or (
+                isinstance(step, Send) and step.personalization) else None
             extra: dict[str, Any] = {}
             nxt: str | None = None
             if isinstance(step, Send):
