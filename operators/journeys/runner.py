@@ -62,6 +62,7 @@ from state.windows import count as window_count
 # Steps that read a condition context when they run (a send only with personalization).
 NEEDS_CONTEXT = (Branch, NextBestAction)
 
+
 class JourneyEngine(SendDelivery, NbaSteps):
     """Runs journeys for one partition; see the module docstring."""
 
