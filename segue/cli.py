@@ -417,8 +417,11 @@ def cmd_nba(args: argparse.Namespace) -> int:
                       f"net value {_ci(c['net_value'])}")
             b = r["baseline"]
             print(f"baseline  {b['version']:16} IPS {_ci(b['ips'])}  DR {_ci(b['dr'])}  "
-                  f"net value {_ci(b['net_value'])}  difference (net value, paired) "
-                  f"{_ci(g['net_value_difference'])}{'' if g['passed'] else '  not better'}")
+                  f"net value {_ci(b['net_value'])}")
+            # The gate judges the net value difference; the conversion one is for reference.
+            print(f"  difference (DR, paired) {_ci(g['dr_difference'])}, net value "
+                  f"{_ci(g['net_value_difference'])}"
+                  f"{'' if g['passed'] else '  not better on net value'}")
         print(f"on {gate['against'][0]['evaluation']['explored_decisions']:,} explored "
               f"decisions; largest predicted uplift {gate['learned_uplift']:.4f}")
         chosen = next(g for g in gate["against"]
