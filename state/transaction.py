@@ -77,6 +77,10 @@ class Progress:
     changelog_seq: int | None = None  # changelog sequence of the last batch (None: none)
     # Kept in memory only (a restart starts them afresh):
     timer_floor: int = 0      # no timer is due before this: timer scans start here
+    # No stored timer from the floor on is due before this (None: not known): a batch whose
+    # clock is earlier needs no scan (a scan is a RocksDB seek past every timer key deleted
+    # since the last compaction, 0.6 ms a batch measured after a replay).
+    timer_next: int | None = None
     journeys_generation: int = -1   # the journey registry generation held sends were synced to
     drained: set[str] = field(default_factory=set)  # customers drained at end of input
     drain_pending: bool = False     # the end-of-input drain needs another batch
@@ -93,8 +97,8 @@ class Progress:
 
     def copy(self) -> Progress:
         return Progress(dict(self.applied), self.outbox_seq, self.watermark, self.timers_pending,
-                        self.changelog_seq, self.timer_floor, self.journeys_generation,
-                        set(self.drained), self.drain_pending)
+                        self.changelog_seq, self.timer_floor, self.timer_next,
+                        self.journeys_generation, set(self.drained), self.drain_pending)
 
 
 _DELETED = object()

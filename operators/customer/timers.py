@@ -15,6 +15,7 @@ from state import keys
 from state.transaction import Progress
 
 MAX_TIMERS_PER_PASS = 20_000
+NO_TIMER = 1 << 62  # "no timer at all" as a due time, later than any
 DRAIN_CUSTOMERS = 5_000  # customers drained per transaction at end of input
 
 
@@ -32,8 +33,11 @@ class DueTimers:
 
     # ----- timers --------------------------------------------------------------------------
     def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
-        if due_ms < self.txn.progress.timer_floor:
-            self.txn.progress.timer_floor = max(due_ms, 0)
+        progress = self.txn.progress
+        if due_ms < progress.timer_floor:
+            progress.timer_floor = max(due_ms, 0)
+        if progress.timer_next is not None and due_ms < progress.timer_next:
+            progress.timer_next = due_ms
         key = keys.timer(due_ms, p["ref"], kind)
         p["timers"][kind] = due_ms
         self.txn.put(key, b"")
@@ -92,14 +96,22 @@ class DueTimers:
         assert txn is not None
         heap: list[tuple[int, bytes]] = []
         truncated = False
-        for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
-            due = int(k[2:18], 16)
-            if due > clock_ms:
-                break
-            if len(heap) >= MAX_TIMERS_PER_PASS:
-                truncated = True
-                break
-            heap.append((due, k))
+        nxt = txn.progress.timer_next
+        if nxt is None or nxt <= clock_ms:  # else no stored timer is due yet: no scan
+            nxt = NO_TIMER
+            for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
+                due = int(k[2:18], 16)
+                if due > clock_ms:
+                    nxt = due
+                    break
+                if len(heap) >= MAX_TIMERS_PER_PASS:
+                    truncated = True
+                    break
+                heap.append((due, k))
+            # Timers armed in this batch are not in the store yet: the earliest of those
+            # not due now counts too (what this pass arms or leaves lowers it again).
+            later = [d for d, _ in txn.armed if d > clock_ms]
+            txn.progress.timer_next = None if truncated else min(nxt, *later) if later else nxt
         heap.extend(t for t in self.txn.armed if t[0] <= clock_ms)
         self.txn.armed = []
         heapq.heapify(heap)
@@ -135,13 +147,16 @@ class DueTimers:
                 if t[0] <= clock_ms:
                     heapq.heappush(heap, t)
         self.txn.armed = []
+        progress = self.txn.progress
         if heap or truncated:  # stopped early: what is left starts the next scan
             rest = [d for d, _ in heap]
-            self.txn.progress.timer_floor = min(rest) if rest else self.txn.progress.timer_floor
+            progress.timer_floor = min(rest) if rest else progress.timer_floor
+            progress.timer_next = None
         else:
-            self.txn.progress.timer_floor = max(self.txn.progress.timer_floor, clock_ms + 1)
+            progress.timer_floor = max(progress.timer_floor, clock_ms + 1)
         if waiting is not None:  # the next scan starts at the timers left waiting
-            self.txn.progress.timer_floor = min(self.txn.progress.timer_floor, waiting)
+            progress.timer_floor = min(progress.timer_floor, waiting)
+            progress.timer_next = None
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]

@@ -191,3 +191,35 @@ def test_a_claim_waits_until_the_identifiers_partition_has_read_up_to_it(tmp_pat
     p = decode_profile(flow.partitions[0].store.get(keys.profile(f"user:{user}")))
     assert p["counters"]["page:Pricing"][0] == 3 and p["merged_from"] == [f"anon:{anon}"]
     flow.close()
+
+
+def test_batches_before_the_next_timer_skip_the_scan_and_miss_no_timer(tmp_path):
+    """A batch whose clock is before the earliest stored timer does no timer scan (the
+    partition remembers that timer's due time); a timer armed earlier than it, in a batch
+    with no scan, still fires on time."""
+    proc, _ = make(tmp_path, inactivity_s=10 * 86_400)
+    scans = []
+    store_scan = proc.store.scan
+
+    def scan(prefix, start=None):
+        scans.append(prefix)
+        return store_scan(prefix, start)
+
+    proc.store.scan = scan
+
+    def step(events, clock):
+        before = scans.count(keys.TIMER)
+        out = proc.process(events, clock_ms=clock)
+        return scans.count(keys.TIMER) - before, [
+            (r["customer_id"], r["to_stage"], r["at_ms"]) for _, o in out
+            if (r := orjson.loads(o.value))["to_stage"] == "at-risk"]
+
+    assert step([ev(0, "Signed Up", cid="late", ts=T0)], T0) == (1, [])  # due T0 + 10 days
+    assert proc.progress.timer_next == T0 + 10 * DAY
+    assert step([], T0 + DAY) == (0, [])
+    # An event from 8 days before: its inactivity is due at T0 + 2 days, before the other.
+    assert step([ev(1, "Signed Up", cid="soon", ts=T0 - 8 * DAY)], T0 + DAY) == (0, [])
+    assert proc.progress.timer_next == T0 + 2 * DAY
+    assert step([], T0 + 2 * DAY + 1) == (1, [("soon", "at-risk", T0 + 2 * DAY)])
+    assert step([], T0 + 5 * DAY) == (0, [])
+    assert step([], T0 + 10 * DAY) == (1, [("late", "at-risk", T0 + 10 * DAY)])
