@@ -248,7 +248,7 @@ class PartitionLogic(StatefulBatchLogic):
         self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
-        self._next_due = proc.next_timer_due()
+        self._next_due = proc.timer_wakeup()  # a bound kept in memory, not a scan
         self.ctx.end.report(self.part_key, len(self.inflight), active=bool(events))
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]
 

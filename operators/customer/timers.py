@@ -23,9 +23,19 @@ class DueTimers:
     """The partition's timers (a part of ``Partition``)."""
 
     def next_timer_due(self) -> int | None:
+        """The due time of the earliest stored timer (a scan)."""
         for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(self.progress)):
             return keys.parse_timer(k)[0]
         return None
+
+    def timer_wakeup(self) -> int | None:
+        """When to look at the timers next: the earliest stored timer's due time or before
+        it (the bound the last batch left, which needs no scan; waking early costs one
+        batch that fires nothing and finds the next one). None: no timer."""
+        nxt = self.progress.timer_next
+        if nxt is None:
+            return self.next_timer_due()
+        return None if nxt >= NO_TIMER else nxt
 
     @staticmethod
     def _floor_key(progress: Progress) -> bytes:

@@ -217,6 +217,8 @@ def test_batches_before_the_next_timer_skip_the_scan_and_miss_no_timer(tmp_path)
     assert step([ev(0, "Signed Up", cid="late", ts=T0)], T0) == (1, [])  # due T0 + 10 days
     assert proc.progress.timer_next == T0 + 10 * DAY
     assert step([], T0 + DAY) == (0, [])
+    n = len(scans)
+    assert proc.timer_wakeup() == T0 + 10 * DAY and len(scans) == n  # the live flow's wake-up
     # An event from 8 days before: its inactivity is due at T0 + 2 days, before the other.
     assert step([ev(1, "Signed Up", cid="soon", ts=T0 - 8 * DAY)], T0 + DAY) == (0, [])
     assert proc.progress.timer_next == T0 + 2 * DAY
