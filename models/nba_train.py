@@ -476,23 +476,26 @@ def evaluate(candidate: NbaModel | None, baseline: NbaModel | None, logged: Logg
     value = nba.conversion_value
     costs = {a.name: a.cost for a in nba.actions}
 
-    def dr_of(pi: list[str]) -> np.ndarray:
-        match = np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
+    def matches(pi: list[str]) -> np.ndarray:
+        return np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
+
+    def dr_of(pi: list[str], match: np.ndarray) -> np.ndarray:
         return q(pi) + match * k * (r - q_taken)
 
     # Net value per decision against doing nothing: value × (conversions − those doing
     # nothing would have had) − the cost of what is sent; doing nothing's term is the same
     # for every policy, so differences of net value are differences of value × DR − cost.
-    dr_none = dr_of([DO_NOTHING] * len(idx))
+    none = [DO_NOTHING] * len(idx)
+    dr_none = dr_of(none, matches(none))
     out: dict[str, Any] = {"explored_decisions": len(idx),
                            "outcome_model": q_model.version if q_model else None,
                            "conversion_value": value}
     terms = {}
     for name, model in (("candidate", candidate), ("baseline", baseline)):
         pi = greedy_actions(model, logged, nba, idx)
-        match = np.asarray([a == b for a, b in zip(pi, taken, strict=True)], dtype=np.float64)
+        match = matches(pi)
         ips = match * k * r
-        dr = dr_of(pi)
+        dr = dr_of(pi, match)
         net = value * (dr - dr_none) - np.asarray([costs.get(a, 0.0) for a in pi])
         terms[name] = (ips, dr, net)
         out[name] = {"version": model.version if model else "inventory_order",

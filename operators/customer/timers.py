@@ -120,8 +120,8 @@ class DueTimers:
                 heap.append((due, k))
             # Timers armed in this batch are not in the store yet: the earliest of those
             # not due now counts too (what this pass arms or leaves lowers it again).
-            later = [d for d, _ in txn.armed if d > clock_ms]
-            txn.progress.timer_next = None if truncated else min(nxt, *later) if later else nxt
+            txn.progress.timer_next = None if truncated else min(
+                [nxt, *(d for d, _ in txn.armed if d > clock_ms)])
         heap.extend(t for t in self.txn.armed if t[0] <= clock_ms)
         self.txn.armed = []
         heapq.heapify(heap)

@@ -119,7 +119,7 @@ class IdentityStitching:
             if (not uid or f"user:{uid}" in links) and (not aid or f"anon:{aid}" in links):
                 return
         ids = identifiers(ev, self.id_traits, self.blocked_emails)
-        new = sorted(ids.difference(p["links"]))
+        new = sorted(ids.difference(links))
         if not new:
             return
         limits = self.settings.identity.max_links
