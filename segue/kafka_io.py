@@ -57,6 +57,26 @@ def event_records(events: Iterable[dict]) -> Iterable[tuple[str, bytes]]:
         yield customer_key(ev), orjson.dumps(ev)
 
 
+def _partitions(admin, topic: str, timeout_s: float = 10.0) -> list[int]:  # noqa: ANN001
+    """The topic's partitions; [] only when the broker says the topic does not exist.
+
+    A metadata answer without partitions or with an error (a busy broker, a leader not yet
+    known) is asked again rather than read as an empty topic."""
+    from confluent_kafka import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        t = admin.list_topics(topic, timeout=10).topics.get(topic)
+        err = t.error if t is not None else None
+        if t is None or (err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return []
+        if err is None and t.partitions:
+            return sorted(t.partitions)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no partitions for {topic} in {timeout_s}s: {err}")
+        time.sleep(0.2)
+
+
 def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
     """Every message of ``topic`` from the beginning to its current end, in partition order.
 
@@ -66,8 +86,7 @@ def consume_all(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list:
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient(client_config(bootstrap)).list_topics(topic, timeout=10)
-    parts = list(md.topics[topic].partitions) if topic in md.topics else []
+    parts = _partitions(AdminClient(client_config(bootstrap)), topic)
     if not parts:
         return []
     c = Consumer(client_config(bootstrap, **{

@@ -121,8 +121,25 @@ def test_two_devices_then_signup_then_login_make_one_customer(job_factory, tmp_p
     merges = [orjson.loads(m.value()) for m in
               consume_all(job.broker.bootstrap, job.topics.customer_events)]
     merged = {r["merged_ref"] for r in merges if r["type"] == "identity.merged"}
-    assert "anon:phone-anon" in merged and all(r["customer_id"] == "jane" for r in merges
-                                               if r["type"] == "identity.merged")
+    # Said in full so that a failure tells a lost output from a lost read.
+    seen = sorted((r["type"], r["customer_id"], r.get("merged_ref")) for r in merges)
+    assert "anon:phone-anon" in merged, (seen, unsent_outputs(job.state_dir))
+    assert all(r["customer_id"] == "jane" for r in merges
+               if r["type"] == "identity.merged"), seen
+    assert unsent_outputs(job.state_dir) == 0  # the run ended with everything acknowledged
+
+
+def unsent_outputs(state_dir) -> int:
+    from state import keys
+    from state.inspect import open_read_only
+    n = 0
+    for path in partition_stores(state_dir):
+        store = open_read_only(path)
+        try:
+            n += sum(1 for _ in store.scan(keys.OUTBOX))
+        finally:
+            store.close()
+    return n
 
 
 ORDER_FREE = ("events", "counters", "first_seen", "last_seen", "traits", "links", "sums")
