@@ -130,13 +130,13 @@ def test_two_devices_then_signup_then_login_make_one_customer(job_factory, tmp_p
 
 
 def unsent_outputs(state_dir) -> int:
-    from state import keys
     from state.inspect import open_read_only
+    from state.outbox import unacknowledged
     n = 0
     for path in partition_stores(state_dir):
         store = open_read_only(path)
         try:
-            n += sum(1 for _ in store.scan(keys.OUTBOX))
+            n += len(unacknowledged(store))
         finally:
             store.close()
     return n
