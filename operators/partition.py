@@ -366,8 +366,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if self.engine is not None and self.refresh_scores:
             model = self.engine.nba.loaded()
             if model is not None:  # one batched call for every profile the batch changed
+                before = txn.score_inputs
                 txn.stats["scores_refreshed"] += scores.refresh(
-                    [p for p in txn.objects.values() if not p.get("_gone")], model)
+                    [p for ref, p in txn.objects.items() if not p.get("_gone")
+                     and scores.stale(p, model, before.get(ref))], model)
         sizes = txn.object_sizes
         for ref, profile in txn.objects.items():
             if profile.get("_gone"):
@@ -398,6 +400,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         created = stored is None
         p = new_profile(ref, ts_ms) if stored is None else stored
         self.txn.timers_before.setdefault(ref, len(p["timers"]))
+        if not created and self.refresh_scores:
+            self.txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
         self.txn.objects[ref] = p
         return p, created
 
@@ -433,6 +437,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             return None
         self.txn.objects[ref] = p
         self.txn.timers_before.setdefault(ref, len(p.get("timers", {})))
+        if self.refresh_scores:
+            self.txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
         return p
 
     def _apply(self, ev: InEvent) -> None:

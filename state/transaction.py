@@ -123,6 +123,9 @@ class BatchTransaction:
     object_sizes: dict[str, int] = field(init=False, default_factory=dict)  # encoded bytes
     # Timers each touched customer had when first read (for ``timers_pending``).
     timers_before: dict[str, int] = field(init=False, default_factory=dict)
+    # What each touched customer's scores were computed from when first read (see
+    # ``operators.customer.scores.stale``).
+    score_inputs: dict[str, tuple] = field(init=False, default_factory=dict)
     stats: Counter[str] = field(init=False, default_factory=Counter)
     counts: Counter[tuple] = field(init=False, default_factory=Counter)
     # The input item (or timer) being applied, and who first touched each object: when

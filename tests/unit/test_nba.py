@@ -292,6 +292,34 @@ def test_every_profile_a_batch_changes_gets_scores_as_of_its_last_event(tmp_path
     assert not any("scores" in p for p in iter_profiles(tmp_path / "off"))
 
 
+def test_scores_are_refreshed_only_when_what_they_are_computed_from_changed():
+    """A batch that touches a profile without changing its score inputs (a journey timer, a
+    claim answered) keeps its scores: the same model would give the same numbers."""
+    from types import SimpleNamespace
+
+    from models.profile import new_profile
+    from operators.customer import scores
+
+    model = SimpleNamespace(version="v001")
+    p = new_profile("user:u1", 1_000)
+    p["scores"] = {"churn_risk": 0.2, "model": "v001", "at_ms": 1_000}
+    before = (scores.inputs(p), p["scores"])
+    assert not scores.stale(p, model, before)
+    assert scores.stale(p, model, None)  # new to the batch's store
+    assert scores.stale(p, SimpleNamespace(version="v002"), before)  # another model
+    p["journeys"]["j"] = {"step": "wait"}  # journeys are not a score input
+    assert not scores.stale(p, model, before)
+    changed = [("last_seen", 2_000), ("events", 1), ("first_seen", 500)]
+    for field, value in changed:
+        q = {**p, field: value}
+        assert scores.stale(q, model, before), field
+    staged = {**p, "lifecycle": {**p["lifecycle"], "stage": "active", "since": 1_500,
+                                 "changes": 1}}
+    assert scores.stale(staged, model, before)  # a stage change (days in stage, changes)
+    decided = {**p, "scores": dict(p["scores"])}  # rewritten by an NBA decision
+    assert scores.stale(decided, model, before)
+
+
 def test_a_condition_on_scores_computes_them_at_its_moment_only():
     from models.conditions import Context
 
