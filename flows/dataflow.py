@@ -241,10 +241,12 @@ class PartitionLogic(StatefulBatchLogic):
         started = time.perf_counter()
         entries = proc.process(events, self._clock(), drain_horizon_ms=drain,
                                flush_analytics=flush_analytics)
-        if self.changelog is not None and proc.changelog_out is not None:
-            seq, applied, changes = proc.changelog_out
-            self.changelog.send(proc.partition, seq, applied, changes,
-                                proc.acknowledge_changelog)
+        if self.changelog is not None:
+            if proc.changelog_out is not None:
+                seq, applied, changes = proc.changelog_out
+                self.changelog.add(proc.partition, seq, applied, changes,
+                                   proc.acknowledge_changelog)
+            self.changelog.send_due()
         self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
@@ -319,9 +321,11 @@ class PartitionLogic(StatefulBatchLogic):
         if eof:
             self.producer.flush()
             if self.changelog is not None:
+                self.changelog.send_due(force=True)
                 self.changelog.flush()
             out = self._run([])  # drop what Kafka acknowledged from the outbox
             if self.changelog is not None:  # the acknowledgements' own batch, too
+                self.changelog.send_due(force=True)
                 self.changelog.flush()
         return out, StatefulBatchLogic.RETAIN
 

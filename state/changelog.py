@@ -65,3 +65,71 @@ def encode_marker(seq: int, applied: dict[str, int]) -> bytes:
 
 def decode_marker(raw: bytes) -> tuple[int, dict[str, int]]:
     return _marker.decode(memoryview(raw)[1:])
+
+
+# Keys whose name carries a sequence number never given out twice (outbox entries, events
+# held for a merge): a put of one is always its creation, so the changelog cannot have it yet.
+CREATED_BY_PUT = (keys.OUTBOX, keys.WAITING)
+
+
+class Unsent:
+    """Committed batches' changes not sent yet, coalesced into one changelog batch.
+
+    Most keys a batch writes are rewritten or deleted a few batches later: an output enters
+    the outbox and leaves it once Kafka has it, an event held for a merge is released, a
+    busy customer's profile is written again. Sent batch by batch, each of those is a record
+    (5.2 records per event on the simulated stream); coalesced, only the newest value of a key
+    goes, and a key created and deleted again meanwhile (``CREATED_BY_PUT``) not at all, since
+    the changelog never had it. The marker carries the last batch's sequence number and
+    offsets, so the records up to it are still a complete store.
+
+    Example:
+        >>> u = Unsent()
+        >>> u.add(1, {"e": 10}, [(b"o|01", b"out"), (b"c|u1", b"v1")], now=0.0)
+        >>> u.add(2, {"e": 12}, [(b"o|01", None), (b"c|u1", b"v2"), (b"t|9", None)], now=0.1)
+        >>> u.take()
+        (2, {'e': 12}, [(b'c|u1', b'v2'), (b't|9', None)], 2)
+        >>> u.batches
+        0
+    """
+
+    __slots__ = ("_changes", "seq", "applied", "batches", "since", "bytes")
+
+    def __init__(self) -> None:
+        # key -> (newest value or None, whether the key was created within these batches)
+        self._changes: dict[bytes, tuple[bytes | None, bool]] = {}
+        self.seq = 0
+        self.applied: dict[str, int] = {}
+        self.batches = 0
+        self.since = 0.0    # when the oldest batch held here was committed (monotonic s)
+        self.bytes = 0      # keys and newest values held
+
+    def add(self, seq: int, applied: dict[str, int], changes: Changes, now: float) -> None:
+        """Batch ``seq`` committed with ``changes`` and the offsets ``applied`` after it."""
+        held = self._changes
+        if not self.batches:
+            self.since = now
+        size = self.bytes
+        for k, v in changes:
+            prev = held.get(k)
+            if prev is None:
+                held[k] = (v, v is not None and k.startswith(CREATED_BY_PUT))
+                size += len(k)
+            else:
+                held[k] = (v, prev[1])
+                if prev[0] is not None:
+                    size -= len(prev[0])
+            if v is not None:
+                size += len(v)
+        self.bytes = size
+        self.seq, self.applied = seq, applied
+        self.batches += 1
+
+    def take(self) -> tuple[int, dict[str, int], Changes, int]:
+        """(last sequence, its applied offsets, the coalesced changes, batches covered);
+        empties this."""
+        out = [(k, v) for k, (v, created) in self._changes.items()
+               if v is not None or not created]
+        taken = (self.seq, self.applied, out, self.batches)
+        self._changes, self.batches, self.bytes = {}, 0, 0
+        return taken

@@ -1,0 +1,73 @@
+"""Coalesced changelog batches rebuild the same store as the batches sent one by one."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state.changelog import Unsent
+
+
+def apply(store: dict, changes: list) -> None:
+    for k, v in changes:
+        if v is None:
+            store.pop(k, None)
+        else:
+            store[k] = v
+
+
+@st.composite
+def histories(draw):  # noqa: ANN001, ANN201 - a hypothesis strategy
+    """Batches of writes as the partition makes them: profile and timer keys rewritten and
+    deleted at will; outbox keys created once (a new sequence number) and deleted later."""
+    batches = []
+    next_out, live_out = 0, []
+    for _ in range(draw(st.integers(1, 12))):
+        changes = []
+        for _ in range(draw(st.integers(0, 8))):
+            what = draw(st.sampled_from(["put", "delete", "out", "ack"]))
+            if what in ("put", "delete"):
+                k = b"c|%d" % draw(st.integers(0, 4))
+                changes.append((k, draw(st.binary(min_size=1, max_size=3))
+                                if what == "put" else None))
+            elif what == "out":
+                changes.append((b"o|%016x" % next_out, b"out"))
+                live_out.append(next_out)
+                next_out += 1
+            elif live_out:
+                seq = live_out.pop(draw(st.integers(0, len(live_out) - 1)))
+                changes.append((b"o|%016x" % seq, None))
+        batches.append(changes)
+    cuts = sorted(draw(st.sets(st.integers(1, len(batches)), max_size=len(batches))))
+    return batches, cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories())
+def test_coalesced_batches_restore_the_same_store(history):
+    batches, cuts = history
+    one_by_one: dict = {}
+    coalesced: dict = {}
+    unsent = Unsent()
+    sent = 0
+    for i, changes in enumerate(batches, start=1):
+        apply(one_by_one, changes)
+        unsent.add(i, {"e": i}, changes, now=float(i))
+        if i in cuts or i == len(batches):
+            seq, applied, out, n = unsent.take()
+            assert (seq, applied["e"], n) == (i, i, i - sent)
+            apply(coalesced, out)
+            sent = i
+            assert coalesced == one_by_one  # at every marker, the same store
+    # Coalescing never sends more than the batches did, and an output created and
+    # acknowledged within one coalesced batch is not sent at all.
+    assert unsent.batches == 0 and unsent.bytes == 0
+
+
+def test_an_output_created_and_acknowledged_meanwhile_is_not_sent():
+    u = Unsent()
+    u.add(1, {}, [(b"o|01", b"x"), (b"c|a", b"1")], now=0.0)
+    u.add(2, {}, [(b"o|01", None), (b"c|a", b"2"), (b"c|b", None)], now=0.5)
+    _, _, out, n = u.take()
+    assert n == 2
+    assert out == [(b"c|a", b"2"), (b"c|b", None)]  # a deleted profile key still goes
