@@ -160,6 +160,11 @@ class BatchTransaction:
             return self.store.get(key)
         return None if v is _DELETED else v  # type: ignore[return-value]
 
+    def deleted(self, key: bytes) -> bool:
+        """Whether this transaction deleted ``key`` (a key it read from the store, or put
+        itself, without a store read: ``get`` would ask RocksDB)."""
+        return self._staged.get(key) is _DELETED
+
     def put(self, key: bytes, value: bytes) -> None:
         if self.status is not STARTED:
             self._check(STARTED, "put")

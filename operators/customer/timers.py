@@ -129,7 +129,9 @@ class DueTimers:
         waiting: int | None = None  # the earliest timer left for a customer awaiting a merge
         while heap and fired < MAX_TIMERS_PER_PASS:
             due, k = heapq.heappop(heap)
-            if txn.get(k) is None:  # already fired or replaced in this transaction
+            # Every key here was scanned from the store or armed by this batch: only a
+            # delete by this batch (fired or replaced) can have removed it since.
+            if txn.deleted(k):
                 continue
             _, cid, kind = keys.parse_timer(k)
             p, created = self._profile(cid, due)
