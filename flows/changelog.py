@@ -409,14 +409,15 @@ class ChangelogWriter:
         self._producer.poll(timeout)
 
     def flush(self, timeout: float = 60) -> int:
+        """Send what is held, then wait for Kafka to have all of it."""
+        self.send_due(force=True)
         return self._producer.flush(timeout)
 
 
 def close_thread_writer(timeout: float = 30) -> None:
     w = getattr(_local, "writer", None)
     if w is not None:
-        w.send_due(force=True)  # committed batches still held: out before the process ends
-        w.flush(timeout)
+        w.flush(timeout)  # held batches too: out before the process ends
         del _local.writer
 
 

@@ -320,12 +320,10 @@ class PartitionLogic(StatefulBatchLogic):
             self.ctx.end.drained(self.part_key)
         if eof:
             self.producer.flush()
-            if self.changelog is not None:
-                self.changelog.send_due(force=True)
+            if self.changelog is not None:  # held batches too
                 self.changelog.flush()
             out = self._run([])  # drop what Kafka acknowledged from the outbox
             if self.changelog is not None:  # the acknowledgements' own batch, too
-                self.changelog.send_due(force=True)
                 self.changelog.flush()
         return out, StatefulBatchLogic.RETAIN
 

@@ -399,11 +399,17 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         stored = None if p is not None else self._stored(ref)
         created = stored is None
         p = new_profile(ref, ts_ms) if stored is None else stored
-        self.txn.timers_before.setdefault(ref, len(p["timers"]))
-        if not created and self.refresh_scores:
-            self.txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
+        self._first_read(ref, p, created)
         self.txn.objects[ref] = p
         return p, created
+
+    def _first_read(self, ref: str, p: Profile, created: bool) -> None:
+        """Note what the batch found of a customer it reads (not yet in ``txn.objects``):
+        its timers (``timers_pending``) and its score inputs (``scores.stale``)."""
+        txn = self.txn
+        txn.timers_before.setdefault(ref, len(p.get("timers", {})))
+        if not created and self.refresh_scores:
+            txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
 
     def _stored(self, ref: str) -> Profile | None:
         """The customer's committed profile: from the cache if it is there, else the store.
@@ -435,10 +441,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         p = self._stored(ref)
         if p is None:
             return None
+        self._first_read(ref, p, created=False)
         self.txn.objects[ref] = p
-        self.txn.timers_before.setdefault(ref, len(p.get("timers", {})))
-        if self.refresh_scores:
-            self.txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
         return p
 
     def _apply(self, ev: InEvent) -> None:
