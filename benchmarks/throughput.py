@@ -15,10 +15,14 @@ over the same topic and broker:
   line); start-up is reported apart, and start-to-exit too.
 * ``peer``: the core of the job in Quix Streams (``benchmarks/peers/quix_core.py``), in its own
   virtualenv (Quix pins older confluent-kafka and pydantic than Segue's), rated the same way.
+* ``peer_job``: ``segue run`` configured for the peer's job (``benchmarks/peer_job/``: one
+  journey, the peer's caps, no lifecycle, sums, score refreshes or changelog), and its tight
+  loop. Its email dispatches are the peer's (``tests/unit/test_peer_job.py`` checks that on a
+  simulated stream); the tight loop's count is put beside the peer's in the result.
 
-``segue`` and ``peer`` take turns ``--rounds`` times (default 3), each on fresh state; the
-result is the median round with the spread, every round and the machine's load at its end,
-and the Segue/peer ratio is the median of the per-round ratios.
+``segue``, ``peer`` and ``peer_job`` take turns ``--rounds`` times (default 3), each on fresh
+state; the result is the median round with the spread, every round and the machine's load at
+its end, and each ratio to the peer is the median of the per-round ratios.
 
 With ``--profile``, the Segue run is sampled by py-spy and the top 10 functions (own time) go
 into the result. Ratios are within this run; absolute numbers depend on the machine.
@@ -47,12 +51,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from benchmarks.common import write_result
 from models.settings import Settings
 from segue.broker import EmbeddedBroker, ensure_topics
+from segue.config import load_settings
 from segue.kafka_io import event_records, produce_records
 from segue.simulator import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_VENV = ROOT / ".venv-peers"
 PEER_REQUIREMENTS = ROOT / "benchmarks" / "peers" / "requirements.txt"
+PEER_JOB = ROOT / "benchmarks" / "peer_job"  # Segue configured for the peer's job
 
 
 def fetch_all(bootstrap: str, topic: str, partitions: int, total: int) -> list:
@@ -102,7 +108,7 @@ def kafka_loop(bootstrap: str, src: str, dst: str, partitions: int, total: int) 
 
 
 def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
-               models: Path) -> tuple[float, Counter]:
+               models: Path | None) -> tuple[float, Counter]:
     """Decode and apply ``msgs`` partition by partition, a batch each in turn as the flow
     does; what a partition sends over the repartition topic (forwarded events, identity
     claims and merges, analytics partials) is handed to its target partition's next batch."""
@@ -112,7 +118,7 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     from operators.journeys import journey_registry
 
     s = settings.model_copy(update={"nba": settings.nba.model_copy(
-        update={"models_dir": str(models)})})
+        update={"models_dir": str(models) if models else None})})
     reg = journey_registry(s, journeys, state / "journey-versions")
     n = s.partitions
     by_part: dict[int, list] = {p: [] for p in range(n)}
@@ -155,8 +161,9 @@ def train_model(models: Path) -> str:
     return version
 
 
-def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
-                    profile: Path | None = None) -> tuple[float, str] | None:
+def timed_segue_run(bs: str, state: Path, models: Path | None, extra: list[str],
+                    profile: Path | None = None,
+                    journeys: Path = ROOT / "journeys") -> tuple[float, str] | None:
     """``segue run --until-eof`` over the bench topics, start to exit: (seconds, its summary
     line), or None (printed why) when it failed. With ``profile``, under py-spy.
 
@@ -164,8 +171,8 @@ def timed_segue_run(bs: str, state: Path, models: Path, extra: list[str],
     earlier round's state from its changelog topic and have nothing left to do."""
     app_id = f"bench-{state.name}-{os.getpid()}"
     cmd = [sys.executable, "-m", "segue.cli", "run", "--brokers", bs, "--state-dir",
-           str(state), "--until-eof", "--journeys", str(ROOT / "journeys"), "--models",
-           str(models), "--prefix", "bench.", "--app-id", app_id, *extra]
+           str(state), "--until-eof", "--journeys", str(journeys), "--prefix", "bench.",
+           "--app-id", app_id, *(["--models", str(models)] if models else []), *extra]
     if profile is not None:
         spy = str(Path(sys.executable).parent / "py-spy")
         cmd = [spy, "record", "--format", "raw", "-o", str(profile), "--rate", "50",
@@ -284,16 +291,26 @@ def main() -> int:
         msgs = fetch_all(bs, t.events, settings.partitions, n)
         secs, outputs = tight_loop(msgs, settings, work / "tight-state", ROOT / "journeys",
                                    models)
-        del msgs
         result["tight_loop"] = {"seconds": round(secs, 1), "events_per_s": round(n / secs),
                                 "outputs": sum(outputs.values())}
         print(f"[throughput] tight loop: {n / secs:,.0f}/s", flush=True)
+        if not args.no_peer:
+            job = load_settings(PEER_JOB / "segue.yaml", prefix="bench.")
+            secs, outputs = tight_loop(msgs, job, work / "tight-peer-job", PEER_JOB / "journeys",
+                                       None)
+            result["peer_job_tight_loop"] = {
+                "seconds": round(secs, 1), "events_per_s": round(n / secs),
+                "outputs": sum(outputs.values()),
+                "dispatches": outputs[job.topics.dispatch("email")]}
+            print(f"[throughput] tight loop, peer's job: {n / secs:,.0f}/s", flush=True)
+        del msgs
 
         # segue run and the peer take turns, each round on fresh state: the machine is
         # shared and noisy, so one run says little. Rates are from the first input message to
         # the last (start-up apart); the median round is the result, all rounds are kept.
         seg_rounds: list[dict] = []
         peer_rounds: list[dict] = []
+        job_rounds: list[dict] = []
         for r in range(args.rounds):
             raw = work / f"profile-{r}.txt"
             profile = raw if args.profile and r == 0 else None
@@ -317,11 +334,25 @@ def main() -> int:
                 peer_rounds.append(info)
                 print(f"[throughput] quix peer {r + 1}/{args.rounds}: "
                       f"{info['first_to_last_events_per_s']:,}/s first to last", flush=True)
+                timed = timed_segue_run(bs, work / f"job-state-{r}", None,
+                                        ["--progress-every", "0", "--config",
+                                         str(PEER_JOB / "segue.yaml")],
+                                        journeys=PEER_JOB / "journeys")
+                if timed is None:
+                    return 1
+                secs, summary = timed
+                steady, startup = parse_rates(summary)
+                job_rounds.append({"seconds": round(secs, 1), "events_per_s": round(n / secs),
+                                   "first_to_last_events_per_s": steady, "startup_s": startup,
+                                   "load": load(), "summary": summary})
+                print(f"[throughput] segue run, peer's job {r + 1}/{args.rounds}: "
+                      f"{steady:,}/s first to last, start-up {startup}s", flush=True)
         result["segue"] = summarise(seg_rounds)
         result["segue"]["profiled"] = args.profile
         if peer_rounds:
             result["peer"] = summarise(peer_rounds)
             result["peer"]["quixstreams"] = peer_rounds[0]["quixstreams"]
+            result["peer_job"] = summarise(job_rounds)
 
         if args.scaling:
             timed = timed_segue_run(bs, work / "state-2p", models,
@@ -350,6 +381,11 @@ def main() -> int:
                            for a, b in zip(seg_rounds, peer_rounds, strict=True))
             result["ratios"]["segue_vs_peer"] = round(pairs[len(pairs) // 2], 3)
             result["ratios"]["segue_vs_peer_rounds"] = [round(x, 3) for x in pairs]
+            # The like-for-like claim: Segue doing the peer's job, against the peer.
+            pairs = sorted(a["first_to_last_events_per_s"] / b["first_to_last_events_per_s"]
+                           for a, b in zip(job_rounds, peer_rounds, strict=True))
+            result["ratios"]["peer_job_vs_peer"] = round(pairs[len(pairs) // 2], 3)
+            result["ratios"]["peer_job_vs_peer_rounds"] = [round(x, 3) for x in pairs]
     finally:
         broker.stop()
     write_result("throughput", result)

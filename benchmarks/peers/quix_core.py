@@ -25,6 +25,28 @@ DAY = 86_400_000
 TRIGGERS = {"Product Added", "Checkout Started", "Trial Started", "Cart Viewed"}
 
 
+def rule(value: dict, state) -> dict | None:  # noqa: ANN001 - Quix's State, or any get/set
+    """The job for one event of one customer, on that customer's ``state``: count it, and
+    return the dispatch command when it is a trigger under the caps (else None). Module-level
+    so that ``tests/unit/test_peer_job.py`` can hold Segue's configuration of the job to it."""
+    name = value.get("event") or value.get("type")
+    ts = int(datetime.fromisoformat(value["timestamp"].replace("Z", "+00:00"))
+             .timestamp() * 1000)
+    state.set("events", state.get("events", 0) + 1)
+    key = f"n:{name}"
+    state.set(key, state.get(key, 0) + 1)
+    if name not in TRIGGERS:
+        return None
+    sends = [t for t in state.get("sends", []) if t > ts - 7 * DAY]
+    if len(sends) >= 2 or any(t > ts - DAY for t in sends):
+        state.set("sends", sends)
+        return None
+    sends.append(ts)
+    state.set("sends", sends)
+    return {"type": "dispatch", "customer_id": value.get("userId") or value.get("anonymousId"),
+            "channel": "email", "template": "cart-reminder", "at_ms": ts}
+
+
 def main() -> None:
     import quixstreams
     from quixstreams import Application
@@ -51,24 +73,10 @@ def main() -> None:
         seen["last"] = time.monotonic()
         if seen["n"] == 1:
             seen["first"] = seen["last"]
-        name = value.get("event") or value.get("type")
-        ts = int(datetime.fromisoformat(value["timestamp"].replace("Z", "+00:00"))
-                 .timestamp() * 1000)
-        state.set("events", state.get("events", 0) + 1)
-        key = f"n:{name}"
-        state.set(key, state.get(key, 0) + 1)
-        if name not in TRIGGERS:
-            return None
-        sends = [t for t in state.get("sends", []) if t > ts - 7 * DAY]
-        if len(sends) >= 2 or any(t > ts - DAY for t in sends):
-            state.set("sends", sends)
-            return None
-        sends.append(ts)
-        state.set("sends", sends)
-        seen["dispatches"] += 1
-        return {"type": "dispatch", "customer_id": value.get("userId") or
-                value.get("anonymousId"), "channel": "email", "template": "cart-reminder",
-                "at_ms": ts}
+        out = rule(value, state)
+        if out is not None:
+            seen["dispatches"] += 1
+        return out
 
     sdf = app.dataframe(src)
     sdf = sdf.apply(decide, stateful=True).filter(lambda v: v is not None)
