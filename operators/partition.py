@@ -494,7 +494,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             fx = Effects()
             lifecycle.request_stage(fx, self.stages, p, to, ts, {"message_id": ev.message_id})
             self._effects(fx)
-        if "inactivity" not in p["timers"]:
+        if self.stages.inactivity_timers and "inactivity" not in p["timers"]:
             self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
         self._link(p, ev)
         if ev.key in FEEDBACK_EVENTS:

@@ -31,6 +31,9 @@ class StageRules:
         self.rules = rules
         self.min_stage_ms = rules.min_stage_duration_s * 1000
         self.inactivity_ms = rules.inactivity_s * 1000
+        # Without a stage that inactivity moves a customer from, its timer could never do
+        # anything: none is armed (a timer armed earlier fires once and is not armed again).
+        self.inactivity_timers = bool(rules.inactivity_from)
         self._memo: dict[tuple[str | None, str], str | None] = {}
 
     def requested(self, stage: str | None, key: str) -> str | None:
@@ -88,7 +91,8 @@ def on_timer(fx: Effects, rules: StageRules, p: Profile, kind: str, due: int) ->
     if kind == "inactivity":
         target = p["last_seen"] + rules.inactivity_ms
         if target > due:  # activity since it was armed: push it back, lazily
-            fx.arm(p, "inactivity", target)
+            if rules.inactivity_timers:
+                fx.arm(p, "inactivity", target)
         elif rules.inactivity_applies(lc["stage"]):
             request_stage(fx, rules, p, rules.rules.inactivity_stage, due,
                           {"timer": "inactivity", "due_ms": due})

@@ -463,7 +463,7 @@ class IdentityStitching:
             self._effects(fx)
             if self.engine is not None:
                 self._effects(self.engine.adopt_runs(p, snapshot, at))
-            if "inactivity" not in p["timers"]:
+            if self.stages.inactivity_timers and "inactivity" not in p["timers"]:
                 self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
         self.txn.stats["merges"] += 1
         self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},

@@ -68,6 +68,24 @@ def test_inactivity_timer_fires_in_event_time_and_is_pushed_back_by_activity(tmp
         ("u1", "at-risk", T0 + DAY + DAY // 2)]
 
 
+def test_no_inactivity_timer_where_inactivity_moves_no_stage(tmp_path):
+    proc, s = make(tmp_path, inactivity_s=86_400, inactivity_from=[])
+    out = proc.process([ev(0, "Signed Up", ts=T0)])
+    assert [orjson.loads(o.value)["to_stage"] for _, o in out] == ["activation"]
+    p = decode_profile(proc.store.get(keys.profile("user:u1")))
+    assert "inactivity" not in p["timers"] and proc.next_timer_due() is None
+    assert proc.timers_pending == 0
+    # One armed by an earlier configuration fires once, changes nothing, is not armed again.
+    on = Partition(PartitionStore(tmp_path / "on"),
+                   Settings(lifecycle={"min_stage_duration_s": 0, "inactivity_s": 86_400}))
+    on.process([ev(0, "Signed Up", ts=T0), ev(1, "Signed In", ts=T0 + DAY // 2)])
+    on.store.close()
+    off = Partition(PartitionStore(tmp_path / "on"), s)
+    assert off.next_timer_due() == T0 + DAY
+    out = off.process([], clock_ms=T0 + 3 * DAY)
+    assert out == [] and off.stats["timers_fired"] == 1 and off.next_timer_due() is None
+
+
 def test_min_stage_duration_defers_change_to_a_timer(tmp_path):
     proc, _ = make(tmp_path, min_stage_duration_s=3 * 86_400)
     out = proc.process([ev(0, "Signed Up", ts=T0), ev(1, "Order Completed", ts=T0 + DAY)])
