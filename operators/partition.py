@@ -403,6 +403,14 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.txn.objects[ref] = p
         return p, created
 
+    def _peek(self, ref: str) -> Profile | None:
+        """The customer's profile as the batch has it, without taking it into the batch (so
+        without writing it back): for a look that may change nothing. None: there is none."""
+        p = self.txn.objects.get(ref)
+        if p is not None:
+            return None if p.get("_gone") else p
+        return self._stored(ref)
+
     def _first_read(self, ref: str, p: Profile, created: bool) -> None:
         """Note what the batch found of a customer it reads (not yet in ``txn.objects``):
         its timers (``timers_pending``) and its score inputs (``scores.stale``)."""

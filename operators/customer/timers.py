@@ -91,11 +91,10 @@ class DueTimers:
                 break
             done.add(cid)
             n += 1
-            p, created = self._profile(cid, 0)
-            if created:
-                del self.txn.objects[cid]
-                continue
-            self._fire_customer(p, p["last_seen"] + horizon_ms)
+            p = self._peek(cid)
+            upto = None if p is None else p["last_seen"] + horizon_ms
+            if p is not None and any(d <= upto for d in p["timers"].values()):
+                self._fire_customer(self._profile(cid, 0)[0], upto)
         for cid, p in list(self.txn.objects.items()):
             if cid not in done:
                 done.add(cid)
@@ -134,12 +133,11 @@ class DueTimers:
             if txn.deleted(k):
                 continue
             _, cid, kind = keys.parse_timer(k)
-            p, created = self._profile(cid, due)
-            if created:  # profile gone (e.g. erased): drop the stale timer
-                del self.txn.objects[cid]
-                txn.delete(k)
-                continue
-            if p["timers"].get(kind) != due:
+            # Looked at, not yet taken into the batch: a profile the batch takes is written
+            # back at its end, and most timers found here for a waiting customer change
+            # nothing (they are found again by every pass until its merge is answered).
+            p = self._peek(cid)
+            if p is None or p["timers"].get(kind) != due:  # gone (erased), or replaced
                 txn.delete(k)
                 continue
             if p.get("awaiting"):
@@ -148,6 +146,7 @@ class DueTimers:
                 # events older than they are.
                 waiting = due if waiting is None else min(waiting, due)
                 continue
+            p, _ = self._profile(cid, due)
             if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
                 self.txn.lateness.append((due, clock_ms - due))
             # All of this customer's timers due now fire together (one moment).

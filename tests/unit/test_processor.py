@@ -167,6 +167,48 @@ def test_timers_of_a_customer_awaiting_a_merge_wait_for_its_held_events(tmp_path
     flow.close()
 
 
+def test_a_timer_pass_that_fires_nothing_writes_no_profile_back(tmp_path):
+    """A due timer of a customer awaiting a merge is found again by every pass until the
+    merge is answered; those passes change nothing, so they take (and write back) nothing."""
+    from flows.local import LocalFlow
+    from operators.identity.routing import home_partition
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0, "inactivity_s": 60})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    other = next(f"o{i}" for i in range(100) if home_partition(f"o{i}", 2) == 0)
+    flow = LocalFlow(s, None, tmp_path, lambda out: None)
+    flow.partitions[1].input_done = True
+
+    from datetime import UTC, datetime
+
+    from operators.decode import RawRecord, decode
+
+    def track(offset, cid, ts, **fields):
+        doc = {"type": "track", "event": "Signed In", "messageId": f"m{offset}",
+               "userId": cid, **fields,
+               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+        return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    flow.step(0, [track(0, user, T0, event="Signed Up")])
+    flow.step(0, [track(1, user, T0 + 10_000, type="identify", anonymousId=anon)])
+    flow.step(0, [track(2, user, T0 + 30_000), track(3, other, T0 + 600_000)])
+    part = flow.partitions[0]
+    before = part.store.get(keys.profile(f"user:{user}"))
+    assert decode_profile(before)["held_events"] == 1  # awaiting, its timer due
+    assert part.next_timer_due() is not None and part.next_timer_due() < T0 + 600_000
+    for _ in range(3):
+        part.process([])
+        assert f"user:{user}" not in part.txn.objects
+    assert part.store.get(keys.profile(f"user:{user}")) == before
+    flow.settle()  # answered: the held event, then the timer, as before
+    flow.step(0, [])
+    p = decode_profile(part.store.get(keys.profile(f"user:{user}")))
+    assert p["events"] == 3 and p["lifecycle"]["stage"] == "at-risk"
+    flow.close()
+
+
 def test_a_claim_waits_until_the_identifiers_partition_has_read_up_to_it(tmp_path):
     """The identify's claim of an anonymous id reaches that id's partition before it has read
     the visitor's three pricing views (a live race): the claim waits for them, so the sign-up
