@@ -105,6 +105,9 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.max_profile_bytes = settings.limits.max_profile_bytes
         self.refresh_scores = settings.nba.refresh_scores
         self.personal_traits = settings.privacy.personal_traits
+        # Events held for a merge, as decoded, by their ``w|`` key (see ``_hold``); a failed
+        # batch forgets them (its holds are done again).
+        self.held_decoded: dict[bytes, InEvent] = {}
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[object, str] = {}
         # Whether this partition has read all of its own input there is (caught up, or the
@@ -215,6 +218,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 # touched may be half changed: the cache forgets them.
                 for ref in txn.objects:
                     self.profiles.evict(ref)
+                self.held_decoded.clear()
                 txn.fail()
                 self._acked = acks + self._acked
                 self._refused = refused + self._refused

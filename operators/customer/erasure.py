@@ -81,6 +81,7 @@ class Erasure:
             p["_gone"] = True
         for k, _ in list(txn.scan(keys.waiting(ref))):  # events held for a merge: gone too
             txn.delete(k)
+            self.held_decoded.pop(k, None)
         self.txn.objects.setdefault(ref, {"_gone": True})
         txn.delete(keys.profile(ref))
         txn.delete(keys.link(ref))

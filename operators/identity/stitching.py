@@ -22,6 +22,9 @@ from state import keys
 from state.outbox import Output
 
 MAX_HELD = 10_000  # events one customer may hold back while its claims are answered
+# Held events kept decoded in memory as well (by their ``w|`` key), so that a release does
+# not decode them again; beyond this many the rest are decoded from the store when released.
+MAX_HELD_DECODED = 50_000
 
 
 def _over_limit(before: set[str], after: set[str], limits: dict[str, int]) -> str | None:
@@ -282,8 +285,11 @@ class IdentityStitching:
         # The event's own bytes, behind a small header: no decode and encode to hold it.
         body = ev.raw_json if ev.raw is None and ev.raw_json is not None \
             else orjson.dumps(ev.document())
-        self.txn.put(keys.waiting(p["ref"], p.get("held_seq", 0)),
-                     orjson.dumps([ev.kafka_ts_ms, ev.hops, ev.part, ev.offset]) + b"\n" + body)
+        key = keys.waiting(p["ref"], p.get("held_seq", 0))
+        self.txn.put(key, orjson.dumps([ev.kafka_ts_ms, ev.hops, ev.part, ev.offset])
+                     + b"\n" + body)
+        if len(self.held_decoded) < MAX_HELD_DECODED:
+            self.held_decoded[key] = ev
         p["held_seq"] = p.get("held_seq", 0) + 1
         self.txn.stats["held_for_merge"] += 1
         return True
@@ -300,11 +306,14 @@ class IdentityStitching:
             p["held_events"] = p.get("held_events", 1) - 1
             head, _, body = v.partition(b"\n")
             kafka_ts, hops, part, offset = orjson.loads(head)
-            ev = decode(RawRecord(self.topics.events, self.partition, offset, None, body, [],
-                                  kafka_ts), max_bytes=1 << 30, max_future_skew_ms=skew)
-            if not isinstance(ev, InEvent):
-                continue  # validated when it came in: cannot happen
-            ev.part, ev.canonical, ev.hops = part, ref, hops
+            ev = self.held_decoded.pop(k, None)
+            if ev is None:  # held before a restart, or beyond MAX_HELD_DECODED
+                ev = decode(RawRecord(self.topics.events, self.partition, offset, None, body,
+                                      [], kafka_ts), max_bytes=1 << 30,
+                            max_future_skew_ms=skew)
+                if not isinstance(ev, InEvent):
+                    continue  # validated when it came in: cannot happen
+            ev.part, ev.canonical, ev.hops, ev.sub = part, ref, hops, 0
             outer = self.txn.culprit
             self.txn.culprit = (part.rpartition("#")[0], offset)  # blamed if it raises
             self._apply(ev)
@@ -375,6 +384,7 @@ class IdentityStitching:
         # What the loser held back goes after its state, to be applied on the merged one.
         for k, v in list(txn.scan(keys.waiting(loser))):
             txn.delete(k)
+            self.held_decoded.pop(k, None)
             head, _, body = v.partition(b"\n")
             kafka_ts, hops, _part, _offset = orjson.loads(head)
             self._route(w, {"kind": "event", "canonical": w, "hops": hops + 1,
@@ -428,6 +438,7 @@ class IdentityStitching:
             p["_gone"] = True
         for k, _ in list(txn.scan(keys.waiting(loser))):
             txn.delete(k)
+            self.held_decoded.pop(k, None)
         for key in (keys.profile(loser), keys.link(loser), keys.redirect(loser)):
             txn.delete(key)
 

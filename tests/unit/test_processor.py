@@ -209,6 +209,53 @@ def test_a_timer_pass_that_fires_nothing_writes_no_profile_back(tmp_path):
     flow.close()
 
 
+def test_held_events_released_from_memory_or_from_the_store_alike(tmp_path):
+    """Events held for a merge are kept decoded; one released after a restart (nothing in
+    memory) is decoded from the store, with the same outcome."""
+    from datetime import UTC, datetime
+
+    from flows.local import LocalFlow
+    from operators.decode import RawRecord, decode
+    from operators.identity.routing import home_partition
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+
+    def track(offset, ts, **fields):
+        doc = {"type": "track", "event": "Order Completed", "messageId": f"m{offset}",
+               "userId": user, "properties": {"revenue": offset}, **fields,
+               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+        return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    runs = []
+    for restarted in (False, True):
+        outputs = []
+        flow = LocalFlow(s, None, tmp_path / str(restarted),
+                         lambda o, out=outputs: out.append(o.value))
+        flow.partitions[1].input_done = True
+        flow.step(1, [decode(RawRecord(s.topics.events, 1, 0, None, orjson.dumps(
+            {"type": "page", "name": "Home", "messageId": "p0", "anonymousId": anon,
+             "timestamp": "2026-01-01T00:00:00Z"}), [], T0), max_bytes=1 << 20,
+            max_future_skew_ms=DAY)])
+        flow.step(0, [track(0, T0 + 1000, type="identify", anonymousId=anon),
+                      track(1, T0 + 2000), track(2, T0 + 3000, event="Signed Up")])
+        part = flow.partitions[0]
+        held = decode_profile(part.store.get(keys.profile(f"user:{user}")))["held_events"]
+        assert held == 2 and len(part.held_decoded) == 2
+        if restarted:
+            part.held_decoded.clear()
+        flow.settle()
+        flow.step(0, [])
+        assert part.held_decoded == {}
+        runs.append((outputs, decode_profile(part.store.get(keys.profile(f"user:{user}")))))
+        flow.close()
+    (out_a, prof_a), (out_b, prof_b) = runs
+    assert prof_a["events"] == 4 and prof_a["lifecycle"]["stage"] == "retention"
+    assert out_a == out_b and prof_a == prof_b
+
+
 def test_a_claim_waits_until_the_identifiers_partition_has_read_up_to_it(tmp_path):
     """The identify's claim of an anonymous id reaches that id's partition before it has read
     the visitor's three pricing views (a live race): the claim waits for them, so the sign-up
