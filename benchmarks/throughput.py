@@ -187,6 +187,16 @@ def timed_segue_run(bs: str, state: Path, models: Path | None, extra: list[str],
     return secs, lines[-1] if lines else out.stderr.strip()[-500:]
 
 
+def run_round(timed: tuple[float, str], n: int, label: str) -> dict:
+    """One ``segue run`` round's record (from ``timed_segue_run``), printed as it ends."""
+    secs, summary = timed
+    steady, startup = parse_rates(summary)
+    print(f"[throughput] {label}: {steady:,}/s first to last, start-up {startup}s", flush=True)
+    return {"seconds": round(secs, 1), "events_per_s": round(n / secs),
+            "first_to_last_events_per_s": steady, "startup_s": startup, "load": load(),
+            "summary": summary}
+
+
 def parse_rates(summary: str) -> tuple[int | None, float | None]:
     """(events/s from first to last message, start-up seconds) from ``segue run``'s summary."""
     m = re.search(r"\(([\d,]+)/s first to last, start-up ([\d.]+)s\)", summary)
@@ -318,13 +328,7 @@ def main() -> int:
                                     ["--progress-every", "10"], profile)
             if timed is None:
                 return 1
-            secs, summary = timed
-            steady, startup = parse_rates(summary)
-            seg_rounds.append({"seconds": round(secs, 1), "events_per_s": round(n / secs),
-                               "first_to_last_events_per_s": steady, "startup_s": startup,
-                               "load": load(), "summary": summary})
-            print(f"[throughput] segue run {r + 1}/{args.rounds}: {steady:,}/s first to last, "
-                  f"start-up {startup}s", flush=True)
+            seg_rounds.append(run_round(timed, n, f"segue run {r + 1}/{args.rounds}"))
             if profile is not None and raw.exists():
                 result["profile_top10"] = top_functions(raw)
             if not args.no_peer:
@@ -340,13 +344,8 @@ def main() -> int:
                                         journeys=PEER_JOB / "journeys")
                 if timed is None:
                     return 1
-                secs, summary = timed
-                steady, startup = parse_rates(summary)
-                job_rounds.append({"seconds": round(secs, 1), "events_per_s": round(n / secs),
-                                   "first_to_last_events_per_s": steady, "startup_s": startup,
-                                   "load": load(), "summary": summary})
-                print(f"[throughput] segue run, peer's job {r + 1}/{args.rounds}: "
-                      f"{steady:,}/s first to last, start-up {startup}s", flush=True)
+                job_rounds.append(run_round(timed, n,
+                                            f"segue run, peer's job {r + 1}/{args.rounds}"))
         result["segue"] = summarise(seg_rounds)
         result["segue"]["profiled"] = args.profile
         if peer_rounds:

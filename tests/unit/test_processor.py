@@ -18,6 +18,18 @@ def ev(offset, name, cid="u1", ts=T0, mid=None):
                    ts_ms=ts, offset=offset, part="e#0", user_id=cid)
 
 
+def decoded(s, offset, cid, ts, **fields):
+    """A track event of user ``cid`` (fields override), through the decoder as from Kafka."""
+    from datetime import UTC, datetime
+
+    from operators.decode import RawRecord, decode
+
+    doc = {"type": "track", "event": "Signed In", "messageId": f"m{offset}", "userId": cid,
+           **fields, "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+    return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
+                  max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+
 def make(tmp_path, **lifecycle):
     s = Settings(lifecycle={"min_stage_duration_s": 0, **lifecycle})
     return Partition(PartitionStore(tmp_path / "p0"), s), s
@@ -139,16 +151,8 @@ def test_timers_of_a_customer_awaiting_a_merge_wait_for_its_held_events(tmp_path
     flow = LocalFlow(s, None, tmp_path, lambda out: None)
     flow.partitions[1].input_done = True  # the anonymous id's partition has nothing unread
 
-    from datetime import UTC, datetime
-
-    from operators.decode import RawRecord, decode
-
     def track(offset, cid, ts, **fields):
-        doc = {"type": "track", "event": "Signed In", "messageId": f"m{offset}",
-               "userId": cid, **fields,
-               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
-        return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
-                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+        return decoded(s, offset, cid, ts, **fields)
 
     flow.step(0, [track(0, user, T0, event="Signed Up")])  # activation: inactivity applies
     flow.step(0, [track(1, user, T0 + 10_000, type="identify", anonymousId=anon)])
@@ -180,16 +184,8 @@ def test_a_timer_pass_that_fires_nothing_writes_no_profile_back(tmp_path):
     flow = LocalFlow(s, None, tmp_path, lambda out: None)
     flow.partitions[1].input_done = True
 
-    from datetime import UTC, datetime
-
-    from operators.decode import RawRecord, decode
-
     def track(offset, cid, ts, **fields):
-        doc = {"type": "track", "event": "Signed In", "messageId": f"m{offset}",
-               "userId": cid, **fields,
-               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
-        return decode(RawRecord(s.topics.events, 0, offset, None, orjson.dumps(doc), [], ts),
-                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+        return decoded(s, offset, cid, ts, **fields)
 
     flow.step(0, [track(0, user, T0, event="Signed Up")])
     flow.step(0, [track(1, user, T0 + 10_000, type="identify", anonymousId=anon)])
