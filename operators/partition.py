@@ -444,17 +444,16 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self._effects(self.engine.flush_nba())
 
     def _existing_profile(self, ref: str) -> Profile | None:
-        p = self.txn.objects.get(ref)
-        if p is not None:
-            if p.get("_gone"):
-                return None
+        p = self._peek(ref)
+        return None if p is None else self._take(ref, p)
+
+    def _take(self, ref: str, p: Profile) -> Profile:
+        """Take ``p`` (found by ``_peek``) into the batch: it is written back at its end."""
+        if ref in self.txn.objects:
             self._settle(ref)
-            return p
-        p = self._stored(ref)
-        if p is None:
-            return None
-        self._first_read(ref, p, created=False)
-        self.txn.objects[ref] = p
+        else:
+            self._first_read(ref, p, created=False)
+            self.txn.objects[ref] = p
         return p
 
     def _apply(self, ev: InEvent) -> None:

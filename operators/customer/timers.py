@@ -94,7 +94,7 @@ class DueTimers:
             p = self._peek(cid)
             upto = None if p is None else p["last_seen"] + horizon_ms
             if p is not None and any(d <= upto for d in p["timers"].values()):
-                self._fire_customer(self._profile(cid, 0)[0], upto)
+                self._fire_customer(self._take(cid, p), upto)
         for cid, p in list(self.txn.objects.items()):
             if cid not in done:
                 done.add(cid)
@@ -146,7 +146,7 @@ class DueTimers:
                 # events older than they are.
                 waiting = due if waiting is None else min(waiting, due)
                 continue
-            p, _ = self._profile(cid, due)
+            p = self._take(cid, p)
             if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
                 self.txn.lateness.append((due, clock_ms - due))
             # All of this customer's timers due now fire together (one moment).
