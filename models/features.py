@@ -8,7 +8,7 @@ on and is refused by a flow with a different one.
 Example:
     >>> from models.profile import new_profile
     >>> p = new_profile("user:u1", 0)
-    >>> p["traits"] = {"plan": "pro", "adoption_score": 62}
+    >>> p.traits = {"plan": "pro", "adoption_score": 62}
     >>> row, cats = build(p, 86_400_000)
     >>> len(row) == len(NAMES), row[NAMES.index("adoption_score")], cats["plan"]
     (True, 62.0, 'pro')
@@ -20,6 +20,7 @@ import math
 import zlib
 from typing import Any
 
+from models.profile import Profile
 from models.settings import STAGES
 from state.windows import count as window_count
 
@@ -111,38 +112,38 @@ def _num(value: Any) -> float:
     return NAN
 
 
-def build(p: dict, at: int, run: dict | None = None) -> tuple[list[float], dict[str, Any]]:
+def build(p: Profile, at: int, run: dict | None = None) -> tuple[list[float], dict[str, Any]]:
     """The feature row of profile ``p`` at event time ``at`` (``run``: the journey run the
     decision is made in, if any), and the raw values of the categorical features."""
-    counters = p.get("counters", {})
-    traits = p.get("traits", {})
-    life = p.get("lifecycle", {})
-    tenure = max(at - p.get("first_seen", at), 0) / DAY_MS
+    counters = p.counters
+    traits = p.traits
+    life = p.lifecycle
+    tenure = max(at - p.first_seen, 0) / DAY_MS
     row = [
         round(tenure, 3),
-        round(max(at - p.get("last_seen", at), 0) / DAY_MS, 3),
-        float(p.get("events", 0)),
-        float(p.get("sessions", 0)),
+        round(max(at - p.last_seen, 0) / DAY_MS, 3),
+        float(p.events),
+        float(p.sessions),
         float(sum(window_count(c, "7d", at) for c in counters.values())),
     ]
     for _, key, window in _COUNTS:
         c = counters.get(key)
         row.append(float(window_count(c, window, at)) if c is not None else 0.0)
     orders = counters.get("Order Completed")
-    since = life.get("since")
-    changes = float(life.get("changes", 0))
+    since = life.since
+    changes = float(life.changes)
     row += [
         float(orders[0]) if orders is not None else 0.0,
-        round(float(p.get("revenue", 0.0)), 2),
+        round(float(p.revenue), 2),
         _num(traits.get("adoption_score")),
-        1.0 if str(p.get("ref", "")).startswith("user:") else 0.0,
+        1.0 if str(p.ref).startswith("user:") else 0.0,
         round((at - since) / DAY_MS, 3) if isinstance(since, int) else NAN,
         changes,
         round(changes * 30 / max(tenure, 1.0), 3),
         round((at - run["entered"]) / DAY_MS, 3) if run and "entered" in run else 0.0,
     ]
     cats = {"plan": traits.get("plan"), "industry": traits.get("industry"),
-            "stage": life.get("stage")}
+            "stage": life.stage}
     row += [category_code(n, cats[n]) for n in CATEGORICAL]
     return row, cats
 

@@ -24,6 +24,7 @@ from typing import Any
 from models import features as F
 from models.conditions import Context
 from models.nba import DO_NOTHING, ModelRegistry, NbaModel, rationale_text
+from models.profile import Profile
 from models.settings import NbaAction, NbaSettings
 from operators.nba_bandit import Bandit, thompson
 
@@ -129,10 +130,10 @@ class NbaDecider:
                                  rules.cost if rules else 0.0, rules, sa.when))
         return out
 
-    def eligibility(self, p: dict, at: int, ctx: Context, cands: list[Candidate]
+    def eligibility(self, p: Profile, at: int, ctx: Context, cands: list[Candidate]
                     ) -> tuple[list[Candidate], dict[str, str]]:
-        traits = p.get("traits", {})
-        stage = p.get("lifecycle", {}).get("stage")
+        traits = p.traits
+        stage = p.lifecycle.stage
         vip: bool | None = None
         day: str | None = None
         ok: list[Candidate] = []

@@ -44,7 +44,7 @@ from operators.parking import Parking
 from operators.policy import DeliveryPolicy
 from state import changelog, keys, outbox
 from state.outbox import Output
-from state.profiles import ProfileCache, decode_profile, encode_profile
+from state.profiles import ProfileCache, encode_profile, load_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 
@@ -364,7 +364,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             txn.put(keys.BANDIT, self.engine.nba.bandit.encode())
         pending = txn.progress.timers_pending
         for ref, profile in txn.objects.items():
-            pending += (0 if profile.get("_gone") else len(profile.get("timers", {}))) - \
+            pending += (0 if profile.gone else len(profile.timers)) - \
                 txn.timers_before.get(ref, 0)
         txn.progress.timers_pending = max(pending, 0)
         if self.engine is not None and self.refresh_scores:
@@ -372,19 +372,19 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             if model is not None:  # one batched call for every profile the batch changed
                 before = txn.score_inputs
                 txn.stats["scores_refreshed"] += scores.refresh(
-                    [p for ref, p in txn.objects.items() if not p.get("_gone")
+                    [p for ref, p in txn.objects.items() if not p.gone
                      and scores.stale(p, model, before.get(ref))], model)
         sizes = txn.object_sizes
         for ref, profile in txn.objects.items():
-            if profile.get("_gone"):
+            if profile.gone:
                 txn.delete(keys.profile(ref))
             else:
                 txn.culprit = txn.blame.get(ref)  # who to blame if it cannot be stored
                 raw = encode_profile(profile)
                 if len(raw) > self.max_profile_bytes:
-                    held_out = sum(profile.get("dropped", {}).values())
+                    held_out = sum(profile.dropped.values())
                     raw = limits.shrink(profile, raw, self.max_profile_bytes, encode_profile)
-                    txn.stats["limits_dropped"] += sum(profile["dropped"].values()) - held_out
+                    txn.stats["limits_dropped"] += sum(profile.dropped.values()) - held_out
                 txn.put(keys.profile(ref), raw)
                 sizes[ref] = len(raw)
         txn.culprit = None
@@ -397,7 +397,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if self.txn.culprit is not None:
             self.txn.blame[ref] = self.txn.culprit
         p = self.txn.objects.get(ref)
-        if p is not None and not p.get("_gone"):
+        if p is not None and not p.gone:
             self._settle(ref)
             return p, False
         stored = None if p is not None else self._stored(ref)
@@ -412,16 +412,16 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         without writing it back): for a look that may change nothing. None: there is none."""
         p = self.txn.objects.get(ref)
         if p is not None:
-            return None if p.get("_gone") else p
+            return None if p.gone else p
         return self._stored(ref)
 
     def _first_read(self, ref: str, p: Profile, created: bool) -> None:
         """Note what the batch found of a customer it reads (not yet in ``txn.objects``):
         its timers (``timers_pending``) and its score inputs (``scores.stale``)."""
         txn = self.txn
-        txn.timers_before.setdefault(ref, len(p.get("timers", {})))
+        txn.timers_before.setdefault(ref, len(p.timers))
         if not created and self.refresh_scores:
-            txn.score_inputs.setdefault(ref, (scores.inputs(p), p.get("scores")))
+            txn.score_inputs.setdefault(ref, (scores.inputs(p), p.scores))
 
     def _stored(self, ref: str) -> Profile | None:
         """The customer's committed profile: from the cache if it is there, else the store.
@@ -430,7 +430,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if p is not None:
             return p
         raw = self.txn.get(keys.profile(ref))
-        return None if raw is None else decode_profile(raw)
+        return None if raw is None else load_profile(raw)
 
     def _settle(self, ref: str) -> None:
         """Decisions waiting for the end of the batch are made before anything else touches
@@ -463,7 +463,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if ev.key in ERASURE_EVENTS:
             # What was due before the request still happens, in order; then it is all gone.
             p = self._existing_profile(ref)
-            if p is not None and p["timers"] and min(p["timers"].values()) <= ev.ts_ms:
+            if p is not None and p.timers and min(p.timers.values()) <= ev.ts_ms:
                 self._fire_customer(p, ev.ts_ms)
             self._erase(ref, ev)
             return
@@ -471,8 +471,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if created:
             erased = self.txn.get(keys.erased(ref))
             if erased is not None:
-                p["erased_at"] = int(erased)
-        if p.get("erased_at") is not None and ev.ts_ms <= p["erased_at"]:
+                p.erased_at = int(erased)
+        if p.erased_at is not None and ev.ts_ms <= p.erased_at:
             if created:
                 del self.txn.objects[ref]
             self.txn.stats["dropped_erased"] += 1  # data from before an erasure, arriving late
@@ -491,22 +491,22 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.alerts.message(ev.ts_ms, dead=False)
         ts = ev.ts_ms
         # This customer's timers due before this event fire first, whatever the batching.
-        if p["timers"] and min(p["timers"].values()) <= ts:
+        if p.timers and min(p.timers.values()) <= ts:
             self._fire_customer(p, ts)
         if ts > self.txn.progress.watermark:
             self.txn.progress.watermark = ts
-        held_out = sum(p["dropped"].values()) if "dropped" in p else 0
+        held_out = sum(p.dropped.values()) if p.dropped else 0
         activity.record(p, ev, self.session_gap_ms, self.settings.profile_sums,
                         self.settings.limits, self.personal_traits)
-        if "dropped" in p:
-            self.txn.stats["limits_dropped"] += sum(p["dropped"].values()) - held_out
-        to = self.stages.requested(p["lifecycle"]["stage"], ev.key)
+        if p.dropped:
+            self.txn.stats["limits_dropped"] += sum(p.dropped.values()) - held_out
+        to = self.stages.requested(p.lifecycle.stage, ev.key)
         if to is not None:
             fx = Effects()
             lifecycle.request_stage(fx, self.stages, p, to, ts, {"message_id": ev.message_id})
             self._effects(fx)
-        if self.stages.inactivity_timers and "inactivity" not in p["timers"]:
-            self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+        if self.stages.inactivity_timers and "inactivity" not in p.timers:
+            self._arm(p, "inactivity", p.last_seen + self.stages.inactivity_ms)
         self._link(p, ev)
         if ev.key in FEEDBACK_EVENTS:
             fb = feedback.apply(p, ev)
@@ -555,14 +555,14 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self._emit(e)
             elif type(e) is ArmTimer:
                 p = e.profile
-                old = p["timers"].get(e.kind)
+                old = p.timers.get(e.kind)
                 if old is not None and old != e.due_ms:
-                    txn.delete(keys.timer(old, p["ref"], e.kind))
+                    txn.delete(keys.timer(old, p.ref, e.kind))
                 self._arm(p, e.kind, e.due_ms)
             elif type(e) is CancelTimer:
-                old = e.profile["timers"].pop(e.kind, None)
+                old = e.profile.timers.pop(e.kind, None)
                 if old is not None:
-                    txn.delete(keys.timer(old, e.profile["ref"], e.kind))
+                    txn.delete(keys.timer(old, e.profile.ref, e.kind))
             elif type(e) is IndexPut:
                 txn.put(e.key, b"")
             elif type(e) is Count:

@@ -104,8 +104,8 @@ def iso(ms: int | None) -> str | None:
 def profile_view(profile: dict) -> dict:
     """The profile as a person reads it: times in ISO 8601, window counts as of the last event.
 
-    >>> from models.profile import new_profile
-    >>> v = profile_view(new_profile("u1", 0))
+    >>> from models.profile import new_profile, plain
+    >>> v = profile_view(plain(new_profile("u1", 0)))
     >>> v["first_seen"], v["counters"]
     ('1970-01-01T00:00:00.000Z', {})
     """

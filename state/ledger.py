@@ -4,7 +4,8 @@ Each entry is ``[at_ms, channel, journey_id, dispatch_hash]`` (event time), sort
 pruned to the longest window (7 days). A dispatch is counted once, by the hash of its id, so
 replays and retries never count a send twice; merged customers' ledgers add up (by hash).
 
->>> p = {}
+>>> from models.profile import new_profile
+>>> p = new_profile("user:u1", 0)
 >>> record_send(p, "email", "j1", "d1", 1000), record_send(p, "email", "j1", "d1", 1000)
 (True, False)
 >>> sends_within(p, 2000, 86_400_000, lambda e: e[1] == "email")
@@ -15,6 +16,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from models.profile import Profile
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -24,25 +29,25 @@ def send_hash(dispatch_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(dispatch_id.encode(), digest_size=6).digest())
 
 
-def record_send(p: dict, channel: str, journey: str, dispatch_id: str, at: int) -> bool:
+def record_send(p: Profile, channel: str, journey: str, dispatch_id: str, at: int) -> bool:
     """Count a send; False if this dispatch was already counted."""
-    ledger = p.setdefault("ledger", [])
+    ledger = p.ledger
     h = send_hash(dispatch_id)
     if any(e[3] == h for e in ledger):
         return False
     ledger.append([at, channel, journey, h])
     horizon = max(e[0] for e in ledger) - WEEK_MS
-    p["ledger"] = sorted((e for e in ledger if e[0] > horizon), key=lambda e: (e[0], e[3]))
+    p.ledger = sorted((e for e in ledger if e[0] > horizon), key=lambda e: (e[0], e[3]))
     return True
 
 
-def sends_within(p: dict, at: int, span_ms: int, match: Callable[[list], bool]) -> list[int]:
+def sends_within(p: Profile, at: int, span_ms: int, match: Callable[[list], bool]) -> list[int]:
     """Times of the matching sends in the window ``(at - span, at]``, oldest first."""
-    return sorted(e[0] for e in p.get("ledger", []) if at - span_ms < e[0] <= at and match(e))
+    return sorted(e[0] for e in p.ledger if at - span_ms < e[0] <= at and match(e))
 
 
-def merge_ledgers(into: dict, frm: dict) -> None:
-    seen = {e[3] for e in into.get("ledger", [])}
-    into["ledger"] = sorted([*into.get("ledger", []),
-                             *(e for e in frm.get("ledger", []) if e[3] not in seen)],
+def merge_ledgers(into: Profile, frm: Profile) -> None:
+    seen = {e[3] for e in into.ledger}
+    into.ledger = sorted([*into.ledger,
+                             *(e for e in frm.ledger if e[3] not in seen)],
                             key=lambda e: (e[0], e[3]))

@@ -7,7 +7,7 @@ Example:
     >>> p = new_profile("user:u1", 0)
     >>> ev = InEvent("identify", "m1", "u1", "identify", 1_000, traits={"email": "A@b.c"})
     >>> record(p, ev, session_gap_ms=1_800_000, sums=())
-    >>> p["events"], p["sessions"], sorted(p["traits"])
+    >>> p.events, p.sessions, sorted(p.traits)
     (1, 1, ['email_sha256'])
 """
 
@@ -37,7 +37,7 @@ def message_hash(message_id: str) -> int:
 def seen_before(p: Profile, message_id: str, keep: int) -> bool:
     """Whether the customer had this messageId among its last ``keep``; remembers it if not."""
     h = message_hash(message_id)
-    recent = p["recent_ids"]
+    recent = p.recent_ids
     if h in recent:
         return True
     recent.append(h)
@@ -51,22 +51,22 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
     """Fold one event into the profile (see the module docstring); new names beyond
     ``limits`` are counted under ``dropped`` instead (``operators.customer.limits``)."""
     ts = ev.ts_ms
-    p["events"] += 1
-    last = p["last_seen"]
-    if p["events"] == 1 or ts - last > session_gap_ms:
-        p["sessions"] += 1
+    p.events += 1
+    last = p.last_seen
+    if p.events == 1 or ts - last > session_gap_ms:
+        p.sessions += 1
     if ts > last:
-        p["last_seen"] = ts
-    if ts < p["first_seen"]:
-        p["first_seen"] = ts
+        p.last_seen = ts
+    if ts < p.first_seen:
+        p.first_seen = ts
     if ev.type == "group":  # an account's traits, not the user's (Segment's group call)
         if ev.group_id:
             join_group(p, ev.group_id, ev.traits, ts, limits, privacy)
     elif ev.traits:
         set_traits(p, ev.traits, ts, limits, privacy)
     if ev.timezone:
-        p["timezone"] = ev.timezone
-    counters = p["counters"]
+        p.timezone = ev.timezone
+    counters = p.counters
     counter = counters.get(ev.key)
     if counter is None:
         if len(counters) >= limits.max_counters:
@@ -78,7 +78,7 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
     if ev.key == "Order Completed":
         rev = ev.properties.get("revenue")
         if isinstance(rev, int | float) and not isinstance(rev, bool) and 0 < rev < SUM_LIMIT:
-            p["revenue"] = round(p.get("revenue", 0.0) + rev, 2)  # monetary, for NBA
+            p.revenue = round(p.revenue + rev, 2)  # monetary, for NBA
     for rule in sums:
         if ev.key == rule.event:
             add_sum(p, rule.name, ev.properties.get(rule.by), ev.properties.get(rule.value),
@@ -92,9 +92,10 @@ def set_traits(p: Profile, traits: dict, ts: int,
     reaches state: it is kept as its SHA-256 only; ``privacy`` (trait name -> hash, drop or
     keep; default: phone and ip hashed) rules the other personal traits. ``into`` (a group)
     receives them instead of the profile; what limits keep out is counted on the profile."""
-    target = p if into is None else into
-    ts_of = target.setdefault("trait_ts", {})
-    mine = target["traits"]
+    if into is None:
+        ts_of, mine = p.trait_ts, p.traits
+    else:
+        ts_of, mine = into.setdefault("trait_ts", {}), into["traits"]
     personal = PERSONAL if privacy is None else privacy
     for k, v in traits.items():
         if k == "email":
@@ -124,7 +125,7 @@ def join_group(p: Profile, group_id: str, traits: dict, ts: int,
     """Record that the customer belongs to ``group_id`` and keep that group's traits (latest
     event time wins per trait, the same privacy rules as the user's). The group with the
     latest ``group`` call is the customer's current one (``group.<trait>`` in conditions)."""
-    groups = p.setdefault("groups", {})
+    groups = p.groups
     g = groups.get(group_id)
     if g is None:
         if len(groups) >= limits.max_groups:
@@ -132,16 +133,16 @@ def join_group(p: Profile, group_id: str, traits: dict, ts: int,
             return
         g = groups[group_id] = {"traits": {}, "trait_ts": {}, "since": ts}
     set_traits(p, traits, ts, limits, privacy, into=g)
-    if ts >= p.get("group_ts", -1):
-        p["group"], p["group_ts"] = group_id, ts
+    if ts >= p.group_ts:
+        p.group, p.group_ts = group_id, ts
 
 
 def group_view(p: Profile) -> dict:
     """``group`` in conditions: the current group's traits and its ``id``."""
-    gid = p.get("group")
+    gid = p.group
     if gid is None:
         return {}
-    return {**p["groups"][gid]["traits"], "id": gid}
+    return {**p.groups[gid]["traits"], "id": gid}
 
 
 def add_sum(p: Profile, name: str, by: object, value: object, max_keys: int = 200) -> None:
@@ -150,11 +151,11 @@ def add_sum(p: Profile, name: str, by: object, value: object, max_keys: int = 20
     if not isinstance(by, str) or not isinstance(value, int | float) \
             or isinstance(value, bool):
         return
-    sums = p.setdefault("sums", {}).setdefault(name, {})
+    sums = p.sums.setdefault(name, {})
     if by not in sums and len(sums) >= max_keys:
         dropped(p, "sum_keys")
         return
     # Clamped: one absurd value must not overflow what the profile can store.
     sums[by] = max(min(sums.get(by, 0) + value, SUM_LIMIT), -SUM_LIMIT)
     # The leader (ties: alphabetical) is what journeys read as profile.top.<name>.
-    p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
+    p.top[name] = min(sums, key=lambda k: (-sums[k], k))

@@ -10,6 +10,7 @@ import orjson
 from models.events import InEvent
 from models.identifiers import value_of
 from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.profile import mark_gone
 from state import keys
 from state.outbox import Output
 
@@ -62,27 +63,26 @@ class Erasure:
             return
         p = self._existing_profile(ref)
         deleted = {"profile": 0, "timers": 0, "links": 0, "held": 0}
-        ids = {ref} | (set(p["links"]) | set(p["merged_from"]) if p is not None else set())
+        ids = {ref} | (set(p.links) | set(p.merged_from) if p is not None else set())
         dead = self._dead_letters_of({i for i in ids if ":" in i})
         if p is not None:
             deleted["profile"] = 1
             deleted["timers"], deleted["held"] = self._unindex(p, ref)
-            for x in sorted(set(p["links"]) | set(p["merged_from"])):
+            for x in sorted(set(p.links) | set(p.merged_from)):
                 if x != ref:
                     deleted["links"] += 1
                     self._route(x, {"kind": "unlink", "id": x, "ref": ref})
             # Outputs decided before the request still go out (they are already on their way),
             # but their copies in the outbox go now instead of on Kafka's acknowledgement.
             for k, v in self.store.scan(keys.OUTBOX):
-                if Output.decode(v).key == p["id"]:
+                if Output.decode(v).key == p.id:
                     txn.delete(k)
                     self.txn.stats["erased_outbox_entries"] += 1
-            p.clear()
-            p["_gone"] = True
+            mark_gone(p)
         for k, _ in list(txn.scan(keys.waiting(ref))):  # events held for a merge: gone too
             txn.delete(k)
             self.held_decoded.pop(k, None)
-        self.txn.objects.setdefault(ref, {"_gone": True})
+        self.txn.objects.setdefault(ref, mark_gone())
         txn.delete(keys.profile(ref))
         txn.delete(keys.link(ref))
         txn.delete(keys.redirect(ref))

@@ -4,9 +4,10 @@ must act on (an opt-out takes the customer out of journeys; a failure is retried
 
 Example:
     >>> from models.events import InEvent
-    >>> p = {}
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
     >>> ev = InEvent("track", "m1", "u1", "Unsubscribed", 5, properties={"channel": "sms"})
-    >>> apply(p, ev), p["consent"]
+    >>> apply(p, ev), p.consent
     (Feedback(opted_out='sms', failed_dispatch=None, failed_channel=None), \
 {'sms': {'marketing': 'opted_out'}})
 """
@@ -46,8 +47,8 @@ def channel(value: object, default: str) -> str:
 
 
 def _consent(p: Profile, ch: str, purpose: str, status: object, at: int) -> None:
-    p.setdefault("consent", {}).setdefault(ch, {})[purpose] = status
-    p.setdefault("consent_ts", {})[f"{ch}/{purpose}"] = at
+    p.consent.setdefault(ch, {})[purpose] = status
+    p.consent_ts[f"{ch}/{purpose}"] = at
 
 
 def apply(p: Profile, ev: InEvent) -> Feedback | None:
@@ -66,21 +67,21 @@ def apply(p: Profile, ev: InEvent) -> Feedback | None:
         _consent(p, ch, "marketing", "opted_out", ev.ts_ms)
         return Feedback(opted_out=ch)
     elif key == "Email Marked as Spam":
-        p.setdefault("suppressed", {})["email"] = "complaint"
+        p.suppressed["email"] = "complaint"
         _consent(p, "email", "marketing", "opted_out", ev.ts_ms)
         return Feedback(opted_out="email")
     elif key in BOUNCES:
         if props.get("bounce_type") != "soft":
-            p.setdefault("suppressed", {})[BOUNCES[key]] = "bounce"
+            p.suppressed[BOUNCES[key]] = "bounce"
     elif key in FAILURES:
         dispatch_id = props.get("dispatch_id")
-        failed = p.get("sent", {}).get(dispatch_id) if isinstance(dispatch_id, str) else None
+        failed = p.sent.get(dispatch_id) if isinstance(dispatch_id, str) else None
         return Feedback(failed_dispatch=dispatch_id if isinstance(dispatch_id, str) else None,
                         failed_channel=failed["ch"] if failed else
                         channel(props.get("channel"), "unknown"))
     elif key in ENGAGEMENT:
         ch, what = ENGAGEMENT[key]
         ch = channel(props.get("channel"), ch)
-        eng = p.setdefault("engagement", {}).setdefault(ch, {})
+        eng = p.engagement.setdefault(ch, {})
         eng[what] = eng.get(what, 0) + 1
     return None

@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import msgspec
+
 from models.outputs import envelope, idempotency_key
 from models.profile import Profile
 from models.settings import LifecycleRules
@@ -58,55 +60,55 @@ class StageRules:
 def request_stage(fx: Effects, rules: StageRules, p: Profile, to: str, at_ms: int,
                   cause: dict) -> None:
     """Move the customer to ``to`` now, or once the current stage has lasted long enough."""
-    lc = p["lifecycle"]
-    if lc["stage"] is not None and at_ms < lc["since"] + rules.min_stage_ms:
-        lc["pending"] = {"stage": to, "cause": cause}
-        if "stage" not in p["timers"]:
-            fx.arm(p, "stage", lc["since"] + rules.min_stage_ms)
+    lc = p.lifecycle
+    if lc.stage is not None and at_ms < lc.since + rules.min_stage_ms:
+        lc.pending = {"stage": to, "cause": cause}
+        if "stage" not in p.timers:
+            fx.arm(p, "stage", lc.since + rules.min_stage_ms)
         return
     change_stage(fx, p, to, at_ms, cause)
 
 
 def change_stage(fx: Effects, p: Profile, to: str, at_ms: int, cause: dict) -> None:
     """The stage changes (if it is another): ``lifecycle.changed`` on segue.customer-events."""
-    lc = p["lifecycle"]
-    before = lc["stage"]
-    lc["pending"] = None
+    lc = p.lifecycle
+    before = lc.stage
+    lc.pending = None
     if before == to:
         return
-    lc["stage"] = to
-    lc["since"] = at_ms
-    lc["changes"] += 1
+    lc.stage = to
+    lc.since = at_ms
+    lc.changes += 1
     cause_id = cause.get("message_id") or f"{cause.get('timer')}@{cause.get('due_ms')}"
     fx.count("lifecycle_changes")
-    fx.customer_event(p["id"], envelope(
-        "lifecycle.changed", idempotency_key("lifecycle", p["id"], before, to, cause_id, at_ms),
-        customer_id=p["id"], journey=None, at_ms=at_ms, cause=cause,
+    fx.customer_event(p.id, envelope(
+        "lifecycle.changed", idempotency_key("lifecycle", p.id, before, to, cause_id, at_ms),
+        customer_id=p.id, journey=None, at_ms=at_ms, cause=cause,
         from_stage=before, to_stage=to))
 
 
 def on_timer(fx: Effects, rules: StageRules, p: Profile, kind: str, due: int) -> None:
     """The customer's ``inactivity`` or ``stage`` timer fired."""
-    lc = p["lifecycle"]
+    lc = p.lifecycle
     if kind == "inactivity":
-        target = p["last_seen"] + rules.inactivity_ms
+        target = p.last_seen + rules.inactivity_ms
         if target > due:  # activity since it was armed: push it back, lazily
             if rules.inactivity_timers:
                 fx.arm(p, "inactivity", target)
-        elif rules.inactivity_applies(lc["stage"]):
+        elif rules.inactivity_applies(lc.stage):
             request_stage(fx, rules, p, rules.rules.inactivity_stage, due,
                           {"timer": "inactivity", "due_ms": due})
     elif kind == "stage":
-        pending = lc["pending"]
+        pending = lc.pending
         if pending is not None:
             change_stage(fx, p, pending["stage"], due, pending["cause"])
 
 
-def merge(fx: Effects, p: Profile, snapshot: dict) -> None:
+def merge(fx: Effects, p: Profile, snapshot: Profile) -> None:
     """A customer merged into ``p``: the winner's stage stands; one without takes the loser's
     (with its pending change)."""
-    if p["lifecycle"]["stage"] is None and snapshot["lifecycle"]["stage"] is not None:
-        p["lifecycle"] = dict(snapshot["lifecycle"])
-        due = snapshot["timers"].get("stage")
+    if p.lifecycle.stage is None and snapshot.lifecycle.stage is not None:
+        p.lifecycle = msgspec.structs.replace(snapshot.lifecycle)
+        due = snapshot.timers.get("stage")
         if due is not None:
             fx.arm(p, "stage", due)

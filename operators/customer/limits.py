@@ -10,10 +10,10 @@ Example:
     >>> from models.profile import new_profile
     >>> from models.settings import ProfileLimits
     >>> p = new_profile("user:u1", 0)
-    >>> p["counters"] = {f"e{i}": [1, [], [], [[i, 1]]] for i in range(5)}
+    >>> p.counters = {f"e{i}": [1, [], [], [[i, 1]]] for i in range(5)}
     >>> enforce(p, ProfileLimits(max_counters=3))
     2
-    >>> sorted(p["counters"]), p["dropped"]
+    >>> sorted(p.counters), p.dropped
     (['e2', 'e3', 'e4'], {'counters': 2})
 """
 
@@ -28,7 +28,7 @@ from models.settings import ProfileLimits
 
 
 def dropped(p: Profile, kind: str, n: int = 1) -> None:
-    d = p.setdefault("dropped", {})
+    d = p.dropped
     d[kind] = d.get(kind, 0) + n
 
 
@@ -52,14 +52,14 @@ def enforce(p: Profile, limits: ProfileLimits) -> int:
     """Trim ``p`` to the count limits (after a merge joined two customers' names); returns
     how many entries went."""
     gone = 0
-    counters = p["counters"]
+    counters = p.counters
     extra = len(counters) - limits.max_counters
     if extra > 0:
         for k in sorted(counters, key=lambda k: (_last_active(counters[k]), k))[:extra]:
             del counters[k]
         dropped(p, "counters", extra)
         gone += extra
-    traits, ts = p["traits"], p.setdefault("trait_ts", {})
+    traits, ts = p.traits, p.trait_ts
     extra = len(traits) - limits.max_traits
     if extra > 0:
         for k in sorted(traits, key=lambda k: (ts.get(k, 0), k))[:extra]:
@@ -67,12 +67,12 @@ def enforce(p: Profile, limits: ProfileLimits) -> int:
             ts.pop(k, None)
         dropped(p, "traits", extra)
         gone += extra
-    for name, sums in p.get("sums", {}).items():
+    for name, sums in p.sums.items():
         extra = len(sums) - limits.max_sum_keys
         if extra > 0:
             for k in sorted(sums, key=lambda k: (abs(sums[k]), k))[:extra]:
                 del sums[k]
-            p.setdefault("top", {})[name] = min(sums, key=lambda k: (-sums[k], k))
+            p.top[name] = min(sums, key=lambda k: (-sums[k], k))
             dropped(p, "sum_keys", extra)
             gone += extra
     return gone
@@ -81,18 +81,18 @@ def enforce(p: Profile, limits: ProfileLimits) -> int:
 def shrink(p: Profile, raw: bytes, limit: int, encode: Callable[[Profile], bytes]) -> bytes:
     """``raw`` (``p`` encoded) trimmed until it fits ``limit`` bytes: counters least recently
     active first, a tenth at a time, then traits largest first. Returns the new encoding."""
-    counters = p["counters"]
+    counters = p.counters
     while len(raw) > limit and counters:
         n = max(len(counters) // 10, 1)
         for k in sorted(counters, key=lambda k: (_last_active(counters[k]), k))[:n]:
             del counters[k]
         dropped(p, "counters", n)
         raw = encode(p)
-    traits = p["traits"]
+    traits = p.traits
     while len(raw) > limit and traits:
         k = max(traits, key=lambda k: (len(orjson.dumps(traits[k])), k))
         del traits[k]
-        p.get("trait_ts", {}).pop(k, None)
+        p.trait_ts.pop(k, None)
         dropped(p, "traits")
         raw = encode(p)
     return raw

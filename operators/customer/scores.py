@@ -29,9 +29,8 @@ def inputs(p: Profile) -> tuple:
     rest of what ``features.build`` reads (counters, traits, revenue, sessions) changes only
     with an applied event or a merge, and each of those moves ``events`` or ``first_seen``;
     a stage change moves ``lifecycle.changes``."""
-    lc = p.get("lifecycle") or {}
-    return (p.get("last_seen"), p.get("events"), p.get("first_seen"), lc.get("changes"),
-            lc.get("since"))
+    lc = p.lifecycle
+    return (p.last_seen, p.events, p.first_seen, lc.changes, lc.since)
 
 
 def stale(p: Profile, model: Any, before: tuple | None) -> bool:
@@ -39,9 +38,9 @@ def stale(p: Profile, model: Any, before: tuple | None) -> bool:
     record) as the batch first read the profile (None: new to this batch's store). A batch
     that fired only a journey timer, answered a claim or moved the outbox leaves the scores
     as they are, and the same model gives the same numbers."""
-    s = p.get("scores")
+    s = p.scores
     return (before is None or s is None or s is not before[1]
-            or s.get("model") != model.version or s.get("at_ms") != p["last_seen"]
+            or s.get("model") != model.version or s.get("at_ms") != p.last_seen
             or inputs(p) != before[0])
 
 
@@ -49,14 +48,14 @@ def refresh(profiles: list[Profile], model: Any) -> int:
     """Score ``profiles`` as of each one's last event, in one call; returns how many."""
     if model is None or not profiles or not model.scorers:
         return 0
-    rows = [features.build(p, p["last_seen"])[0] for p in profiles]
+    rows = [features.build(p, p.last_seen)[0] for p in profiles]
     for p, s in zip(profiles, model.scores(rows), strict=True):
-        p["scores"] = _record(s, model, p["last_seen"])
+        p.scores = _record(s, model, p.last_seen)
     return len(profiles)
 
 
 def now(p: Profile, at: int, model: Any) -> dict:
     """The customer's scores at event time ``at`` (the stored ones without a model)."""
     if model is None or not model.scorers:
-        return p.get("scores", {})
+        return p.scores or {}
     return _record(model.scores([features.build(p, at)[0]])[0], model, at)

@@ -48,30 +48,30 @@ class DueTimers:
             progress.timer_floor = max(due_ms, 0)
         if progress.timer_next is not None and due_ms < progress.timer_next:
             progress.timer_next = due_ms
-        key = keys.timer(due_ms, p["ref"], kind)
-        p["timers"][kind] = due_ms
+        key = keys.timer(due_ms, p.ref, kind)
+        p.timers[kind] = due_ms
         self.txn.put(key, b"")
         self.txn.armed.append((due_ms, key))
 
     def _fire_customer(self, p: Profile, upto: int) -> None:
         """Fire this customer's timers due at or before ``upto``, earliest first."""
         for _ in range(1000):
-            due_now = [(d, k) for k, d in p["timers"].items() if d <= upto]
+            due_now = [(d, k) for k, d in p.timers.items() if d <= upto]
             if not due_now:
                 return
             first = min(d for d, _ in due_now)
             kinds = [k for d, k in due_now if d == first]
             for kind in kinds:
-                del p["timers"][kind]
-                self.txn.delete(keys.timer(first, p["ref"], kind))
+                del p.timers[kind]
+                self.txn.delete(keys.timer(first, p.ref, kind))
             self.txn.stats["timers_fired"] += len(kinds)
             outer = self.txn.culprit
-            self.txn.culprit = ("timer", p["ref"], first)
+            self.txn.culprit = ("timer", p.ref, first)
             why = self._poisoned.get(self.txn.culprit)
             if why is None:
                 self._on_timers(p, first, kinds)
             else:  # it raised before: dropped, and said so
-                self._emit_identity("timer.error", p["id"], p["ref"], first,
+                self._emit_identity("timer.error", p.id, p.ref, first,
                                     {"timer": ",".join(kinds), "due_ms": first}, reason=why)
             self.txn.culprit = outer
 
@@ -92,13 +92,13 @@ class DueTimers:
             done.add(cid)
             n += 1
             p = self._peek(cid)
-            upto = None if p is None else p["last_seen"] + horizon_ms
-            if p is not None and any(d <= upto for d in p["timers"].values()):
+            upto = None if p is None else p.last_seen + horizon_ms
+            if p is not None and any(d <= upto for d in p.timers.values()):
                 self._fire_customer(self._take(cid, p), upto)
         for cid, p in list(self.txn.objects.items()):
             if cid not in done:
                 done.add(cid)
-                self._fire_customer(p, p["last_seen"] + horizon_ms)
+                self._fire_customer(p, p.last_seen + horizon_ms)
 
     def _fire_timers(self, clock_ms: int) -> None:
         txn = self.txn
@@ -137,10 +137,10 @@ class DueTimers:
             # back at its end, and most timers found here for a waiting customer change
             # nothing (they are found again by every pass until its merge is answered).
             p = self._peek(cid)
-            if p is None or p["timers"].get(kind) != due:  # gone (erased), or replaced
+            if p is None or p.timers.get(kind) != due:  # gone (erased), or replaced
                 txn.delete(k)
                 continue
-            if p.get("awaiting"):
+            if p.awaiting:
                 # Its events wait for a merge: its timers wait with them, and fire in event
                 # order as those events are applied (or at a later pass), never ahead of
                 # events older than they are.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.identifiers import hash_email
+from models.profile import Profile
 from state.ledger import merge_ledgers
 from state.windows import _LEVELS
 
@@ -79,63 +80,63 @@ def merge_counter(a: list, b: list) -> list:
     return out
 
 
-def merge_profile_data(into: dict, frm: dict, max_recent: int) -> None:
+def merge_profile_data(into: Profile, frm: Profile, max_recent: int) -> None:
     """Fold ``frm``'s behaviour into ``into`` (counts add, traits by timestamp, …).
 
     Commutative for what is order-independent (counters, totals, first/last seen, traits,
     sums, links); journeys, timers and lifecycle are reconciled by the caller.
     """
-    into["events"] += frm["events"]
-    into["sessions"] += frm["sessions"]
-    if frm.get("revenue"):
-        into["revenue"] = round(into.get("revenue", 0.0) + frm["revenue"], 2)
-    into["first_seen"] = min(into["first_seen"], frm["first_seen"])
-    if frm["last_seen"] > into["last_seen"] or (
-            frm["last_seen"] == into["last_seen"] and frm.get("timezone")
-            and not into.get("timezone")):
-        into["timezone"] = frm.get("timezone") or into.get("timezone")
-    into["last_seen"] = max(into["last_seen"], frm["last_seen"])
-    ts_in = into.setdefault("trait_ts", {})
-    for k, v in frm["traits"].items():
-        t_frm = frm.get("trait_ts", {}).get(k, 0)
+    into.events += frm.events
+    into.sessions += frm.sessions
+    if frm.revenue:
+        into.revenue = round(into.revenue + frm.revenue, 2)
+    into.first_seen = min(into.first_seen, frm.first_seen)
+    if frm.last_seen > into.last_seen or (
+            frm.last_seen == into.last_seen and frm.timezone
+            and not into.timezone):
+        into.timezone = frm.timezone or into.timezone
+    into.last_seen = max(into.last_seen, frm.last_seen)
+    ts_in = into.trait_ts
+    for k, v in frm.traits.items():
+        t_frm = frm.trait_ts.get(k, 0)
         t_in = ts_in.get(k)
-        if t_in is None or (t_frm, repr(v)) > (t_in, repr(into["traits"].get(k))):
-            into["traits"][k] = v
+        if t_in is None or (t_frm, repr(v)) > (t_in, repr(into.traits.get(k))):
+            into.traits[k] = v
             ts_in[k] = t_frm
-    for key, c in frm["counters"].items():
-        mine = into["counters"].get(key)
-        into["counters"][key] = merge_counter(mine, c) if mine is not None else c
-    for name, sums in frm.get("sums", {}).items():
-        mine = into.setdefault("sums", {}).setdefault(name, {})
+    for key, c in frm.counters.items():
+        mine = into.counters.get(key)
+        into.counters[key] = merge_counter(mine, c) if mine is not None else c
+    for name, sums in frm.sums.items():
+        mine = into.sums.setdefault(name, {})
         for k, v in sums.items():
             mine[k] = mine.get(k, 0) + v
-        into.setdefault("top", {})[name] = min(mine, key=lambda k: (-mine[k], k))
+        into.top[name] = min(mine, key=lambda k: (-mine[k], k))
     # The loser's recent ids come first, the winner's (its newest) last: trimming keeps the
     # newest rather than the numerically largest hashes.
-    mine = set(into["recent_ids"])
-    recent = [h for h in frm["recent_ids"] if h not in mine] + into["recent_ids"]
-    into["recent_ids"] = recent[-max_recent:]
-    into["links"] = sorted(set(into.get("links", [])) | set(frm.get("links", [])))
+    mine = set(into.recent_ids)
+    recent = [h for h in frm.recent_ids if h not in mine] + into.recent_ids
+    into.recent_ids = recent[-max_recent:]
+    into.links = sorted(set(into.links) | set(frm.links))
     # Consent: the most restrictive wins; suppressions and sends add up (caps stay correct).
-    for ch, purposes in frm.get("consent", {}).items():
-        mine = into.setdefault("consent", {}).setdefault(ch, {})
+    for ch, purposes in frm.consent.items():
+        mine = into.consent.setdefault(ch, {})
         for purpose, status in purposes.items():
             if mine.get(purpose) != "opted_out":
                 mine[purpose] = status if purpose not in mine or status == "opted_out" \
                     else mine[purpose]
-    for ch, why in frm.get("suppressed", {}).items():
-        into.setdefault("suppressed", {}).setdefault(ch, why)
+    for ch, why in frm.suppressed.items():
+        into.suppressed.setdefault(ch, why)
     merge_ledgers(into, frm)
-    for kind, n in frm.get("dropped", {}).items():  # what limits kept out, on either side
-        d = into.setdefault("dropped", {})
+    for kind, n in frm.dropped.items():  # what limits kept out, on either side
+        d = into.dropped
         d[kind] = d.get(kind, 0) + n
-    into.setdefault("sent", {}).update(frm.get("sent", {}))
-    for ch, kinds in frm.get("engagement", {}).items():
-        mine_e = into.setdefault("engagement", {}).setdefault(ch, {})
+    into.sent.update(frm.sent)
+    for ch, kinds in frm.engagement.items():
+        mine_e = into.engagement.setdefault(ch, {})
         for k, n in kinds.items():
             mine_e[k] = mine_e.get(k, 0) + n
-    hist = into.setdefault("journey_history", {})
-    for jid, h in frm.get("journey_history", {}).items():
+    hist = into.journey_history
+    for jid, h in frm.journey_history.items():
         mine = hist.get(jid)
         if mine is None:
             hist[jid] = dict(h)

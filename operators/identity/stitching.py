@@ -12,7 +12,7 @@ import orjson
 from models.events import InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.outputs import SCHEMA_VERSION, idempotency_key
-from models.profile import Profile
+from models.profile import Profile, from_plain, mark_gone, plain
 from operators.customer import lifecycle, limits
 from operators.decode import Routed
 from operators.effects import Effects
@@ -44,15 +44,15 @@ class IdentityStitching:
         """Delete the index keys of ``ref``'s timers and held sends (the customer leaves this
         partition: merged away or erased); returns how many of each went."""
         txn = self.txn
-        for kind, due in p["timers"].items():
+        for kind, due in p.timers.items():
             txn.delete(keys.timer(due, ref, kind))
         held = 0
-        for jid, run in p.get("journeys", {}).items():
+        for jid, run in p.journeys.items():
             if run.get("held") and run["held"].get("indexed"):
                 txn.delete(keys.held(jid, run["held"]["at"], ref))
                 run["held"]["indexed"] = False
                 held += 1
-        return len(p["timers"]), held
+        return len(p.timers), held
 
     def _moved_on(self, w: str, hops: int, body: dict) -> bool:
         """If ``w`` was itself merged into another customer, send ``body`` (a message meant
@@ -74,7 +74,7 @@ class IdentityStitching:
         if ev.canonical is None:
             primary = primary_ref(ev.user_id, ev.anonymous_id)
             cached = self.txn.objects.get(primary)
-            if cached is not None and not cached.get("_gone"):
+            if cached is not None and not cached.gone:
                 return primary  # owned here, already loaded in this batch: no lookups
             if self.home(primary) != self.partition:  # producer used another partitioner
                 self._forward(ev, None, primary)
@@ -115,7 +115,7 @@ class IdentityStitching:
 
     def _link(self, p: Profile, ev: InEvent) -> None:
         """Claim the event's identifiers this customer does not hold yet (within limits)."""
-        links = p["links"]
+        links = p.links
         if not ev.traits and ev.device_id is None and ev.type != "alias":
             # Most events carry only ids the customer holds already: no set, no sort.
             uid, aid = ev.user_id, ev.anonymous_id
@@ -128,19 +128,19 @@ class IdentityStitching:
         limits = self.settings.identity.max_links
         for x in new:
             kind = kind_of(x)
-            held = sum(1 for y in p["links"] if kind_of(y) == kind)
+            held = sum(1 for y in p.links if kind_of(y) == kind)
             if held >= limits.get(kind, 10):
                 self.txn.stats["links_refused"] += 1
-                self._emit_identity("identity.link_refused", p["id"], p["ref"], ev.ts_ms,
+                self._emit_identity("identity.link_refused", p.id, p.ref, ev.ts_ms,
                                     {"message_id": ev.message_id},
                                     reason=f"identity.limit.{kind}",
                                     identifier=x if kind != "email" else "email:<hashed>")
                 continue
-            p["links"].append(x)
+            p.links.append(x)
             # The customer's next events wait until this claim is answered (a merge of the
             # history behind x, or "no merge"): they are evaluated on the merged state.
-            p.setdefault("awaiting", {})[x] = ev.ts_ms
-            self._route(x, {"kind": "claim", "id": x, "canonical": p["ref"], "at": ev.ts_ms,
+            p.awaiting[x] = ev.ts_ms
+            self._route(x, {"kind": "claim", "id": x, "canonical": p.ref, "at": ev.ts_ms,
                             "cause": ev.message_id})
 
     def _on_routed(self, m: Routed) -> None:
@@ -265,45 +265,44 @@ class IdentityStitching:
         the customer that had it); once none is left, what it held back is applied, in
         order."""
         p = self._existing_profile(ref)
-        if p is not None and refused and x in p["links"]:
-            p["links"].remove(x)
-        if p is None or not p.get("awaiting") or p["awaiting"].pop(x, None) is None:
+        if p is not None and refused and x in p.links:
+            p.links.remove(x)
+        if p is None or not p.awaiting or p.awaiting.pop(x, None) is None:
             return
-        if not p["awaiting"]:
-            del p["awaiting"]
+        if not p.awaiting:
             self._release(p)
 
     def _hold(self, p: Profile, ev: InEvent) -> bool:
         """Keep ``ev`` back while its customer awaits a claim's answer (bounded)."""
-        if not p.get("awaiting"):
+        if not p.awaiting:
             return False
-        n = p.get("held_events", 0)
+        n = p.held_events
         if n >= MAX_HELD:  # never unbounded: apply as it comes, and say so
             self.txn.stats["held_overflow"] += 1
             return False
-        p["held_events"] = n + 1
+        p.held_events = n + 1
         # The event's own bytes, behind a small header: no decode and encode to hold it.
         body = ev.raw_json if ev.raw is None and ev.raw_json is not None \
             else orjson.dumps(ev.document())
-        key = keys.waiting(p["ref"], p.get("held_seq", 0))
+        key = keys.waiting(p.ref, p.held_seq)
         self.txn.put(key, orjson.dumps([ev.kafka_ts_ms, ev.hops, ev.part, ev.offset])
                      + b"\n" + body)
         if len(self.held_decoded) < MAX_HELD_DECODED:
             self.held_decoded[key] = ev
-        p["held_seq"] = p.get("held_seq", 0) + 1
+        p.held_seq = p.held_seq + 1
         self.txn.stats["held_for_merge"] += 1
         return True
 
     def _release(self, p: Profile) -> None:
         from operators.decode import RawRecord, decode
 
-        ref = p["ref"]
+        ref = p.ref
         skew = self.settings.max_future_skew_s * 1000
         for k, v in list(self.txn.scan(keys.waiting(ref))):
-            if p.get("awaiting") or p.get("_gone"):
+            if p.awaiting or p.gone:
                 return  # a released event claimed again: the rest waits for that
             self.txn.delete(k)
-            p["held_events"] = p.get("held_events", 1) - 1
+            p.held_events = p.held_events - 1
             head, _, body = v.partition(b"\n")
             kafka_ts, hops, part, offset = orjson.loads(head)
             ev = self.held_decoded.pop(k, None)
@@ -365,7 +364,7 @@ class IdentityStitching:
             # (it answers with a checked merge_out, or refuses): a merge never makes a
             # customer hold more identifiers of a kind than identity.max_links allows.
             self._route(w, {"kind": "merge_check", "from": loser, "into": w,
-                            "links": sorted({*p["links"], loser}), "at": at, "hops": hops,
+                            "links": sorted({*p.links, loser}), "at": at, "hops": hops,
                             "for": answers})
             return
         txn.put(keys.redirect(loser), w.encode())
@@ -373,9 +372,9 @@ class IdentityStitching:
         snapshot = None
         if p is not None:
             self._unindex(p, loser)
-            snapshot = {k: v for k, v in p.items() if k not in ("_gone", "awaiting")}
-            p.clear()
-            p["_gone"] = True
+            snapshot = plain(p)
+            snapshot.pop("awaiting", None)
+            mark_gone(p)
             for y in snapshot["links"]:
                 if y != loser:
                     self._route(y, {"kind": "relink", "id": y, "canonical": w})
@@ -406,7 +405,7 @@ class IdentityStitching:
                                 "erased": True})
             return
         p = self._existing_profile(w)
-        mine = set(p["links"]) | {w} if p is not None else {w}
+        mine = set(p.links) | {w} if p is not None else {w}
         kind = _over_limit(mine, mine | set(links), self.settings.identity.max_links)
         if kind is None:
             self._route(loser, {"kind": "merge_out", "from": loser, "into": w, "at": at,
@@ -431,11 +430,10 @@ class IdentityStitching:
         self.txn.stats["dropped_erased"] += 1
         if p is not None:
             self._unindex(p, loser)
-            for y in p["links"]:
+            for y in p.links:
                 if y != loser:
                     self._route(y, {"kind": "unlink", "id": y, "ref": loser})
-            p.clear()
-            p["_gone"] = True
+            mark_gone(p)
         for k, _ in list(txn.scan(keys.waiting(loser))):
             txn.delete(k)
             self.held_decoded.pop(k, None)
@@ -452,20 +450,21 @@ class IdentityStitching:
         self._fold_in(loser, w, snapshot, at)
         self._answer(answers)
 
-    def _fold_in(self, loser: str, w: str, snapshot: dict | None, at: int) -> None:
+    def _fold_in(self, loser: str, w: str, handed: dict | None, at: int) -> None:
         if self._erased_since(w, at):  # merged history from before an erasure: dropped
             self.txn.stats["dropped_erased"] += 1
             return
-        p, _ = self._profile(w, snapshot["first_seen"] if snapshot else at)
-        if loser in p["merged_from"]:
+        snapshot = None if handed is None else from_plain(handed)
+        p, _ = self._profile(w, snapshot.first_seen if snapshot else at)
+        if loser in p.merged_from:
             return  # a redelivered merge
-        p["merged_from"].append(loser)
+        p.merged_from.append(loser)
         if snapshot is not None:  # what the loser had absorbed counts as merged here too
-            for ref in snapshot.get("merged_from", []):
-                if ref not in p["merged_from"]:
-                    p["merged_from"].append(ref)
-        if loser not in p["links"]:
-            p["links"].append(loser)
+            for ref in snapshot.merged_from:
+                if ref not in p.merged_from:
+                    p.merged_from.append(ref)
+        if loser not in p.links:
+            p.links.append(loser)
         if snapshot is not None:
             merge_profile_data(p, snapshot, self.settings.dedup_recent_ids)
             self.txn.stats["limits_dropped"] += limits.enforce(p, self.settings.limits)
@@ -474,10 +473,10 @@ class IdentityStitching:
             self._effects(fx)
             if self.engine is not None:
                 self._effects(self.engine.adopt_runs(p, snapshot, at))
-            if self.stages.inactivity_timers and "inactivity" not in p["timers"]:
-                self._arm(p, "inactivity", p["last_seen"] + self.stages.inactivity_ms)
+            if self.stages.inactivity_timers and "inactivity" not in p.timers:
+                self._arm(p, "inactivity", p.last_seen + self.stages.inactivity_ms)
         self.txn.stats["merges"] += 1
-        self._emit_identity("identity.merged", p["id"], w, at, {"merge": loser},
+        self._emit_identity("identity.merged", p.id, w, at, {"merge": loser},
                             merged_from=value_of(loser), merged_ref=loser)
 
     def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,

@@ -87,7 +87,7 @@ class SendDelivery:
     def _dispatch_id(p: Profile, jid: str, run: dict, node: str) -> str:
         # The entry time identifies the entry instance even where instance numbers restart
         # (after a merge or an erasure).
-        return idempotency_key("dispatch", p["id"], jid, run["v"], node, run["instance"],
+        return idempotency_key("dispatch", p.id, jid, run["v"], node, run["instance"],
                                run["visits"].get(node, 1), run["entered"])
 
     def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
@@ -122,7 +122,7 @@ class SendDelivery:
                           key=lambda i: priority_key(i.spec))
             winner = live[0].jid if live else None
             for i in intents:
-                if p["journeys"].get(i.jid) is not i.run:  # its journey ended meanwhile
+                if p.journeys.get(i.jid) is not i.run:  # its journey ended meanwhile
                     self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "drop",
                                    ["journey.exited"], at, None)
                 elif i.run["holdout"]:
@@ -142,11 +142,11 @@ class SendDelivery:
             self._index_held(fx, p, at)
 
     def _index_held(self, fx: Effects, p: Profile, at: int) -> None:
-        for jid, run in p.get("journeys", {}).items():
+        for jid, run in p.journeys.items():
             held = run.get("held")
             if held is not None and not held.get("indexed"):
                 held["indexed"] = True
-                fx.index_put(keys.held(jid, held["at"], p["ref"]))
+                fx.index_put(keys.held(jid, held["at"], p.ref))
                 spec = self.registry.spec(jid, run["v"])
                 if spec is not None:
                     self._decision(fx, p, spec, run, held["intent"], "defer",
@@ -167,7 +167,7 @@ class SendDelivery:
             return False
         if v.outcome == "drop":
             if v.channel == "enrich":  # silent enrichment: remember what was not sent
-                p.setdefault("enrichment", {})[i.template] = at
+                p.enrichment[i.template] = at
             self._decision(fx, p, i.spec, i.run, d, "drop", v.reasons, at, None,
                            channel=v.channel)
             return True
@@ -182,9 +182,9 @@ class SendDelivery:
             idempotency_key(d["dispatch_id"], "fallback", channel)
         record = records.dispatch(p, d, dispatch_id, jid, version, instance, channel, at,
                                   attempt)
-        fx.dispatch(channel, p["id"], record)
+        fx.dispatch(channel, p.id, record)
         self.counts[("dispatch", channel)] += 1
-        sent = p.setdefault("sent", {})
+        sent = p.sent
         sent[dispatch_id] = {"d": d, "jid": jid, "v": version, "inst": instance,
                              "ch": channel, "attempt": attempt, "at": at}
         for k in [k for k, v in sent.items() if v["at"] < at - 7 * DAY_MS]:
@@ -194,7 +194,7 @@ class SendDelivery:
                            cause: dict) -> None:
         """A channel reported a dispatch failed: retry once, then the backup channel."""
         self._settle(fx, p)
-        s = p.get("sent", {}).get(dispatch_id)
+        s = p.sent.get(dispatch_id)
         if s is None:
             return
         self.counts[("dispatch_failed", s["ch"])] += 1
@@ -222,7 +222,7 @@ class SendDelivery:
     def _release_held(self, fx: Effects, p: Profile, jid: str, at: int) -> None:
         """The journey was resumed: send the held message, then carry on from there."""
         self._settle(fx, p)
-        run = p.get("journeys", {}).get(jid)
+        run = p.journeys.get(jid)
         if run is None or run.get("held") is None:
             return
         spec = self.registry.spec(jid, run["v"])
@@ -230,7 +230,7 @@ class SendDelivery:
             return
         held = run["held"]
         run["held"] = None
-        fx.index_delete(keys.held(jid, held["at"], p["ref"]))
+        fx.index_delete(keys.held(jid, held["at"], p.ref))
         step = spec.steps[run["node"]]
         intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
         self._moment.append(intent)

@@ -22,10 +22,10 @@ class NbaSteps:
                 reqs, self._nba = self._nba, []
                 self.nba_pending.clear()
             else:
-                reqs = [r for r in self._nba if r.payload[0]["ref"] == ref]
+                reqs = [r for r in self._nba if r.payload[0].ref == ref]
                 if not reqs:
                     return
-                self._nba = [r for r in self._nba if r.payload[0]["ref"] != ref]
+                self._nba = [r for r in self._nba if r.payload[0].ref != ref]
                 self.nba_pending.discard(ref)
             saved, self._moment = self._moment, []
             for r, rec in zip(reqs, self.nba.decide(reqs), strict=True):
@@ -34,29 +34,29 @@ class NbaSteps:
 
     def _nba_converted(self, p: Profile, at: int) -> None:
         """A goal event: the customer's last decision converted, if within the horizon."""
-        last = p.get("nba_open")
+        last = p.nba_open
         if last is not None and 0 <= at - last[2] <= self.nba.s.horizon_s * 1000:
             self.nba.bandit.converted(last[1], last[0])
-            del p["nba_open"]
+            p.nba_open = None
 
     def _settle(self, fx: Effects, p: Profile) -> None:
         """Make this customer's waiting decisions before anything else happens to it."""
-        if p.get("ref") in self.nba_pending:
-            self._flush_nba(fx, p["ref"])
+        if p.ref in self.nba_pending:
+            self._flush_nba(fx, p.ref)
 
     def _carry_on_nba(self, fx: Effects, r: Request, rec: dict) -> None:
         p, jid, run, spec, node, step, at, cause, ev = r.payload
-        if p["journeys"].get(jid) is not run or run["node"] != node:
+        if p.journeys.get(jid) is not run or run["node"] != node:
             return  # cannot happen: a customer's decisions are made before it is touched
         if rec["scores"]:
-            p["scores"] = {**rec["scores"], "model": rec["model"], "at_ms": at}
+            p.scores = {**rec["scores"], "model": rec["model"], "at_ms": at}
         primary = rec["ranked"][0] if rec["ranked"] else None
         action = primary["action"] if primary else None
         if action is not None:  # what the cold-start bandit learns from
             segment = self.nba.segment(r.cats)
             if r.prior is None or rec["model"] is not None:
                 self.nba.bandit.decided(segment, action)  # else counted when asked for
-            p["nba_open"] = [action, segment, at]
+            p.nba_open = [action, segment, at]
         self._step_event(fx, p, spec, run, node, "nba", at, cause,
                          {"action": action, "explored": rec["explored"], "model": rec["model"]})
         if primary is None:

@@ -15,7 +15,7 @@ def decision(p: Profile, spec: Journey, run: dict, intent: dict, outcome: str,
     return envelope(
         "decision",
         idempotency_key("decision", intent["dispatch_id"], outcome, at, channel, *reasons),
-        customer_id=p["id"],
+        customer_id=p.id,
         journey=journey_ref(spec.id, run["v"], intent["node"], run["instance"]),
         at_ms=at, cause=intent["cause"],
         dispatch_id=intent["dispatch_id"],
@@ -36,7 +36,7 @@ def dispatch(p: Profile, d: dict, dispatch_id: str, jid: str, version: int, inst
     key = dispatch_id if attempt == 1 else idempotency_key(dispatch_id, "attempt", attempt)
     return envelope(
         "dispatch", key,
-        customer_id=p["id"], journey=journey_ref(jid, version, d["node"], instance),
+        customer_id=p.id, journey=journey_ref(jid, version, d["node"], instance),
         at_ms=at, cause=d["cause"],
         dispatch_id=dispatch_id,
         attempt=attempt,
@@ -56,9 +56,9 @@ def journey_event(p: Profile, spec: Journey, run: dict, kind: str, at: int, caus
     visit = run["visits"].get(node, 0)
     record = envelope(
         kind,
-        idempotency_key(kind, p["id"], spec.id, run["v"], node, run["instance"], visit,
+        idempotency_key(kind, p.id, spec.id, run["v"], node, run["instance"], visit,
                         extra.get("reason"), run["entered"]),
-        customer_id=p["id"], journey=journey_ref(spec.id, run["v"], node, run["instance"]),
+        customer_id=p.id, journey=journey_ref(spec.id, run["v"], node, run["instance"]),
         at_ms=at, cause=cause, **extra)
     # The run's experiment arms travel with every record (analytics: conversion per arm).
     if run.get("variant") is not None:

@@ -1,7 +1,7 @@
 """The journey engine: runs every customer's journeys inside the per-partition step.
 
-Per customer, ``profile["journeys"]`` holds one run per journey the customer is in (version,
-current step, entry time, instance, …) and ``profile["journey_history"]`` what is needed for
+Per customer, ``profile.journeys`` holds one run per journey the customer is in (version,
+current step, entry time, instance, …) and ``profile.journey_history`` what is needed for
 re-entry rules. Waits and timeouts are durable timers of the partition store (kinds ``j:<id>``
 for the current step, ``jx:<id>:<exit>`` for time-based exits, ``jd:<id>`` for a send deferred
 by a conflict). Everything that happens is emitted to ``segue.journey-events``; each send step
@@ -110,7 +110,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self._exit_all(fx, p, at, cause, reason)
         return fx
 
-    def adopt_runs(self, p: Profile, snapshot: dict, at: int) -> Effects:
+    def adopt_runs(self, p: Profile, snapshot: Profile, at: int) -> Effects:
         """Journeys of a customer merged into ``p`` (see ``_adopt_runs``)."""
         fx = Effects()
         self._adopt_runs(fx, p, snapshot, at)
@@ -136,7 +136,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     # ----- context ---------------------------------------------------------------------------
     def context(self, p: Profile, at: int, ev: InEvent | None, run: dict | None = None) -> Context:
-        counters = p["counters"]
+        counters = p.counters
 
         def counter(key: str, window: str) -> int:
             c = counters.get(key)
@@ -149,16 +149,16 @@ class JourneyEngine(SendDelivery, NbaSteps):
                        "variant": run.get("variant"), "instance": run["instance"],
                        "trigger": run.get("trigger") or {}}
         return Context(
-            traits=p["traits"],
+            traits=p.traits,
             event_name=ev.key if ev else None,
             event_type=ev.type if ev else None,
             event_props=ev.properties if ev else {},
-            profile={"stage": p["lifecycle"]["stage"], "events": p["events"],
-                     "sessions": p["sessions"], "timezone": p.get("timezone"),
-                     "days_since_first_seen": (at - p["first_seen"]) / DAY_MS,
-                     "days_since_last_seen": (at - p["last_seen"]) / DAY_MS,
-                     "top": p.get("top", {})},
-            scores=p.get("scores", {}),
+            profile={"stage": p.lifecycle.stage, "events": p.events,
+                     "sessions": p.sessions, "timezone": p.timezone,
+                     "days_since_first_seen": (at - p.first_seen) / DAY_MS,
+                     "days_since_last_seen": (at - p.last_seen) / DAY_MS,
+                     "top": p.top},
+            scores=p.scores or {},
             score=lambda: scores.now(p, at, self.nba.loaded()),
             journey=journey,
             group=group_view(p),
@@ -167,7 +167,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def _run(self, p: Profile, jid: str) -> tuple[dict, Journey] | None:
         """The customer's run of journey ``jid`` and the spec of its version, if both exist."""
-        run = p["journeys"].get(jid)
+        run = p.journeys.get(jid)
         if run is None:
             return None
         spec = self.registry.spec(jid, run["v"])
@@ -180,7 +180,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         if ev.key in self.nba.goals:
             self._nba_converted(p, at)
         cause = {"message_id": ev.message_id}
-        for jid in sorted(p.setdefault("journeys", {})):
+        for jid in sorted(p.journeys):
             found = self._run(p, jid)
             if found is None:
                 continue  # ended earlier in this moment (e.g. by a goto)
@@ -202,7 +202,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self._resolve(fx, p, at)
 
     def _enter_matching(self, fx: Effects, p: Profile, ev: InEvent, at: int, cause: dict) -> None:
-        runs = p["journeys"]
+        runs = p.journeys
         for spec in self.registry.entries_for(ev.key):
             if spec.id in runs:
                 continue
@@ -218,7 +218,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
             self._enter(fx, p, spec, at, ev, cause, reason="trigger")
 
     def _may_reenter(self, p: Profile, spec: Journey, at: int) -> bool:
-        hist = p.get("journey_history", {}).get(spec.id)
+        hist = p.journey_history.get(spec.id)
         if hist is None:
             return True
         rule = spec.entry.reentry
@@ -230,14 +230,14 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def _enter(self, fx: Effects, p: Profile, spec: Journey, at: int, ev: InEvent | None,
                cause: dict, reason: str) -> None:
-        hist = p.setdefault("journey_history", {}).setdefault(
+        hist = p.journey_history.setdefault(
             spec.id, {"entries": 0, "last_exit": None})
         hist["entries"] += 1
         run = {"v": spec.version, "node": spec.start, "entered": at, "instance": hist["entries"],
                "due": None, "visits": {}, "variant": None, "holdout": None, "held": None,
                "deferred": None, "true_exits": [],
                "trigger": dict(ev.properties) if ev is not None else {}}
-        p["journeys"][spec.id] = run
+        p.journeys[spec.id] = run
         watched = spec.condition_exits
         if watched:
             ctx = self.context(p, at, ev, run)
@@ -247,7 +247,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
             if x.after is not None:
                 fx.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
             elif x.inactive is not None:
-                fx.arm(p, f"jx:{spec.id}:{x.name}", p["last_seen"] + x.inactive)
+                fx.arm(p, f"jx:{spec.id}:{x.name}", p.last_seen + x.inactive)
         self._journey_event(fx, p, spec, run, "journey.entered", at, cause, reason=reason)
         self.counts[("journey", "entered", spec.id)] += 1
         self._advance(fx, p, spec.id, run, spec, spec.start, at, ev, cause)
@@ -308,45 +308,45 @@ class JourneyEngine(SendDelivery, NbaSteps):
         for x in spec.exits:
             fx.cancel(p, f"jx:{jid}:{x.name}")
         if run.get("held"):
-            fx.index_delete(keys.held(jid, run["held"]["at"], p["ref"]))
+            fx.index_delete(keys.held(jid, run["held"]["at"], p.ref))
             self._decision(fx, p, spec, run, run["held"]["intent"], "drop",
                            ["journey.exited"], at, None)
         if run.get("deferred"):
             self._decision(fx, p, spec, run, run["deferred"], "drop", ["journey.exited"], at,
                            None)
-        del p["journeys"][jid]
-        p["journey_history"][jid]["last_exit"] = at
+        del p.journeys[jid]
+        p.journey_history[jid]["last_exit"] = at
         self._journey_event(fx, p, spec, run, "journey.exited", at, cause, reason=reason)
         self.counts[("journey", "exited", spec.id)] += 1
 
     def _goto(self, fx: Effects, p: Profile, target: str, at: int, cause: dict,
               reason: str) -> None:
         spec = self.registry.current.get(target)
-        if spec is None or spec.status != "active" or target in p["journeys"]:
+        if spec is None or spec.status != "active" or target in p.journeys:
             return
         self._enter(fx, p, spec, at, None, cause, reason=reason)
 
     def _exit_all(self, fx: Effects, p: Profile, at: int, cause: dict, reason: str) -> None:
         """Take the customer out of every journey (opt-out, erasure, merge)."""
         self._settle(fx, p)
-        for jid in sorted(p.get("journeys", {})):
-            run = p["journeys"][jid]
+        for jid in sorted(p.journeys):
+            run = p.journeys[jid]
             spec = self.registry.spec(jid, run["v"])
             if spec is not None:
                 self._exit(fx, p, jid, run, spec, at, cause, reason)
 
-    def _adopt_runs(self, fx: Effects, p: Profile, snapshot: dict, at: int) -> None:
+    def _adopt_runs(self, fx: Effects, p: Profile, snapshot: Profile, at: int) -> None:
         """A customer merged into ``p``: journeys only it was in move over with their timers;
         for a journey both were in, the earlier entry survives and the other run exits with
         reason ``merged``."""
         self._settle(fx, p)
-        theirs = snapshot.get("journeys", {})
-        timers = snapshot.get("timers", {})
-        cause = {"merge": snapshot["ref"]}
+        theirs = snapshot.journeys
+        timers = snapshot.timers
+        cause = {"merge": snapshot.ref}
         for jid in sorted(theirs):
             run = theirs[jid]
             spec = self.registry.spec(jid, run["v"])
-            mine = p["journeys"].get(jid)
+            mine = p.journeys.get(jid)
             if mine is not None:
                 if mine["entered"] <= run["entered"]:  # ours survives (ties: the winner's)
                     if spec is not None:
@@ -355,7 +355,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 my_spec = self.registry.spec(jid, mine["v"])
                 if my_spec is not None:
                     self._exit(fx, p, jid, mine, my_spec, at, cause, "merged")
-            p["journeys"][jid] = run
+            p.journeys[jid] = run
             for kind, due in timers.items():
                 if kind in (f"j:{jid}", f"jd:{jid}") or kind.startswith(f"jx:{jid}:"):
                     fx.arm(p, kind, due)
@@ -375,7 +375,6 @@ class JourneyEngine(SendDelivery, NbaSteps):
     def _on_timers(self, fx: Effects, p: Profile, due: int, kinds: list[str]) -> None:
         """Journey timers of one customer due at the same moment."""
         self._settle(fx, p)
-        p.setdefault("journeys", {})
         for kind in sorted(kinds):
             prefix, _, rest = kind.partition(":")
             jid, _, exit_name = rest.partition(":")
@@ -389,8 +388,8 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 x = next((x for x in spec.exits if x.name == exit_name), None)
                 if x is None:
                     continue
-                if x.inactive is not None and p["last_seen"] + x.inactive > due:
-                    fx.arm(p, kind, p["last_seen"] + x.inactive)  # activity since: push back
+                if x.inactive is not None and p.last_seen + x.inactive > due:
+                    fx.arm(p, kind, p.last_seen + x.inactive)  # activity since: push back
                     continue
                 if run.get("pending_exit") == x.name or x.after or x.inactive:
                     self._take_exit(fx, p, jid, run, spec, x, due, cause)
@@ -461,7 +460,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                         extra["case"] = i
                         break
             elif isinstance(step, Split):
-                point = bucket(p["id"], jid, node) * sum(v.weight for v in step.variants) / 100
+                point = bucket(p.id, jid, node) * sum(v.weight for v in step.variants) / 100
                 acc = 0.0
                 chosen = step.variants[-1]
                 for v in step.variants:
@@ -473,19 +472,19 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 extra["variant"] = chosen.name
                 nxt = chosen.next
             elif isinstance(step, Holdout):
-                run["holdout"] = bucket(p["id"], jid, node, "holdout") < step.percent
+                run["holdout"] = bucket(p.id, jid, node, "holdout") < step.percent
                 extra["holdout"] = run["holdout"]
                 nxt = step.next
             elif isinstance(step, NextBestAction):
                 cands = self.nba.candidates(list(step.actions))
                 eligible, why = self.nba.eligibility(p, at, ctx, cands)
                 row, cats = nba_features.build(p, at, run)
-                req = Request((p["id"], jid, run["entered"], node, visit), row, cats,
+                req = Request((p.id, jid, run["entered"], node, visit), row, cats,
                               eligible, why, (p, jid, run, spec, node, step, at, cause, ev),
                               prior=self.nba.prior(cats))
                 self.nba.asked(req)
                 self._nba.append(req)
-                self.nba_pending.add(p["ref"])
+                self.nba_pending.add(p.ref)
                 return
             elif isinstance(step, Goto):
                 self._step_event(fx, p, spec, run, node, step.type, at, cause,
@@ -502,7 +501,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self._exit(fx, p, jid, run, spec, at, cause, "error.too_many_steps")
 
     def _next_local_time(self, p: Profile, at: int, hhmm: str) -> int:
-        tz_name = p.get("timezone")
+        tz_name = p.timezone
         try:
             tz = ZoneInfo(tz_name if isinstance(tz_name, str) and tz_name else self.default_tz)
         except Exception:  # noqa: BLE001 - an unusable zone name means the default
@@ -521,7 +520,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
     def _decision(self, fx: Effects, p: Profile, spec: Journey, run: dict, intent: dict,
                   outcome: str, reasons: list[str], at: int, next_ms: int | None,
                   channel: str | None = None) -> None:
-        fx.decision(p["id"], records.decision(p, spec, run, intent, outcome, reasons, at,
+        fx.decision(p.id, records.decision(p, spec, run, intent, outcome, reasons, at,
                                               next_ms, channel))
         self.counts[("decision", outcome)] += 1  # one per decision, whatever its reasons
         for reason in reasons:
@@ -534,5 +533,5 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, kind: str,
                        at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
-        fx.journey_event(p["id"], records.journey_event(p, spec, run, kind, at, cause, node,
+        fx.journey_event(p.id, records.journey_event(p, spec, run, kind, at, cause, node,
                                                         extra))

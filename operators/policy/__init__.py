@@ -13,8 +13,9 @@ Pure functions of (profile, send, time): the live flow, replay and tests share t
 Example:
     >>> from models.settings import PolicySettings
     >>> pol = DeliveryPolicy(PolicySettings())
-    >>> p = {"timezone": "Europe/Paris", "traits": {}, "consent": {}, "suppressed": {},
-    ...      "ledger": []}
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
+    >>> p.timezone = "Europe/Paris"
     >>> v = pol.decide(p, "email", "marketing", {}, "j", 1767306600000)  # 23:30 Paris
     >>> v.outcome, v.reasons, v.next_ms  # deferred to 09:00 Paris the next morning
     ('defer', ['quiet_hours'], 1767340800000)
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from models.profile import Profile
 from models.settings import PolicySettings
 from operators.policy import caps, consent, send_windows
 from operators.policy.caps import DAY_MS, WEEK_MS
@@ -48,10 +50,10 @@ class DeliveryPolicy:
         self._zones = send_windows.TimeZones(settings.default_timezone)
         self._blackout = set(settings.blackout_dates)
 
-    def tz(self, p: dict) -> ZoneInfo:
+    def tz(self, p: Profile) -> ZoneInfo:
         return self._zones.of(p)
 
-    def consent(self, p: dict, channel: str, purpose: str) -> str:
+    def consent(self, p: Profile, channel: str, purpose: str) -> str:
         return consent.status(p, channel, purpose, self.s.consent_defaults)
 
     def chain(self, channel: str) -> list[str]:
@@ -63,17 +65,17 @@ class DeliveryPolicy:
             out.append(nxt)
         return out
 
-    def record(self, p: dict, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
+    def record(self, p: Profile, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
         """Count a send in the ledger; a dispatch already counted (replay, retry) is not."""
         return caps.record(p, channel, jid, dispatch_id, at)
 
-    def _window_open(self, p: dict, channel: str, at: int) -> int | None:
+    def _window_open(self, p: Profile, channel: str, at: int) -> int | None:
         window = self.s.send_windows.get(channel)
         if window is None and not self._blackout:
             return None
         return send_windows.next_opening(self.tz(p), window, self._blackout, at)
 
-    def decide(self, p: dict, channel: str, purpose: str, journey_caps: dict, jid: str,
+    def decide(self, p: Profile, channel: str, purpose: str, journey_caps: dict, jid: str,
                at: int, exclude: tuple[str, ...] = ()) -> Verdict:
         """One send's verdict: the first channel of its fallback chain that may take it."""
         reasons: list[str] = []
@@ -85,7 +87,7 @@ class DeliveryPolicy:
             if ch == "enrich":
                 reasons.append("fallback.enrichment")
                 return Verdict("drop", "enrich", reasons)
-            supp = p.get("suppressed", {}).get(ch)
+            supp = p.suppressed.get(ch)
             if supp:
                 reasons.append(f"suppressed.{supp}")
                 continue

@@ -4,6 +4,7 @@ so replays and retries never break a cap."""
 
 from __future__ import annotations
 
+from models.profile import Profile
 from state.ledger import record_send, sends_within
 
 DAY_MS = 86_400_000
@@ -11,7 +12,7 @@ WEEK_MS = 7 * DAY_MS
 WINDOW_MS = {"day": DAY_MS, "week": WEEK_MS}
 
 
-def first_block(p: dict, channel: str, jid: str, caps: dict, journey_caps: dict,
+def first_block(p: Profile, channel: str, jid: str, caps: dict, journey_caps: dict,
                 at: int) -> tuple[str, int | None] | None:
     """(reason, next eligible ms) for the first cap this send would break, else None.
     ``caps`` are the configured ones (per channel and ``total``), ``journey_caps`` the
@@ -41,6 +42,6 @@ def first_block(p: dict, channel: str, jid: str, caps: dict, journey_caps: dict,
     return None
 
 
-def record(p: dict, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
+def record(p: Profile, channel: str, jid: str, dispatch_id: str, at: int) -> bool:
     """Count a send in the ledger; a dispatch already counted (replay, retry) is not."""
     return record_send(p, channel, jid, dispatch_id, at)

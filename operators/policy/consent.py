@@ -1,20 +1,24 @@
 """Consent: the most recent statement that covers a channel and purpose wins.
 
 Example:
-    >>> p = {"consent": {"all": {"all": "opted_out"}, "email": {"marketing": "opted_in"}},
-    ...      "consent_ts": {"all/all": 5, "email/marketing": 9}}
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
+    >>> p.consent = {"all": {"all": "opted_out"}, "email": {"marketing": "opted_in"}}
+    >>> p.consent_ts = {"all/all": 5, "email/marketing": 9}
     >>> status(p, "email", "marketing", {}), status(p, "sms", "marketing", {})
     ('opted_in', 'opted_out')
 """
 
 from __future__ import annotations
 
+from models.profile import Profile
 
-def status(p: dict, channel: str, purpose: str, defaults: dict[str, str]) -> str:
+
+def status(p: Profile, channel: str, purpose: str, defaults: dict[str, str]) -> str:
     """The most recent statement that covers this channel and purpose (a channel's own,
     'all' channels, 'all' purposes); without one, the configured default."""
-    consent = p.get("consent", {})
-    stamps = p.get("consent_ts", {})
+    consent = p.consent
+    stamps = p.consent_ts
     best: tuple[int, int, str] | None = None
     for specificity, (ch, pu) in enumerate(((channel, purpose), (channel, "all"),
                                              ("all", purpose), ("all", "all"))):

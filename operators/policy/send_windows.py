@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from models.profile import Profile
+
 
 class TimeZones:
     """The customer's zone (profile ``timezone``, else ``traits.timezone``, else the
@@ -20,8 +22,8 @@ class TimeZones:
         self.default = default
         self._zones: dict[str, ZoneInfo] = {}
 
-    def of(self, p: dict) -> ZoneInfo:
-        name = p.get("timezone") or p.get("traits", {}).get("timezone")
+    def of(self, p: Profile) -> ZoneInfo:
+        name = p.timezone or p.traits.get("timezone")
         if not isinstance(name, str) or not name:
             name = self.default
         z = self._zones.get(name)

@@ -13,7 +13,7 @@ import pytest
 from models import features as F
 from models.nba import DO_NOTHING, ModelRegistry, NbaModel, promote
 from models.nba_train import Logged, TrainError, evaluate, train
-from models.profile import new_profile
+from models.profile import from_plain, new_profile
 from models.settings import NbaSettings, PolicySettings, Settings
 from operators.journeys import bucket, condition
 from operators.nba import Candidate, NbaDecider, Request
@@ -121,8 +121,8 @@ def test_eligibility_rules_and_ineligible_actions_never_chosen():
 
     eng = JourneyEngine(JourneyRegistry.of([]))
     p = new_profile("user:u", 0)
-    p["traits"] = {"plan": "enterprise", "vip": True}
-    p["lifecycle"]["stage"] = "retention"
+    p.traits = {"plan": "enterprise", "vip": True}
+    p.lifecycle.stage = "retention"
     at = 1772452800000  # 2026-03-02 12:00 UTC
     ok, why = d.eligibility(p, at, eng.context(p, at, None), d.candidates([]))
     assert [c.name for c in ok] == ["vip_call", "do_nothing"]
@@ -280,7 +280,7 @@ def test_every_profile_a_batch_changes_gets_scores_as_of_its_last_event(tmp_path
     assert len(profiles) == 30
     for p in profiles:
         s = p["scores"]
-        want = model.scores([F.build(p, p["last_seen"])[0]])[0]
+        want = model.scores([F.build(from_plain(p), p["last_seen"])[0]])[0]
         # (no CLV model: the unit test's log has no revenue)
         assert {k: s[k] for k in want} == want and set(want) == set(model.scorers) == {
             "churn_risk", "upgrade_probability"}
@@ -297,26 +297,27 @@ def test_scores_are_refreshed_only_when_what_they_are_computed_from_changed():
     claim answered) keeps its scores: the same model would give the same numbers."""
     from types import SimpleNamespace
 
-    from models.profile import new_profile
+    from msgspec.structs import replace
+
+    from models.profile import Lifecycle, new_profile
     from operators.customer import scores
 
     model = SimpleNamespace(version="v001")
     p = new_profile("user:u1", 1_000)
-    p["scores"] = {"churn_risk": 0.2, "model": "v001", "at_ms": 1_000}
-    before = (scores.inputs(p), p["scores"])
+    p.scores = {"churn_risk": 0.2, "model": "v001", "at_ms": 1_000}
+    before = (scores.inputs(p), p.scores)
     assert not scores.stale(p, model, before)
     assert scores.stale(p, model, None)  # new to the batch's store
     assert scores.stale(p, SimpleNamespace(version="v002"), before)  # another model
-    p["journeys"]["j"] = {"step": "wait"}  # journeys are not a score input
+    p.journeys["j"] = {"step": "wait"}  # journeys are not a score input
     assert not scores.stale(p, model, before)
     changed = [("last_seen", 2_000), ("events", 1), ("first_seen", 500)]
     for field, value in changed:
-        q = {**p, field: value}
+        q = replace(p, **{field: value})
         assert scores.stale(q, model, before), field
-    staged = {**p, "lifecycle": {**p["lifecycle"], "stage": "active", "since": 1_500,
-                                 "changes": 1}}
+    staged = replace(p, lifecycle=Lifecycle(stage="active", since=1_500, changes=1))
     assert scores.stale(staged, model, before)  # a stage change (days in stage, changes)
-    decided = {**p, "scores": dict(p["scores"])}  # rewritten by an NBA decision
+    decided = replace(p, scores=dict(p.scores))  # rewritten by an NBA decision
     assert scores.stale(decided, model, before)
 
 

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from models.profile import Profile
 from models.settings import PolicySettings
 from operators.policy import DAY_MS, DeliveryPolicy
 
@@ -13,7 +14,7 @@ def ms(*args) -> int:
 
 
 def profile(tz="UTC", **kw):
-    return {"timezone": tz, "traits": {}, "consent": {}, "suppressed": {}, "ledger": [], **kw}
+    return Profile(id="c", ref="user:c", links=["user:c"], timezone=tz, **kw)
 
 
 def test_weekly_cap_defers_to_when_the_oldest_send_leaves_the_window():
@@ -63,7 +64,7 @@ def test_transactional_skips_caps_and_quiet_hours_but_not_suppression():
     p = profile(consent={"email": {"marketing": "opted_out"}})
     late = ms(2026, 2, 2, 23, 30)
     assert pol.decide(p, "email", "transactional", {}, "j", late).outcome == "send"
-    p["suppressed"]["email"] = "bounce"
+    p.suppressed["email"] = "bounce"
     assert pol.decide(p, "email", "transactional", {}, "j", late).reasons == [
         "suppressed.bounce"]
 

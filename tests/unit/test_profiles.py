@@ -4,12 +4,12 @@ import orjson
 import pytest
 
 from models.events import InEvent
-from models.profile import new_profile
+from models.profile import new_profile, plain
 from models.settings import Settings
 from operators.partition import Partition
 from state import keys
 from state.inspect import find_profile
-from state.profiles import FORMAT_V1, ProfileFormatError, decode_profile
+from state.profiles import FORMAT_V2, ProfileFormatError, decode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 
@@ -18,8 +18,8 @@ T0 = 1_767_225_600_000
 
 def test_a_profile_stored_as_json_by_an_earlier_version_is_read_and_rewritten(tmp_path):
     store = PartitionStore(tmp_path / "p0")
-    old = new_profile("user:u1", T0)
-    old.update(events=4, sessions=2, traits={"plan": "pro"})
+    old = {**plain(new_profile("user:u1", T0)), "events": 4, "sessions": 2,
+           "traits": {"plan": "pro"}}
     txn = BatchTransaction(store, Progress.load(store))
     txn.put(keys.profile("user:u1"), orjson.dumps(old))  # today's JSON layout
     txn.prepare()
@@ -32,7 +32,7 @@ def test_a_profile_stored_as_json_by_an_earlier_version_is_read_and_rewritten(tm
     proc.process([InEvent(type="track", message_id="m9", customer_id="u1", key="Signed In",
                           ts_ms=T0 + 1000, offset=0, part="e#0", user_id="u1")])
     raw = proc.store.get(keys.profile("user:u1"))
-    assert raw[:1] == FORMAT_V1
+    assert raw[:1] == FORMAT_V2
     p = decode_profile(raw)
     assert (p["events"], p["traits"]) == (5, {"plan": "pro"})
 
@@ -66,7 +66,7 @@ def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path, mo
 
     proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
     proc.process([_track(0, "Signed In", T0)])
-    assert proc.profiles.get("user:u1")["events"] == 1  # cached after the commit
+    assert proc.profiles.get("user:u1").events == 1  # cached after the commit
     real = activity.count_event
 
     def count_then_fail(counter, ts):
@@ -79,5 +79,5 @@ def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path, mo
     # Item 2 was dead-lettered and the batch redone: item 1 counts once, item 2 not at all,
     # in the cache and on disk alike.
     stored = decode_profile(proc.store.get(keys.profile("user:u1")))
-    assert stored["events"] == 2 and proc.profiles.get("user:u1")["events"] == 2
+    assert stored["events"] == 2 and proc.profiles.get("user:u1").events == 2
     assert proc.stats["processing_errors"] == 1

@@ -3,6 +3,7 @@
 import orjson
 
 from models.events import InEvent
+from models.profile import new_profile
 from models.settings import PolicySettings, Settings
 from operators.decode import RawRecord, Rejected, decode
 from operators.partition import Partition
@@ -79,12 +80,13 @@ def test_a_repeated_erasure_request_does_not_erase_the_new_profile(tmp_path):
 
 def test_a_global_opt_out_covers_every_channel_and_the_newest_statement_wins():
     pol = DeliveryPolicy(PolicySettings())
-    p = {"consent": {"all": {"all": "opted_out"}}, "consent_ts": {"all/all": 5}}
+    p = new_profile("user:u1", 0)
+    p.consent, p.consent_ts = {"all": {"all": "opted_out"}}, {"all/all": 5}
     assert pol.consent(p, "email", "marketing") == "opted_out"
-    p["consent"]["email"] = {"marketing": "opted_in"}
-    p["consent_ts"]["email/marketing"] = 3  # older than the global opt-out
+    p.consent["email"] = {"marketing": "opted_in"}
+    p.consent_ts["email/marketing"] = 3  # older than the global opt-out
     assert pol.consent(p, "email", "marketing") == "opted_out"
-    p["consent_ts"]["email/marketing"] = 9  # newer: the customer opted back in to email
+    p.consent_ts["email/marketing"] = 9  # newer: the customer opted back in to email
     assert pol.consent(p, "email", "marketing") == "opted_in"
 
 
