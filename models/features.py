@@ -20,7 +20,7 @@ import math
 import zlib
 from typing import Any
 
-from models.profile import Profile
+from models.profile import Profile, Run
 from models.settings import STAGES
 from state.windows import count as window_count
 
@@ -112,7 +112,7 @@ def _num(value: Any) -> float:
     return NAN
 
 
-def build(p: Profile, at: int, run: dict | None = None) -> tuple[list[float], dict[str, Any]]:
+def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dict[str, Any]]:
     """The feature row of profile ``p`` at event time ``at`` (``run``: the journey run the
     decision is made in, if any), and the raw values of the categorical features."""
     counters = p.counters
@@ -140,7 +140,7 @@ def build(p: Profile, at: int, run: dict | None = None) -> tuple[list[float], di
         round((at - since) / DAY_MS, 3) if isinstance(since, int) else NAN,
         changes,
         round(changes * 30 / max(tenure, 1.0), 3),
-        round((at - run["entered"]) / DAY_MS, 3) if run and "entered" in run else 0.0,
+        round((at - run.entered) / DAY_MS, 3) if run and run.entered is not None else 0.0,
     ]
     cats = {"plan": traits.get("plan"), "industry": traits.get("industry"),
             "stage": life.stage}

@@ -32,6 +32,29 @@ class Lifecycle(msgspec.Struct, array_like=True):
     changes: int = 0
 
 
+class Run(msgspec.Struct, kw_only=True, array_like=True):
+    """The customer's place in one journey (``operators.journeys.runner``)."""
+
+    v: int                                          # the journey version it runs
+    node: str = ""                                  # the current step
+    entered: int | None = None                      # entry time (ms)
+    instance: int = 1                               # the customer's n-th entry
+    due: int | None = None                          # the current step's timer
+    visits: dict[str, int] = msgspec.field(default_factory=dict)  # per step
+    variant: str | None = None                      # split: the variant chosen
+    holdout: bool | None = None
+    # A send the journey holds (paused): {"at", "intent", "indexed"}; one that waits for a
+    # send window or a cap: the intent.
+    held: dict[str, Any] | None = None
+    deferred: dict[str, Any] | None = None
+    true_exits: list[str] = msgspec.field(default_factory=list)  # condition exits now true
+    trigger: dict[str, Any] = msgspec.field(default_factory=dict)  # the entry event's props
+    pending_exit: str | None = None                 # an exit waiting for min_duration
+
+
+_RUN_FIELDS: tuple[str, ...] = Run.__struct_fields__
+
+
 class Profile(msgspec.Struct, kw_only=True, array_like=True):
     """One customer. Stored positionally: append new fields at the end only."""
 
@@ -51,7 +74,7 @@ class Profile(msgspec.Struct, kw_only=True, array_like=True):
     recent_ids: list[Any] = msgspec.field(default_factory=list)   # for dedup by messageId
     lifecycle: Lifecycle = msgspec.field(default_factory=Lifecycle)
     timers: dict[str, int] = msgspec.field(default_factory=dict)  # kind -> due (ms)
-    journeys: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)  # runs by id
+    journeys: dict[str, Run] = msgspec.field(default_factory=dict)  # by journey id
     journey_history: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)
     # ----- optional parts (absent from ``plain`` until set) --------------------------------
     scores: dict[str, Any] | None = None            # NBA model scores, as of ``at_ms``
@@ -102,7 +125,15 @@ def plain(p: Profile) -> dict[str, Any]:
     lc = p.lifecycle
     out["lifecycle"] = {"stage": lc.stage, "since": lc.since, "pending": lc.pending,
                         "changes": lc.changes}
+    out["journeys"] = {jid: plain_run(r) for jid, r in p.journeys.items()}
     out.pop("gone", None)
+    return out
+
+
+def plain_run(r: Run) -> dict[str, Any]:
+    out = {name: getattr(r, name) for name in _RUN_FIELDS}
+    if r.pending_exit is None:
+        del out["pending_exit"]
     return out
 
 
@@ -111,6 +142,7 @@ def from_plain(d: dict[str, Any]) -> Profile:
     version). A key this version does not know is an error, never dropped silently."""
     d = dict(d)
     lc = d.pop("lifecycle", None)
+    runs = d.pop("journeys", None)
     d.pop("_gone", None)
     unknown = sorted(set(d) - set(FIELDS))
     if unknown:
@@ -119,6 +151,8 @@ def from_plain(d: dict[str, Any]) -> Profile:
     if lc is not None:
         p.lifecycle = Lifecycle(lc.get("stage"), lc.get("since"), lc.get("pending"),
                                 lc.get("changes", 0))
+    if runs:
+        p.journeys = {jid: Run(**r) for jid, r in runs.items()}
     return p
 
 

@@ -48,9 +48,9 @@ class IdentityStitching:
             txn.delete(keys.timer(due, ref, kind))
         held = 0
         for jid, run in p.journeys.items():
-            if run.get("held") and run["held"].get("indexed"):
-                txn.delete(keys.held(jid, run["held"]["at"], ref))
-                run["held"]["indexed"] = False
+            if run.held and run.held.get("indexed"):
+                txn.delete(keys.held(jid, run.held["at"], ref))
+                run.held["indexed"] = False
                 held += 1
         return len(p.timers), held
 

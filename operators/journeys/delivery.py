@@ -18,7 +18,7 @@ from models.journey import (
     Journey,
 )
 from models.outputs import idempotency_key
-from models.profile import Profile
+from models.profile import Profile, Run
 from operators.effects import Effects
 from operators.journeys import records
 from operators.journeys.registry import priority_key
@@ -33,7 +33,7 @@ class _Intent:
     """A send a journey wants to make at this moment."""
 
     jid: str
-    run: dict
+    run: Run
     spec: Journey
     node: str
     channel: str
@@ -54,7 +54,7 @@ def intent_to_dict(i: _Intent) -> dict:
             "cause": i.cause, "dispatch_id": i.dispatch_id}
 
 
-def intent_from_dict(d: dict, run: dict, spec: Journey, nxt: str | None) -> _Intent:
+def intent_from_dict(d: dict, run: Run, spec: Journey, nxt: str | None) -> _Intent:
     return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
                    d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"],
                    nxt, None)
@@ -64,7 +64,7 @@ class SendDelivery:
     """The engine's sends (a part of ``JourneyEngine``)."""
 
     # ----- sends and conflicts ---------------------------------------------------------------
-    def _intend(self, p: Profile, jid: str, run: dict, spec: Journey, node: str, channel: str,
+    def _intend(self, p: Profile, jid: str, run: Run, spec: Journey, node: str, channel: str,
                 template: str, purpose: str, fields: list[str], action: str | None,
                 nba: dict | None, at: int, cause: dict, ctx: Context | None,
                 nxt: str | None, ev: InEvent | None) -> None:
@@ -79,16 +79,16 @@ class SendDelivery:
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
                          action, nba, cause, dispatch_id, nxt, ev)
         if self.registry.status(jid) == "paused":
-            run["held"] = {"at": at, "intent": intent_to_dict(intent)}
+            run.held = {"at": at, "intent": intent_to_dict(intent)}
             return
         self._moment.append(intent)
 
     @staticmethod
-    def _dispatch_id(p: Profile, jid: str, run: dict, node: str) -> str:
+    def _dispatch_id(p: Profile, jid: str, run: Run, node: str) -> str:
         # The entry time identifies the entry instance even where instance numbers restart
         # (after a merge or an erasure).
-        return idempotency_key("dispatch", p.id, jid, run["v"], node, run["instance"],
-                               run["visits"].get(node, 1), run["entered"])
+        return idempotency_key("dispatch", p.id, jid, run.v, node, run.instance,
+                               run.visits.get(node, 1), run.entered)
 
     def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
         """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,
@@ -118,14 +118,14 @@ class SendDelivery:
             intents, self._moment = self._moment, []
             if not intents:
                 return
-            live = sorted((i for i in intents if not i.run["holdout"]),
+            live = sorted((i for i in intents if not i.run.holdout),
                           key=lambda i: priority_key(i.spec))
             winner = live[0].jid if live else None
             for i in intents:
                 if p.journeys.get(i.jid) is not i.run:  # its journey ended meanwhile
                     self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "drop",
                                    ["journey.exited"], at, None)
-                elif i.run["holdout"]:
+                elif i.run.holdout:
                     self._decision(fx, p, i.spec, i.run, intent_to_dict(i), "holdout",
                                    ["holdout.control"], at, None)
                     self._advance(fx, p, i.jid, i.run, i.spec, i.next, at, i.ev, i.cause)
@@ -135,7 +135,7 @@ class SendDelivery:
                 else:
                     due = at + self.conflict_delay_ms
                     d = intent_to_dict(i)
-                    i.run["deferred"] = d
+                    i.run.deferred = d
                     fx.arm(p, f"jd:{i.jid}", due)
                     self._decision(fx, p, i.spec, i.run, d, "defer",
                                    [f"conflict.priority:{winner}"], at, due)
@@ -143,11 +143,11 @@ class SendDelivery:
 
     def _index_held(self, fx: Effects, p: Profile, at: int) -> None:
         for jid, run in p.journeys.items():
-            held = run.get("held")
+            held = run.held
             if held is not None and not held.get("indexed"):
                 held["indexed"] = True
                 fx.index_put(keys.held(jid, held["at"], p.ref))
-                spec = self.registry.spec(jid, run["v"])
+                spec = self.registry.spec(jid, run.v)
                 if spec is not None:
                     self._decision(fx, p, spec, run, held["intent"], "defer",
                                    ["journey.paused"], at, None)
@@ -160,7 +160,7 @@ class SendDelivery:
         v = self.policy.decide(p, i.channel, i.purpose, caps, i.jid, at)
         d = intent_to_dict(i)
         if v.outcome == "defer":
-            i.run["deferred"] = d
+            i.run.deferred = d
             fx.arm(p, f"jd:{i.jid}", v.next_ms or at)
             self._decision(fx, p, i.spec, i.run, d, "defer", v.reasons, at, v.next_ms,
                            channel=v.channel)
@@ -173,7 +173,7 @@ class SendDelivery:
             return True
         self.policy.record(p, v.channel, i.jid, i.dispatch_id, at)
         self._decision(fx, p, i.spec, i.run, d, "send", v.reasons, at, None, channel=v.channel)
-        self._dispatch(fx, p, d, i.jid, i.run["v"], i.run["instance"], v.channel, at, 1)
+        self._dispatch(fx, p, d, i.jid, i.run.v, i.run.instance, v.channel, at, 1)
         return True
 
     def _dispatch(self, fx: Effects, p: Profile, d: dict, jid: str, version: int,
@@ -199,7 +199,7 @@ class SendDelivery:
             return
         self.counts[("dispatch_failed", s["ch"])] += 1
         spec = self.registry.spec(s["jid"], s["v"])
-        run = {"v": s["v"], "instance": s["inst"]}
+        run = Run(v=s["v"], instance=s["inst"])  # what its records name
         d = dict(s["d"], cause=cause)
         if s["attempt"] == 1:
             if spec is not None:
@@ -223,15 +223,15 @@ class SendDelivery:
         """The journey was resumed: send the held message, then carry on from there."""
         self._settle(fx, p)
         run = p.journeys.get(jid)
-        if run is None or run.get("held") is None:
+        if run is None or run.held is None:
             return
-        spec = self.registry.spec(jid, run["v"])
+        spec = self.registry.spec(jid, run.v)
         if spec is None:
             return
-        held = run["held"]
-        run["held"] = None
+        held = run.held
+        run.held = None
         fx.index_delete(keys.held(jid, held["at"], p.ref))
-        step = spec.steps[run["node"]]
+        step = spec.steps[run.node]
         intent = intent_from_dict(held["intent"], run, spec, getattr(step, "next", None))
         self._moment.append(intent)
         self._resolve(fx, p, at)

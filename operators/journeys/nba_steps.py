@@ -46,7 +46,7 @@ class NbaSteps:
 
     def _carry_on_nba(self, fx: Effects, r: Request, rec: dict) -> None:
         p, jid, run, spec, node, step, at, cause, ev = r.payload
-        if p.journeys.get(jid) is not run or run["node"] != node:
+        if p.journeys.get(jid) is not run or run.node != node:
             return  # cannot happen: a customer's decisions are made before it is touched
         if rec["scores"]:
             p.scores = {**rec["scores"], "model": rec["model"], "at_ms": at}

@@ -6,17 +6,17 @@ from typing import Any
 
 from models.journey import Journey
 from models.outputs import envelope, idempotency_key, journey_ref
-from models.profile import Profile
+from models.profile import Profile, Run
 
 
-def decision(p: Profile, spec: Journey, run: dict, intent: dict, outcome: str,
+def decision(p: Profile, spec: Journey, run: Run, intent: dict, outcome: str,
              reasons: list[str], at: int, next_ms: int | None, channel: str | None) -> dict:
     """One delivery decision on ``segue.decisions`` (the audit log of every send step)."""
     return envelope(
         "decision",
         idempotency_key("decision", intent["dispatch_id"], outcome, at, channel, *reasons),
         customer_id=p.id,
-        journey=journey_ref(spec.id, run["v"], intent["node"], run["instance"]),
+        journey=journey_ref(spec.id, run.v, intent["node"], run.instance),
         at_ms=at, cause=intent["cause"],
         dispatch_id=intent["dispatch_id"],
         channel=channel or intent["channel"],
@@ -49,22 +49,22 @@ def dispatch(p: Profile, d: dict, dispatch_id: str, jid: str, version: int, inst
     )
 
 
-def journey_event(p: Profile, spec: Journey, run: dict, kind: str, at: int, cause: dict,
+def journey_event(p: Profile, spec: Journey, run: Run, kind: str, at: int, cause: dict,
                   node: str | None, extra: dict[str, Any]) -> dict:
     """A journey entry, step, exit or goal on ``segue.journey-events``."""
-    node = node or run["node"]
-    visit = run["visits"].get(node, 0)
+    node = node or run.node
+    visit = run.visits.get(node, 0)
     record = envelope(
         kind,
-        idempotency_key(kind, p.id, spec.id, run["v"], node, run["instance"], visit,
-                        extra.get("reason"), run["entered"]),
-        customer_id=p.id, journey=journey_ref(spec.id, run["v"], node, run["instance"]),
+        idempotency_key(kind, p.id, spec.id, run.v, node, run.instance, visit,
+                        extra.get("reason"), run.entered),
+        customer_id=p.id, journey=journey_ref(spec.id, run.v, node, run.instance),
         at_ms=at, cause=cause, **extra)
     # The run's experiment arms travel with every record (analytics: conversion per arm).
-    if run.get("variant") is not None:
-        record["variant"] = run["variant"]
-    if run.get("holdout") is not None:
-        record["holdout"] = run["holdout"]
+    if run.variant is not None:
+        record["variant"] = run.variant
+    if run.holdout is not None:
+        record["holdout"] = run.holdout
     if kind == "journey.exited":
-        record["entered_ms"] = run["entered"]
+        record["entered_ms"] = run.entered
     return record

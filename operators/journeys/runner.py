@@ -38,7 +38,7 @@ from models.journey import (
     Wait,
     WaitEvent,
 )
-from models.profile import Profile
+from models.profile import Profile, Run
 from models.settings import NbaSettings, PolicySettings
 from operators.customer import scores
 from operators.customer.activity import group_view
@@ -135,7 +135,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         return fx
 
     # ----- context ---------------------------------------------------------------------------
-    def context(self, p: Profile, at: int, ev: InEvent | None, run: dict | None = None) -> Context:
+    def context(self, p: Profile, at: int, ev: InEvent | None, run: Run | None = None) -> Context:
         counters = p.counters
 
         def counter(key: str, window: str) -> int:
@@ -144,10 +144,10 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
         journey = {}
         if run is not None:
-            journey = {"days": (at - run["entered"]) / DAY_MS,
-                       "hours": (at - run["entered"]) / 3_600_000,
-                       "variant": run.get("variant"), "instance": run["instance"],
-                       "trigger": run.get("trigger") or {}}
+            journey = {"days": (at - run.entered) / DAY_MS,
+                       "hours": (at - run.entered) / 3_600_000,
+                       "variant": run.variant, "instance": run.instance,
+                       "trigger": run.trigger or {}}
         return Context(
             traits=p.traits,
             event_name=ev.key if ev else None,
@@ -170,7 +170,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         run = p.journeys.get(jid)
         if run is None:
             return None
-        spec = self.registry.spec(jid, run["v"])
+        spec = self.registry.spec(jid, run.v)
         return None if spec is None else (run, spec)
 
     # ----- events ----------------------------------------------------------------------------
@@ -191,12 +191,12 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 continue
             if self._exits(fx, p, jid, run, spec, ev, ctx, at, cause):
                 continue
-            step = spec.steps.get(run["node"])
+            step = spec.steps.get(run.node)
             if isinstance(step, WaitEvent) and ev.key == step.event and (
                 step.where is None or condition(step.where)(ctx)
             ):
                 fx.cancel(p, f"j:{jid}")
-                run["due"] = None
+                run.due = None
                 self._advance(fx, p, jid, run, spec, step.on_event, at, ev, cause)
         self._enter_matching(fx, p, ev, at, cause)
         self._resolve(fx, p, at)
@@ -233,15 +233,13 @@ class JourneyEngine(SendDelivery, NbaSteps):
         hist = p.journey_history.setdefault(
             spec.id, {"entries": 0, "last_exit": None})
         hist["entries"] += 1
-        run = {"v": spec.version, "node": spec.start, "entered": at, "instance": hist["entries"],
-               "due": None, "visits": {}, "variant": None, "holdout": None, "held": None,
-               "deferred": None, "true_exits": [],
-               "trigger": dict(ev.properties) if ev is not None else {}}
+        run = Run(v=spec.version, node=spec.start, entered=at, instance=hist["entries"],
+                  trigger=dict(ev.properties) if ev is not None else {})
         p.journeys[spec.id] = run
         watched = spec.condition_exits
         if watched:
             ctx = self.context(p, at, ev, run)
-            run["true_exits"] = [x.name for x in watched
+            run.true_exits = [x.name for x in watched
                                  if condition(x.when)(ctx)]  # type: ignore[arg-type]
         for x in spec.exits:
             if x.after is not None:
@@ -253,7 +251,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self._advance(fx, p, spec.id, run, spec, spec.start, at, ev, cause)
 
     # ----- goals and exits -------------------------------------------------------------------
-    def _goals(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, ev: InEvent,
+    def _goals(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey, ev: InEvent,
                ctx: Context | None, at: int, cause: dict) -> bool:
         for g in spec.goals:
             if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
@@ -265,7 +263,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                     return True
         return False
 
-    def _exits(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey,
+    def _exits(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey,
                ev: InEvent | None, ctx: Context | None, at: int, cause: dict) -> bool:
         for x in spec.exits:
             if x.event is not None:
@@ -278,20 +276,21 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 # Fires when the condition turns true during the journey, not if it already
                 # held at entry (e.g. "adoption > 80 → expansion").
                 now_true = condition(x.when)(ctx)
-                was = x.name in run["true_exits"]
+                was = x.name in run.true_exits
                 if now_true and not was:
                     return self._take_exit(fx, p, jid, run, spec, x, at, cause)
                 if was and not now_true:
-                    run["true_exits"].remove(x.name)
+                    run.true_exits.remove(x.name)
         return False
 
-    def _take_exit(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, x: Any,
+    def _take_exit(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey, x: Any,
                    at: int, cause: dict) -> bool:
-        if x.goto and spec.min_duration and at < run["entered"] + spec.min_duration:
+        if x.goto and spec.min_duration and at < run.entered + spec.min_duration:
             # Minimum stage duration: the transition waits until the journey has lasted long
             # enough (unless another exit ends it first).
-            fx.arm(p, f"jx:{jid}:{x.name}", run["entered"] + spec.min_duration)
-            run.setdefault("pending_exit", x.name)
+            fx.arm(p, f"jx:{jid}:{x.name}", run.entered + spec.min_duration)
+            if run.pending_exit is None:
+                run.pending_exit = x.name
             return False
         if x.emit:
             self._journey_event(fx, p, spec, run, f"journey.{x.emit}", at, cause,
@@ -301,18 +300,18 @@ class JourneyEngine(SendDelivery, NbaSteps):
             self._goto(fx, p, x.goto, at, cause, reason=f"from:{jid}")
         return True
 
-    def _exit(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey, at: int,
+    def _exit(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey, at: int,
               cause: dict, reason: str) -> None:
         fx.cancel(p, f"j:{jid}")
         fx.cancel(p, f"jd:{jid}")
         for x in spec.exits:
             fx.cancel(p, f"jx:{jid}:{x.name}")
-        if run.get("held"):
-            fx.index_delete(keys.held(jid, run["held"]["at"], p.ref))
-            self._decision(fx, p, spec, run, run["held"]["intent"], "drop",
+        if run.held:
+            fx.index_delete(keys.held(jid, run.held["at"], p.ref))
+            self._decision(fx, p, spec, run, run.held["intent"], "drop",
                            ["journey.exited"], at, None)
-        if run.get("deferred"):
-            self._decision(fx, p, spec, run, run["deferred"], "drop", ["journey.exited"], at,
+        if run.deferred:
+            self._decision(fx, p, spec, run, run.deferred, "drop", ["journey.exited"], at,
                            None)
         del p.journeys[jid]
         p.journey_history[jid]["last_exit"] = at
@@ -331,7 +330,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         self._settle(fx, p)
         for jid in sorted(p.journeys):
             run = p.journeys[jid]
-            spec = self.registry.spec(jid, run["v"])
+            spec = self.registry.spec(jid, run.v)
             if spec is not None:
                 self._exit(fx, p, jid, run, spec, at, cause, reason)
 
@@ -345,14 +344,14 @@ class JourneyEngine(SendDelivery, NbaSteps):
         cause = {"merge": snapshot.ref}
         for jid in sorted(theirs):
             run = theirs[jid]
-            spec = self.registry.spec(jid, run["v"])
+            spec = self.registry.spec(jid, run.v)
             mine = p.journeys.get(jid)
             if mine is not None:
-                if mine["entered"] <= run["entered"]:  # ours survives (ties: the winner's)
+                if mine.entered <= run.entered:  # ours survives (ties: the winner's)
                     if spec is not None:
                         self._drop_run(fx, p, spec, run, at, cause)
                     continue
-                my_spec = self.registry.spec(jid, mine["v"])
+                my_spec = self.registry.spec(jid, mine.v)
                 if my_spec is not None:
                     self._exit(fx, p, jid, mine, my_spec, at, cause, "merged")
             p.journeys[jid] = run
@@ -361,13 +360,13 @@ class JourneyEngine(SendDelivery, NbaSteps):
                     fx.arm(p, kind, due)
         self._index_held(fx, p, at)
 
-    def _drop_run(self, fx: Effects, p: Profile, spec: Journey, run: dict, at: int,
+    def _drop_run(self, fx: Effects, p: Profile, spec: Journey, run: Run, at: int,
                   cause: dict) -> None:
-        if run.get("held"):
-            self._decision(fx, p, spec, run, run["held"]["intent"], "drop",
+        if run.held:
+            self._decision(fx, p, spec, run, run.held["intent"], "drop",
                            ["journey.merged"], at, None)
-        if run.get("deferred"):
-            self._decision(fx, p, spec, run, run["deferred"], "drop", ["journey.merged"], at,
+        if run.deferred:
+            self._decision(fx, p, spec, run, run.deferred, "drop", ["journey.merged"], at,
                            None)
         self._journey_event(fx, p, spec, run, "journey.exited", at, cause, reason="merged")
 
@@ -391,38 +390,38 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 if x.inactive is not None and p.last_seen + x.inactive > due:
                     fx.arm(p, kind, p.last_seen + x.inactive)  # activity since: push back
                     continue
-                if run.get("pending_exit") == x.name or x.after or x.inactive:
+                if run.pending_exit == x.name or x.after or x.inactive:
                     self._take_exit(fx, p, jid, run, spec, x, due, cause)
                 continue
             if self._exits(fx, p, jid, run, spec, None, ctx, due, cause):
                 continue
             if prefix == "jd":
-                if run.get("deferred") and self.registry.status(jid) == "paused":
-                    run["held"] = {"at": due, "intent": run["deferred"]}  # held, not sent
-                    run["deferred"] = None
-                elif run.get("deferred"):
-                    step = spec.steps[run["node"]]
-                    self._moment.append(intent_from_dict(run["deferred"], run, spec,
+                if run.deferred and self.registry.status(jid) == "paused":
+                    run.held = {"at": due, "intent": run.deferred}  # held, not sent
+                    run.deferred = None
+                elif run.deferred:
+                    step = spec.steps[run.node]
+                    self._moment.append(intent_from_dict(run.deferred, run, spec,
                                                          getattr(step, "next", None)))
-                    run["deferred"] = None
-            elif prefix == "j" and run.get("due") == due:
-                run["due"] = None
-                step = spec.steps[run["node"]]
+                    run.deferred = None
+            elif prefix == "j" and run.due == due:
+                run.due = None
+                step = spec.steps[run.node]
                 nxt = step.on_timeout if isinstance(step, WaitEvent) else step.next
                 self._advance(fx, p, jid, run, spec, nxt, due, None, cause)
         self._resolve(fx, p, due)
 
     # ----- steps -----------------------------------------------------------------------------
-    def _advance(self, fx: Effects, p: Profile, jid: str, run: dict, spec: Journey,
+    def _advance(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey,
                  node: str | None, at: int, ev: InEvent | None, cause: dict) -> None:
         for _ in range(MAX_STEPS_PER_MOMENT):
             if node is None:
                 self._exit(fx, p, jid, run, spec, at, cause, "completed")
                 return
             step = spec.steps[node]
-            run["node"] = node
-            visit = run["visits"].get(node, 0) + 1
-            run["visits"][node] = visit
+            run.node = node
+            visit = run.visits.get(node, 0) + 1
+            run.visits[node] = visit
             # The steps that read a context (personalization, branch cases, NBA
             # eligibility) build it; the others need none.
             ctx = self.context(p, at, ev, run) if isinstance(step, NEEDS_CONTEXT) or (
@@ -439,14 +438,14 @@ class JourneyEngine(SendDelivery, NbaSteps):
             elif isinstance(step, Wait):
                 due = at + step.duration if step.duration is not None else \
                     self._next_local_time(p, at, step.until or "00:00")
-                run["due"] = due
+                run.due = due
                 fx.arm(p, f"j:{jid}", due)
                 extra["until_ms"] = due
                 self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
                 return
             elif isinstance(step, WaitEvent):
                 due = at + step.timeout
-                run["due"] = due
+                run.due = due
                 fx.arm(p, f"j:{jid}", due)
                 extra.update(event=step.event, until_ms=due)
                 self._step_event(fx, p, spec, run, node, step.type, at, cause, extra)
@@ -468,18 +467,18 @@ class JourneyEngine(SendDelivery, NbaSteps):
                     if point < acc:
                         chosen = v
                         break
-                run["variant"] = chosen.name
+                run.variant = chosen.name
                 extra["variant"] = chosen.name
                 nxt = chosen.next
             elif isinstance(step, Holdout):
-                run["holdout"] = bucket(p.id, jid, node, "holdout") < step.percent
-                extra["holdout"] = run["holdout"]
+                run.holdout = bucket(p.id, jid, node, "holdout") < step.percent
+                extra["holdout"] = run.holdout
                 nxt = step.next
             elif isinstance(step, NextBestAction):
                 cands = self.nba.candidates(list(step.actions))
                 eligible, why = self.nba.eligibility(p, at, ctx, cands)
                 row, cats = nba_features.build(p, at, run)
-                req = Request((p.id, jid, run["entered"], node, visit), row, cats,
+                req = Request((p.id, jid, run.entered, node, visit), row, cats,
                               eligible, why, (p, jid, run, spec, node, step, at, cause, ev),
                               prior=self.nba.prior(cats))
                 self.nba.asked(req)
@@ -517,7 +516,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         return int(target.timestamp() * 1000)
 
     # ----- outputs ---------------------------------------------------------------------------
-    def _decision(self, fx: Effects, p: Profile, spec: Journey, run: dict, intent: dict,
+    def _decision(self, fx: Effects, p: Profile, spec: Journey, run: Run, intent: dict,
                   outcome: str, reasons: list[str], at: int, next_ms: int | None,
                   channel: str | None = None) -> None:
         fx.decision(p.id, records.decision(p, spec, run, intent, outcome, reasons, at,
@@ -526,12 +525,12 @@ class JourneyEngine(SendDelivery, NbaSteps):
         for reason in reasons:
             self.counts[("decision_reason", outcome, reason.split(":", 1)[0])] += 1
 
-    def _step_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, node: str,
+    def _step_event(self, fx: Effects, p: Profile, spec: Journey, run: Run, node: str,
                     step_type: str, at: int, cause: dict, extra: dict) -> None:
         self._journey_event(fx, p, spec, run, "journey.step", at, cause, node=node,
                             step_type=step_type, **extra)
 
-    def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: dict, kind: str,
+    def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: Run, kind: str,
                        at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
         fx.journey_event(p.id, records.journey_event(p, spec, run, kind, at, cause, node,
                                                         extra))
