@@ -43,9 +43,9 @@ def test_unknown_bytes_are_a_clear_error_not_a_wrong_profile():
 
 
 def test_the_cache_is_bounded_and_forgets_least_recently_used_first():
-    from state.profiles import DECODED_PER_ENCODED_BYTE, ProfileCache
+    from state.profiles import ProfileCache, decoded_size
 
-    cache = ProfileCache(max_bytes=3 * 100 * DECODED_PER_ENCODED_BYTE)
+    cache = ProfileCache(max_bytes=3 * decoded_size(100))
     for i in range(3):
         cache.put(f"u{i}", {"id": i}, encoded_size=100)
     assert cache.get("u0") == {"id": 0}  # u0 is now the most recent
