@@ -136,7 +136,7 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
         float(orders[0]) if orders is not None else 0.0,
         round(float(p.revenue), 2),
         _num(traits.get("adoption_score")),
-        1.0 if str(p.ref).startswith("user:") else 0.0,
+        1.0 if p.ref.startswith("user:") else 0.0,
         round((at - since) / DAY_MS, 3) if isinstance(since, int) else NAN,
         changes,
         round(changes * 30 / max(tenure, 1.0), 3),

@@ -101,10 +101,8 @@ class Profile(msgspec.Struct, kw_only=True, array_like=True):
     gone: bool = False
 
 
-CORE = ("id", "ref", "links", "merged_from", "trait_ts", "first_seen", "last_seen", "events",
-        "sessions", "traits", "timezone", "counters", "recent_ids", "lifecycle", "timers",
-        "journeys", "journey_history")
 FIELDS: tuple[str, ...] = Profile.__struct_fields__
+CORE = frozenset(FIELDS[:FIELDS.index("scores")])  # always shown; the optional parts follow
 _DEFAULTS = {name: getattr(Profile(id="", ref="", links=[]), name) for name in FIELDS}
 
 

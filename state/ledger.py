@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from models.profile import Profile
+from models.profile import Profile
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS

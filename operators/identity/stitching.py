@@ -289,7 +289,7 @@ class IdentityStitching:
                      + b"\n" + body)
         if len(self.held_decoded) < MAX_HELD_DECODED:
             self.held_decoded[key] = ev
-        p.held_seq = p.held_seq + 1
+        p.held_seq += 1
         self.txn.stats["held_for_merge"] += 1
         return True
 
@@ -302,7 +302,7 @@ class IdentityStitching:
             if p.awaiting or p.gone:
                 return  # a released event claimed again: the rest waits for that
             self.txn.delete(k)
-            p.held_events = p.held_events - 1
+            p.held_events -= 1
             head, _, body = v.partition(b"\n")
             kafka_ts, hops, part, offset = orjson.loads(head)
             ev = self.held_decoded.pop(k, None)
