@@ -4,8 +4,12 @@
 # not installed: production talks to a Kafka cluster (`--brokers`, `SEGUE_BROKERS`).
 
 FROM python:3.11-slim AS build
+# A C compiler for the hot path's mypyc build (setup.py); without one it installs as pure Python.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md setup.py native-modules.txt ./
 COPY segue segue
 COPY flows flows
 COPY operators operators

@@ -4,17 +4,34 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean chromium
+NATIVE := $(VENV)/.native
+NATIVE_SRC := $(shell grep -v '^\#' native-modules.txt)
 
-$(STAMP): pyproject.toml
+.PHONY: demo test lint bench clean chromium native pure
+
+# Installed editable and pure; `native` then compiles the hot path in place.
+$(STAMP): pyproject.toml setup.py
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded]'
+	@SEGUE_PURE=1 $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The hot path's modules (native-modules.txt) compiled with mypyc beside their sources, again
+# whenever one of them changes; `make pure` removes them (the same behaviour, slower).
+native: $(NATIVE)
+$(NATIVE): $(STAMP) native-modules.txt $(NATIVE_SRC)
+	@echo "compiling the hot path with mypyc (about a minute; log in $(VENV)/native.log)"
+	@SEGUE_NATIVE=require $(BIN)/python setup.py -q build_ext --inplace >$(VENV)/native.log 2>&1 \
+	  || { tail -30 $(VENV)/native.log; exit 1; }
+	@touch $(NATIVE)
+
+pure:
+	@find segue flows operators models state -name '*.so' -delete
+	@rm -f $(NATIVE)
+
+demo: $(NATIVE)
 	$(BIN)/segue demo
 
-test: $(STAMP) chromium
+test: $(NATIVE) chromium
 	$(BIN)/python -m pytest -q
 
 # Studio's browser tests drive Debian's chromium (browser downloads are not possible here and
@@ -30,9 +47,10 @@ chromium:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+	@find segue flows operators models state -name '*.so' -delete

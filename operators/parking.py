@@ -10,13 +10,16 @@ counts them.
 from __future__ import annotations
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from models.outputs import envelope, idempotency_key
+from operators.partition_parts import PartitionParts
 from state import outbox
 from state.outbox import Output
 
 
-class Parking:
+@mypyc_attr(native_class=False)
+class Parking(PartitionParts):
     """The partition's parking of outputs (a part of ``Partition``)."""
 
     def refuse(self, seq: int, why: str) -> None:

@@ -21,8 +21,10 @@ No bytewax or Kafka here: the live flow, replay and tests share this code.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from models.events import ERASURE_REQUESTED, InEvent
 from models.profile import Profile, new_profile
@@ -36,7 +38,7 @@ from operators.customer.erasure import Erasure
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.customer.timers import DueTimers
 from operators.decode import RawRecord, Rejected, Routed, _reject
-from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexPut
+from operators.effects import ArmTimer, CancelTimer, Count, Effects, Emit, IndexDelete, IndexPut
 from operators.identity.stitching import IdentityStitching
 from operators.journeys import JourneyEngine, JourneyRegistry
 from operators.nba_bandit import Bandit
@@ -50,7 +52,13 @@ from state.transaction import BatchTransaction, Progress
 
 ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
 
+# An input item: one decoded message, a message between partitions, or a Segment batch
+# payload (one message of several events, applied whole).
+Decoded = InEvent | Rejected | Routed
+Item = Decoded | list[InEvent | Rejected]
 
+
+@mypyc_attr(native_class=False)
 class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     """One input partition: applies its events to its store; see the module docstring."""
 
@@ -109,7 +117,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # batch forgets them (its holds are done again).
         self.held_decoded: dict[bytes, InEvent] = {}
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
-        self._poisoned: dict[object, str] = {}
+        self._poisoned: dict[tuple, str] = {}
         # Whether this partition has read all of its own input there is (caught up, or the
         # input ended): claims of identifiers are then answered at once (see ``_claim``).
         self.input_done = False
@@ -183,7 +191,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
 
     # ----- the transaction -----------------------------------------------------------------
     def process(
-        self, items: list[InEvent | Rejected], clock_ms: int | None = None,
+        self, items: list[Item], clock_ms: int | None = None,
         drain_horizon_ms: int | None = None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
         """Apply ``items`` (in offset order) and fire timers due at ``clock_ms``.
@@ -266,7 +274,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.txn.emit(Output(self.topics.dlq, None, orjson.dumps(rec.record)))
 
     def _process_once(
-        self, items: list[InEvent | Rejected], acks: list[int], refused: list[tuple[int, str]],
+        self, items: list[Item], acks: list[int], refused: list[tuple[int, str]],
         clock_ms: int | None, drain_horizon_ms: int | None, flush_analytics: bool = False,
     ) -> list[tuple[int, Output]]:
         txn = self.txn
@@ -285,7 +293,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         for entry in items:
             # A Segment batch payload is one message of several events: a list, applied
             # whole in this transaction (its events share the message's offset).
-            group = entry if type(entry) is list else (entry,)
+            group: Sequence[Decoded] = entry if isinstance(entry, list) else (entry,)
             if not group:
                 continue
             head = group[0]
@@ -309,8 +317,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
 
     def _one(self, item: InEvent | Rejected | Routed, topic: str) -> None:
         """Apply one input item (the offset check is done)."""
-        self.txn.culprit = (topic, item.offset, item.sub) if getattr(item, "sub", 0) \
-            else (topic, item.offset)
+        sub = 0 if isinstance(item, Routed) else item.sub
+        self.txn.culprit = (topic, item.offset, sub) if sub else (topic, item.offset)
         why = self._poisoned.get(self.txn.culprit)
         if why is not None:
             self._dead_letter_poisoned(item, topic, why)
@@ -568,6 +576,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             elif type(e) is Count:
                 txn.stats[e.what] += 1
             else:
+                assert type(e) is IndexDelete
                 txn.delete(e.key)
 
     def _emit(self, e: Emit) -> None:

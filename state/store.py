@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from mypy_extensions import mypyc_attr
 from rocksdict import (
     AccessType,
     BlockBasedOptions,
@@ -77,6 +78,7 @@ def store_dir(state_dir: str | Path, topic: str, partition: int) -> Path:
     return Path(state_dir) / f"{topic}-{partition}"
 
 
+@mypyc_attr(native_class=False)  # an exception: a Python class
 class StateError(RuntimeError):
     """A store cannot be opened; the message says why and what to do (no traceback)."""
 
@@ -145,6 +147,8 @@ def _read_only_view(path: Path) -> Path:
     return view
 
 
+# A Python class even when compiled: its time is in RocksDB, and tests wrap its methods.
+@mypyc_attr(native_class=False)
 class PartitionStore:
     """The RocksDB store of one input partition."""
 

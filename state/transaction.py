@@ -41,11 +41,13 @@ from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from mypy_extensions import mypyc_attr
 from rocksdict import WriteBatch
 
 from state import changelog, keys
+from state.changelog import Changes
 from state.store import PartitionStore
 
 
@@ -62,6 +64,7 @@ class TransactionStatus(enum.Enum):
     FAILED = "failed"
 
 
+@mypyc_attr(native_class=False)  # an exception: a Python class
 class TransactionStateError(RuntimeError):
     """A transaction was used in a status that does not allow the call."""
 
@@ -130,15 +133,15 @@ class BatchTransaction:
     counts: Counter[tuple] = field(init=False, default_factory=Counter)
     # The input item (or timer) being applied, and who first touched each object: when
     # something raises, this names the item to dead-letter on the retry.
-    culprit: object = field(init=False, default=None)
-    blame: dict[str, object] = field(init=False, default_factory=dict)
+    culprit: tuple | None = field(init=False, default=None)
+    blame: dict[str, tuple] = field(init=False, default_factory=dict)
     current: Any = field(init=False, default=None)   # the event being applied, if any
     wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
     # (due, lateness) of timers fired by the wall clock, ms
     lateness: list[tuple[int, int]] = field(init=False, default_factory=list)
     # (sequence, applied offsets, changes) of this batch for the changelog topic, set by
     # ``prepare`` (stored encoded under ``l|<seq>`` too).
-    changelog_entry: tuple[int, dict[str, int], changelog.Changes] | None = field(
+    changelog_entry: tuple[int, dict[str, int], Changes] | None = field(
         init=False, default=None)
     _staged: dict[bytes, object] = field(init=False, default_factory=dict)
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
@@ -206,9 +209,9 @@ class BatchTransaction:
                 i += 1
                 continue
             yield k, v
-        for k, v in staged[i:]:
-            if v is not _DELETED:
-                yield k, v  # type: ignore[misc]
+        for rest in staged[i:]:
+            if rest[1] is not _DELETED:
+                yield rest  # type: ignore[misc]
 
     def __len__(self) -> int:
         return len(self._staged)
@@ -254,16 +257,16 @@ class BatchTransaction:
 
     def _stage_changelog(self, p: Progress) -> None:
         staged = self._staged
-        changes = [(k, None if v is _DELETED else v) for k, v in staged.items()
-                   if changelog.mirrored(k)]
+        changes: Changes = [(k, None if v is _DELETED else cast(bytes, v))
+                            for k, v in staged.items() if changelog.mirrored(k)]
         if not changes:
             return  # only pending changelog entries leave: nothing to mirror
         p.changelog_seq = (p.changelog_seq or 0) + 1
         seq = staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
         changes.append((keys.CHANGELOG_SEQ, seq))
         staged[keys.changelog(p.changelog_seq)] = changelog.encode_batch(
-            p.applied, changes)  # type: ignore[arg-type]
-        self.changelog_entry = (p.changelog_seq, dict(p.applied), changes)  # type: ignore[arg-type]
+            p.applied, changes)
+        self.changelog_entry = (p.changelog_seq, dict(p.applied), changes)
 
     def commit(self) -> None:
         """Write everything in one WriteBatch: after a crash the store holds all of this

@@ -10,10 +10,11 @@ out=$(cd "$2" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/src"
-for part in pyproject.toml README.md segue flows operators models state benchmarks; do
+for part in pyproject.toml README.md setup.py native-modules.txt segue flows operators models state benchmarks; do
     cp -R "$src/$part" "$work/src/"
 done
 find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+find "$work/src" -name '*.so' -delete  # a development tree's in-place build: compiled afresh
 chmod -R u+w "$work/src"
 python -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$out" "$work/src"
 echo "wheels in $out: $(ls "$out" | wc -l)"

@@ -29,8 +29,11 @@ def size(partial: dict) -> int:
 def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, settings: Settings,
                partition: int) -> None:
     """Keep the newest partial per source partition, emit the total."""
-    scope, name, version = b["scope"], b["id"], b.get("version")
-    if scope == "alerts":  # one hour of a partition's alert counts: see analytics.alerts
+    scope, name = b["scope"], b["id"]
+    # An hour (alerts) or a journey version; none for a channel's total.
+    version: int | None = b.get("version")
+    if scope == "alerts":
+        assert version is not None  # one hour of a partition's alert counts: see analytics.alerts
         key = keys.totals(scope, name, version)
         raw = txn.get(key)
         doc = orjson.loads(raw) if raw else {}
@@ -54,6 +57,7 @@ def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, setti
     at = max(v["at"] for v in doc["parts"].values())
     n = len(doc["parts"])
     if scope == "journey":
+        assert version is not None
         spec = journeys.spec(name, version) if journeys is not None else None
         a = settings.analytics
         body = journey_record(name, version, total, n, a.min_customers_per_arm, a.sequential_tau)
@@ -72,8 +76,8 @@ def on_partial(fx: Effects, txn: BatchTransaction, b: dict, journeys: Any, setti
     snap = sorted((k, v["at"], size(v["partial"])) for k, v in doc["parts"].items())
     # The message key names exactly one total (a journey version, a channel): the topic is
     # compacted, and the newest record per key is that total.
-    key = f"journey:{name}@v{version}" if scope == "journey" else f"channel:{name}"
-    fx.analytics(key, envelope(
+    msg_key = f"journey:{name}@v{version}" if scope == "journey" else f"channel:{name}"
+    fx.analytics(msg_key, envelope(
         f"analytics.{scope}", idempotency_key("analytics", scope, name, version, snap),
         customer_id=None, journey=subject if scope == "journey" else None, at_ms=at,
         cause={"partition": b["src"]}, channel=name if scope == "channel" else None, **body))

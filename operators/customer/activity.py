@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from models.events import InEvent
 from models.identifiers import hash_email, hash_personal
@@ -47,7 +47,8 @@ def seen_before(p: Profile, message_id: str, keep: int) -> bool:
 
 
 def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum],
-           limits: ProfileLimits = DEFAULT_LIMITS, privacy: dict[str, str] | None = None) -> None:
+           limits: ProfileLimits = DEFAULT_LIMITS,
+           privacy: Mapping[str, str] | None = None) -> None:
     """Fold one event into the profile (see the module docstring); new names beyond
     ``limits`` are counted under ``dropped`` instead (``operators.customer.limits``)."""
     ts = ev.ts_ms
@@ -87,7 +88,7 @@ def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileS
 
 def set_traits(p: Profile, traits: dict, ts: int,
                limits: ProfileLimits = DEFAULT_LIMITS,
-               privacy: dict[str, str] | None = None, into: dict | None = None) -> None:
+               privacy: Mapping[str, str] | None = None, into: dict | None = None) -> None:
     """Latest event time wins per trait (whatever the arrival order). A raw email never
     reaches state: it is kept as its SHA-256 only; ``privacy`` (trait name -> hash, drop or
     keep; default: phone and ip hashed) rules the other personal traits. ``into`` (a group)
@@ -121,7 +122,7 @@ def set_traits(p: Profile, traits: dict, ts: int,
 
 def join_group(p: Profile, group_id: str, traits: dict, ts: int,
                limits: ProfileLimits = DEFAULT_LIMITS,
-               privacy: dict[str, str] | None = None) -> None:
+               privacy: Mapping[str, str] | None = None) -> None:
     """Record that the customer belongs to ``group_id`` and keep that group's traits (latest
     event time wins per trait, the same privacy rules as the user's). The group with the
     latest ``group`` call is the customer's current one (``group.<trait>`` in conditions)."""

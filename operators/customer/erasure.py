@@ -6,16 +6,19 @@ from __future__ import annotations
 import hashlib
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from models.events import InEvent
 from models.identifiers import value_of
 from models.outputs import SCHEMA_VERSION, idempotency_key
 from models.profile import mark_gone
+from operators.partition_parts import PartitionParts
 from state import keys
 from state.outbox import Output
 
 
-class Erasure:
+@mypyc_attr(native_class=False)
+class Erasure(PartitionParts):
     """The partition's erasure of a customer (a part of ``Partition``)."""
 
     def _index_dead_letter(self, key: bytes, topic: str, offset: int) -> None:
@@ -23,8 +26,8 @@ class Erasure:
         customer can say where their raw payloads are (``segue.dlq`` is not rewritten)."""
         k = keys.dead_letters(key)
         raw = self.txn.get(k)
-        entry = orjson.loads(raw) if raw else {"n": 0, "topic": topic, "partition": self.partition,
-                                               "first": offset}
+        entry: dict = orjson.loads(raw) if raw else {
+            "n": 0, "topic": topic, "partition": self.partition, "first": offset}
         entry["n"] += 1
         entry["last"] = offset
         self.txn.put(k, orjson.dumps(entry))

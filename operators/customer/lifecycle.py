@@ -61,7 +61,7 @@ def request_stage(fx: Effects, rules: StageRules, p: Profile, to: str, at_ms: in
                   cause: dict) -> None:
     """Move the customer to ``to`` now, or once the current stage has lasted long enough."""
     lc = p.lifecycle
-    if lc.stage is not None and at_ms < lc.since + rules.min_stage_ms:
+    if lc.stage is not None and lc.since is not None and at_ms < lc.since + rules.min_stage_ms:
         lc.pending = {"stage": to, "cause": cause}
         if "stage" not in p.timers:
             fx.arm(p, "stage", lc.since + rules.min_stage_ms)

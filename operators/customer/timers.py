@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import heapq
 
+from mypy_extensions import mypyc_attr
+
 from models.profile import Profile
 from operators.customer import lifecycle
 from operators.effects import Effects
+from operators.partition_parts import PartitionParts
 from state import keys
 from state.transaction import Progress
 
@@ -19,7 +22,8 @@ NO_TIMER = 1 << 62  # "no timer at all" as a due time, later than any
 DRAIN_CUSTOMERS = 5_000  # customers drained per transaction at end of input
 
 
-class DueTimers:
+@mypyc_attr(native_class=False)
+class DueTimers(PartitionParts):
     """The partition's timers (a part of ``Partition``)."""
 
     def next_timer_due(self) -> int | None:
@@ -92,8 +96,10 @@ class DueTimers:
             done.add(cid)
             n += 1
             p = self._peek(cid)
-            upto = None if p is None else p.last_seen + horizon_ms
-            if p is not None and any(d <= upto for d in p.timers.values()):
+            if p is None:
+                continue
+            upto = p.last_seen + horizon_ms
+            if any(d <= upto for d in p.timers.values()):
                 self._fire_customer(self._take(cid, p), upto)
         for cid, p in list(self.txn.objects.items()):
             if cid not in done:

@@ -107,10 +107,10 @@ def merge_profile_data(into: Profile, frm: Profile, max_recent: int) -> None:
         mine = into.counters.get(key)
         into.counters[key] = merge_counter(mine, c) if mine is not None else c
     for name, sums in frm.sums.items():
-        mine = into.sums.setdefault(name, {})
+        acc = into.sums.setdefault(name, {})
         for k, v in sums.items():
-            mine[k] = mine.get(k, 0) + v
-        into.top[name] = min(mine, key=lambda k: (-mine[k], k))
+            acc[k] = acc.get(k, 0) + v
+        into.top[name] = min(acc, key=lambda k: (-acc[k], k))
     # The loser's recent ids come first, the winner's (its newest) last: trimming keeps the
     # newest rather than the numerically largest hashes.
     mine = set(into.recent_ids)

@@ -8,6 +8,7 @@ state or the merged one, never half; a redelivered merge is ignored."""
 from __future__ import annotations
 
 import orjson
+from mypy_extensions import mypyc_attr
 
 from models.events import InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
@@ -18,6 +19,7 @@ from operators.decode import Routed
 from operators.effects import Effects
 from operators.identity.merge import identifiers, merge_profile_data
 from operators.identity.routing import home_partition
+from operators.partition_parts import PartitionParts
 from state import keys
 from state.outbox import Output
 
@@ -37,7 +39,8 @@ def _over_limit(before: set[str], after: set[str], limits: dict[str, int]) -> st
     return None
 
 
-class IdentityStitching:
+@mypyc_attr(native_class=False)
+class IdentityStitching(PartitionParts):
     """The partition's identity handling (a part of ``Partition``)."""
 
     def _unindex(self, p: Profile, ref: str) -> tuple[int, int]:
@@ -307,11 +310,12 @@ class IdentityStitching:
             kafka_ts, hops, part, offset = orjson.loads(head)
             ev = self.held_decoded.pop(k, None)
             if ev is None:  # held before a restart, or beyond MAX_HELD_DECODED
-                ev = decode(RawRecord(self.topics.events, self.partition, offset, None, body,
-                                      [], kafka_ts), max_bytes=1 << 30,
-                            max_future_skew_ms=skew)
-                if not isinstance(ev, InEvent):
+                again = decode(RawRecord(self.topics.events, self.partition, offset, None, body,
+                                         [], kafka_ts), max_bytes=1 << 30,
+                               max_future_skew_ms=skew)
+                if not isinstance(again, InEvent):
                     continue  # validated when it came in: cannot happen
+                ev = again
             ev.part, ev.canonical, ev.hops, ev.sub = part, ref, hops, 0
             outer = self.txn.culprit
             self.txn.culprit = (part.rpartition("#")[0], offset)  # blamed if it raises

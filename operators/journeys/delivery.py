@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from models.conditions import Context
 from models.events import InEvent
 from models.journey import (
@@ -21,6 +23,7 @@ from models.outputs import idempotency_key
 from models.profile import Profile, Run
 from operators.effects import Effects
 from operators.journeys import records
+from operators.journeys.parts import EngineParts
 from operators.journeys.registry import priority_key
 from state import keys
 
@@ -54,13 +57,18 @@ def intent_to_dict(i: _Intent) -> dict:
             "cause": i.cause, "dispatch_id": i.dispatch_id}
 
 
+def _priority(i: _Intent) -> tuple:
+    return priority_key(i.spec)
+
+
 def intent_from_dict(d: dict, run: Run, spec: Journey, nxt: str | None) -> _Intent:
     return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
                    d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"],
                    nxt, None)
 
 
-class SendDelivery:
+@mypyc_attr(native_class=False)
+class SendDelivery(EngineParts):
     """The engine's sends (a part of ``JourneyEngine``)."""
 
     # ----- sends and conflicts ---------------------------------------------------------------
@@ -93,10 +101,13 @@ class SendDelivery:
     def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
         """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,
         suppressed) becomes the first backup action that can go out on its own channel."""
-        ranked = i.nba.get("ranked", []) if i.nba else []
-        if len(ranked) < 2 or i.nba.get("skipped") is not None:  # type: ignore[union-attr]
+        nba = i.nba
+        if nba is None:
             return
-        skipped = []
+        ranked = nba.get("ranked", [])
+        if len(ranked) < 2 or nba.get("skipped") is not None:
+            return
+        skipped: list[dict] = []
         for cand in ranked:
             if cand["channel"] == "none":
                 break  # doing nothing ranks above the rest
@@ -105,7 +116,7 @@ class SendDelivery:
                 if skipped:
                     i.action, i.channel, i.template = cand["action"], cand["channel"], \
                         cand["template"]
-                    i.nba = dict(i.nba, skipped=skipped)  # type: ignore[arg-type]
+                    i.nba = dict(nba, skipped=skipped)
                 return
             skipped.append({"action": cand["action"], "channel": cand["channel"],
                             "reasons": v.reasons})
@@ -115,11 +126,12 @@ class SendDelivery:
         the others wait on their send step for ``conflict_delay`` (a ``defer`` decision)."""
         self._index_held(fx, p, at)
         for _ in range(MAX_STEPS_PER_MOMENT):
-            intents, self._moment = self._moment, []
+            intents: list[_Intent] = self._moment
+            self._moment = []
             if not intents:
                 return
             live = sorted((i for i in intents if not i.run.holdout),
-                          key=lambda i: priority_key(i.spec))
+                          key=_priority)
             winner = live[0].jid if live else None
             for i in intents:
                 if p.journeys.get(i.jid) is not i.run:  # its journey ended meanwhile

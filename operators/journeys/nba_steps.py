@@ -5,13 +5,17 @@ on with the chosen action's send, or with nothing for ``do_nothing``."""
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
+
 from models.profile import Profile
 from operators.effects import Effects
 from operators.journeys.delivery import _Intent, intent_to_dict
+from operators.journeys.parts import EngineParts
 from operators.nba import Request
 
 
-class NbaSteps:
+@mypyc_attr(native_class=False)
+class NbaSteps(EngineParts):
     """The engine's next-best-action steps (a part of ``JourneyEngine``)."""
 
     def _flush_nba(self, fx: Effects, ref: str | None = None) -> None:

@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mypy_extensions import mypyc_attr
+
 from models import features as nba_features
 from models.conditions import Context
 from models.events import InEvent
@@ -63,6 +65,54 @@ from state.windows import count as window_count
 NEEDS_CONTEXT = (Branch, NextBestAction)
 
 
+def condition_context(p: Profile, at: int, ev: InEvent | None, run: Run | None,
+                      nba: NbaDecider) -> Context:
+    """What a journey's conditions read of the customer at ``at`` (``models.conditions``)."""
+    counters = p.counters
+
+    def counter(key: str, window: str) -> int:
+        c = counters.get(key)
+        return window_count(c, window, at) if c is not None else 0
+
+    journey: dict[str, Any] = {}
+    if run is not None:
+        entered = _entered(run)
+        journey = {"days": (at - entered) / DAY_MS,
+                   "hours": (at - entered) / 3_600_000,
+                   "variant": run.variant, "instance": run.instance,
+                   "trigger": run.trigger or {}}
+    return Context(
+        traits=p.traits,
+        event_name=ev.key if ev else None,
+        event_type=ev.type if ev else None,
+        event_props=ev.properties if ev else {},
+        profile={"stage": p.lifecycle.stage, "events": p.events,
+                 "sessions": p.sessions, "timezone": p.timezone,
+                 "days_since_first_seen": (at - p.first_seen) / DAY_MS,
+                 "days_since_last_seen": (at - p.last_seen) / DAY_MS,
+                 "top": p.top},
+        scores=p.scores or {},
+        score=lambda: scores.now(p, at, nba.loaded()),
+        journey=journey,
+        group=group_view(p),
+        counter=counter,
+    )
+
+
+def _entered(run: Run) -> int:
+    """The entry time of a run in a profile (only a record-only run has none)."""
+    assert run.entered is not None
+    return run.entered
+
+
+def _holds(text: str, ctx: Context | None) -> bool:
+    """Whether condition ``text`` holds. A context is built wherever a condition can run (a
+    journey with conditions, a step that reads one), so none is missing here."""
+    assert ctx is not None
+    return condition(text)(ctx)
+
+
+@mypyc_attr(native_class=False)
 class JourneyEngine(SendDelivery, NbaSteps):
     """Runs journeys for one partition; see the module docstring."""
 
@@ -136,36 +186,9 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     # ----- context ---------------------------------------------------------------------------
     def context(self, p: Profile, at: int, ev: InEvent | None, run: Run | None = None) -> Context:
-        counters = p.counters
+        return condition_context(p, at, ev, run, self.nba)
 
-        def counter(key: str, window: str) -> int:
-            c = counters.get(key)
-            return window_count(c, window, at) if c is not None else 0
-
-        journey = {}
-        if run is not None:
-            journey = {"days": (at - run.entered) / DAY_MS,
-                       "hours": (at - run.entered) / 3_600_000,
-                       "variant": run.variant, "instance": run.instance,
-                       "trigger": run.trigger or {}}
-        return Context(
-            traits=p.traits,
-            event_name=ev.key if ev else None,
-            event_type=ev.type if ev else None,
-            event_props=ev.properties if ev else {},
-            profile={"stage": p.lifecycle.stage, "events": p.events,
-                     "sessions": p.sessions, "timezone": p.timezone,
-                     "days_since_first_seen": (at - p.first_seen) / DAY_MS,
-                     "days_since_last_seen": (at - p.last_seen) / DAY_MS,
-                     "top": p.top},
-            scores=p.scores or {},
-            score=lambda: scores.now(p, at, self.nba.loaded()),
-            journey=journey,
-            group=group_view(p),
-            counter=counter,
-        )
-
-    def _run(self, p: Profile, jid: str) -> tuple[dict, Journey] | None:
+    def _run(self, p: Profile, jid: str) -> tuple[Run, Journey] | None:
         """The customer's run of journey ``jid`` and the spec of its version, if both exist."""
         run = p.journeys.get(jid)
         if run is None:
@@ -193,7 +216,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 continue
             step = spec.steps.get(run.node)
             if isinstance(step, WaitEvent) and ev.key == step.event and (
-                step.where is None or condition(step.where)(ctx)
+                step.where is None or _holds(step.where, ctx)
             ):
                 fx.cancel(p, f"j:{jid}")
                 run.due = None
@@ -211,9 +234,9 @@ class JourneyEngine(SendDelivery, NbaSteps):
             entry = spec.entry
             if entry.when is not None or entry.exclude is not None:
                 ctx = self.context(p, at, ev)
-                if entry.when is not None and not condition(entry.when)(ctx):
+                if entry.when is not None and not _holds(entry.when, ctx):
                     continue
-                if entry.exclude is not None and condition(entry.exclude)(ctx):
+                if entry.exclude is not None and _holds(entry.exclude, ctx):
                     continue
             self._enter(fx, p, spec, at, ev, cause, reason="trigger")
 
@@ -240,7 +263,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
         if watched:
             ctx = self.context(p, at, ev, run)
             run.true_exits = [x.name for x in watched
-                                 if condition(x.when)(ctx)]  # type: ignore[arg-type]
+                              if x.when is not None and _holds(x.when, ctx)]
         for x in spec.exits:
             if x.after is not None:
                 fx.arm(p, f"jx:{spec.id}:{x.name}", at + x.after)
@@ -254,7 +277,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
     def _goals(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey, ev: InEvent,
                ctx: Context | None, at: int, cause: dict) -> bool:
         for g in spec.goals:
-            if ev.key == g.event and (g.when is None or condition(g.when)(ctx)):
+            if ev.key == g.event and (g.when is None or _holds(g.when, ctx)):
                 self._journey_event(fx, p, spec, run, "journey.converted", at, cause,
                                     reason=f"goal:{g.name}")
                 self.counts[("journey", "converted", spec.id)] += 1
@@ -269,13 +292,13 @@ class JourneyEngine(SendDelivery, NbaSteps):
             if x.event is not None:
                 if ev is None or ev.key != x.event:
                     continue
-                if x.when is not None and not condition(x.when)(ctx):
+                if x.when is not None and not _holds(x.when, ctx):
                     continue
                 return self._take_exit(fx, p, jid, run, spec, x, at, cause)
             if x.when is not None and x.after is None and x.inactive is None:
                 # Fires when the condition turns true during the journey, not if it already
                 # held at entry (e.g. "adoption > 80 → expansion").
-                now_true = condition(x.when)(ctx)
+                now_true = _holds(x.when, ctx)
                 was = x.name in run.true_exits
                 if now_true and not was:
                     return self._take_exit(fx, p, jid, run, spec, x, at, cause)
@@ -285,10 +308,10 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def _take_exit(self, fx: Effects, p: Profile, jid: str, run: Run, spec: Journey, x: Any,
                    at: int, cause: dict) -> bool:
-        if x.goto and spec.min_duration and at < run.entered + spec.min_duration:
+        if x.goto and spec.min_duration and at < _entered(run) + spec.min_duration:
             # Minimum stage duration: the transition waits until the journey has lasted long
             # enough (unless another exit ends it first).
-            fx.arm(p, f"jx:{jid}:{x.name}", run.entered + spec.min_duration)
+            fx.arm(p, f"jx:{jid}:{x.name}", _entered(run) + spec.min_duration)
             if run.pending_exit is None:
                 run.pending_exit = x.name
             return False
@@ -347,7 +370,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
             spec = self.registry.spec(jid, run.v)
             mine = p.journeys.get(jid)
             if mine is not None:
-                if mine.entered <= run.entered:  # ours survives (ties: the winner's)
+                if _entered(mine) <= _entered(run):  # ours survives (ties: the winner's)
                     if spec is not None:
                         self._drop_run(fx, p, spec, run, at, cause)
                     continue
@@ -454,7 +477,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 nxt = step.default
                 extra["case"] = "default"
                 for i, case in enumerate(step.cases):
-                    if condition(case.when)(ctx):
+                    if _holds(case.when, ctx):
                         nxt = case.next
                         extra["case"] = i
                         break
@@ -476,6 +499,7 @@ class JourneyEngine(SendDelivery, NbaSteps):
                 nxt = step.next
             elif isinstance(step, NextBestAction):
                 cands = self.nba.candidates(list(step.actions))
+                assert ctx is not None  # built for this step
                 eligible, why = self.nba.eligibility(p, at, ctx, cands)
                 row, cats = nba_features.build(p, at, run)
                 req = Request((p.id, jid, run.entered, node, visit), row, cats,

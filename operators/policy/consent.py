@@ -11,10 +11,12 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from models.profile import Profile
 
 
-def status(p: Profile, channel: str, purpose: str, defaults: dict[str, str]) -> str:
+def status(p: Profile, channel: str, purpose: str, defaults: Mapping[str, str]) -> str:
     """The most recent statement that covers this channel and purpose (a channel's own,
     'all' channels, 'all' purposes); without one, the configured default."""
     consent = p.consent

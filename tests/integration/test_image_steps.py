@@ -21,8 +21,8 @@ from tests.conftest import ROOT, replay_outputs
 pytestmark = pytest.mark.integration
 
 # What the Dockerfile's build stage copies (checked against it in tests/unit/test_deploy.py).
-SOURCE = ["pyproject.toml", "README.md", "segue", "flows", "operators", "models", "state",
-          "benchmarks", "deploy", "journeys"]
+SOURCE = ["pyproject.toml", "README.md", "setup.py", "native-modules.txt", "segue", "flows",
+          "operators", "models", "state", "benchmarks", "deploy", "journeys"]
 
 
 def read_only_copy(dst: Path) -> None:
@@ -59,6 +59,8 @@ def test_wheels_from_a_read_only_source_install_a_segue_that_does_the_job(tmp_pa
         writable_again(src)
     wheels = sorted(p.name for p in (tmp_path / "wheels").iterdir())
     assert any(w.startswith("segue-") for w in wheels)
+    # The hot path is compiled into the wheel (mypyc, setup.py): a platform wheel.
+    assert any(w.startswith("segue-") and "linux" in w for w in wheels), wheels
     assert not any(w.startswith("calfkit") for w in wheels)  # the embedded broker stays out
 
     venv = tmp_path / "opt-segue"

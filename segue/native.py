@@ -1,0 +1,48 @@
+"""Which of Segue's modules run compiled (mypyc C extensions, see ``setup.py``).
+
+A compiled module is a ``<name>.cpython-*.so`` beside its ``<name>.py`` and takes precedence
+over it on import. ``make native`` builds them in place; a source edited after its build
+leaves a stale extension that would still be imported, which ``stale()`` finds (the test
+suite refuses to run with one)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("segue", "flows", "operators", "models", "state")
+
+
+def _extensions(root: Path) -> list[tuple[Path, Path]]:
+    """(extension, its source) for every compiled module of the tree at ``root``."""
+    out = []
+    for pkg in PACKAGES:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            for ext in sorted((root / pkg).rglob(f"*{suffix}")):
+                out.append((ext, ext.with_name(ext.name[: -len(suffix)] + ".py")))
+    return out
+
+
+def compiled(root: Path = ROOT) -> list[str]:
+    """Dotted names of the modules built as extensions (the build's glue module excepted)."""
+    names = [".".join(src.relative_to(root).with_suffix("").parts)
+             for _, src in _extensions(root) if src.exists()]
+    return [n.removesuffix(".__init__") for n in names]
+
+
+def compiled_sources(root: Path = ROOT) -> list[str]:
+    """The sources of the compiled modules, relative to ``root``."""
+    return [str(src.relative_to(root)) for _, src in _extensions(root) if src.exists()]
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """Sources edited after the compiled code was built (``make native`` rebuilds it). The
+    code of every compiled module is in one shared library; each module's own extension is
+    a small shim that a rebuild may leave as it was."""
+    exts = _extensions(root)
+    if not exts:
+        return []
+    built = max(ext.stat().st_mtime for ext, _ in exts)
+    return [str(src.relative_to(root)) for _, src in exts
+            if src.exists() and src.stat().st_mtime > built]
