@@ -14,9 +14,10 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# A young collection every 50k net allocations (about a micro-batch's worth of objects), the
-# older generations after 20 and 100 of the younger: see the module docstring.
-GC_THRESHOLDS = (50_000, 20, 100)
+# A young collection every 200k net allocations (a few micro-batches' worth of objects), the
+# older generations after 20 and 100 of the younger: see the module docstring. Against 50k,
+# the collector's time in a replay of 100k events fell from 0.60 s to 0.17 s (of 7.5 s).
+GC_THRESHOLDS = (200_000, 20, 100)
 
 
 @contextmanager
