@@ -49,6 +49,7 @@ def stale(root: Path = ROOT) -> list[str]:
     exts = _extensions(root)
     if not exts:
         return []
-    built = max(ext.stat().st_mtime for ext, _ in exts)
+    libs = [ext for ext, _ in exts if "__mypyc" in ext.name] or [ext for ext, _ in exts]
+    built = max(ext.stat().st_mtime for ext in libs)
     return [str(src.relative_to(root)) for _, src in exts
             if src.exists() and src.stat().st_mtime > built]
