@@ -315,7 +315,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self._flush_nba()
         return self._finish(drain_horizon_ms, flush_analytics)
 
-    def _one(self, item: InEvent | Rejected | Routed, topic: str) -> None:
+    def _one(self, item: Decoded, topic: str) -> None:
         """Apply one input item (the offset check is done)."""
         sub = 0 if isinstance(item, Routed) else item.sub
         self.txn.culprit = (topic, item.offset, sub) if sub else (topic, item.offset)
