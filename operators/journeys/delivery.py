@@ -57,7 +57,7 @@ def intent_to_dict(i: _Intent) -> dict:
             "cause": i.cause, "dispatch_id": i.dispatch_id}
 
 
-def _priority(i: _Intent) -> tuple:
+def _priority(i: _Intent) -> tuple:  # a sort key; no lambda in the engine's methods (mypyc)
     return priority_key(i.spec)
 
 

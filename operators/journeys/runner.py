@@ -65,6 +65,8 @@ from state.windows import count as window_count
 NEEDS_CONTEXT = (Branch, NextBestAction)
 
 
+# Closures live in module functions: mypyc cannot compile one inside a method of the engine
+# (a Python class, see ``operators.journeys.parts``).
 def condition_context(p: Profile, at: int, ev: InEvent | None, run: Run | None,
                       nba: NbaDecider) -> Context:
     """What a journey's conditions read of the customer at ``at`` (``models.conditions``)."""
