@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(NATIVE)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,bench]'
+	@SEGUE_PURE=1 $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,embedded,bench]'
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -16,24 +16,27 @@ PACKAGES = ("segue", "flows", "operators", "models", "state")
 
 def _extensions(root: Path) -> list[tuple[Path, Path]]:
     """(extension, its source) for every compiled module of the tree at ``root``."""
+    # Longest first: ".cpython-311-x86_64-linux-gnu.so" before the bare ".so".
+    suffixes = sorted(importlib.machinery.EXTENSION_SUFFIXES, key=len, reverse=True)
     out = []
     for pkg in PACKAGES:
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            for ext in sorted((root / pkg).rglob(f"*{suffix}")):
+        for ext in sorted((root / pkg).rglob("*.so")):
+            suffix = next((s for s in suffixes if ext.name.endswith(s)), None)
+            if suffix is not None:
                 out.append((ext, ext.with_name(ext.name[: -len(suffix)] + ".py")))
     return out
 
 
-def compiled(root: Path = ROOT) -> list[str]:
-    """Dotted names of the modules built as extensions (the build's glue module excepted)."""
-    names = [".".join(src.relative_to(root).with_suffix("").parts)
-             for _, src in _extensions(root) if src.exists()]
-    return [n.removesuffix(".__init__") for n in names]
-
-
 def compiled_sources(root: Path = ROOT) -> list[str]:
-    """The sources of the compiled modules, relative to ``root``."""
+    """The sources of the compiled modules, relative to ``root`` (the build's shared
+    library has none)."""
     return [str(src.relative_to(root)) for _, src in _extensions(root) if src.exists()]
+
+
+def compiled(root: Path = ROOT) -> list[str]:
+    """Dotted names of the modules built as extensions."""
+    return [".".join(Path(src).with_suffix("").parts).removesuffix(".__init__")
+            for src in compiled_sources(root)]
 
 
 def summary() -> str:
