@@ -50,7 +50,7 @@ from flows.producer import is_permanent, producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from models.events import InEvent
-from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.settings import Settings
 from operators.analytics.alerts import LagWatch
 from operators.decode import Rejected, decode_all, decode_routed

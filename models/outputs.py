@@ -6,46 +6,14 @@ plain dicts of the same shape.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = 1
+# The envelope helpers live apart so that they compile with the hot path; re-exported here.
+from models.envelope import SCHEMA_VERSION, envelope, idempotency_key, journey_ref
 
-
-def idempotency_key(*parts: object) -> str:
-    """A stable key from content: the same parts give the same key on every run.
-
-    >>> idempotency_key("lifecycle", "u1", "awareness", "m1") == idempotency_key(
-    ...     "lifecycle", "u1", "awareness", "m1")
-    True
-    """
-    h = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=16)
-    return h.hexdigest()
-
-
-def envelope(kind: str, key: str, /, *, customer_id: str | None, journey: dict | None,
-             at_ms: int, cause: dict, **fields: object) -> dict:
-    """One output record: the fields every output has, then its own ``fields``.
-
-    ``key`` is its idempotency key, built by the caller from the content that makes this
-    output what it is.
-
-    >>> r = envelope("lifecycle.changed", "k1", customer_id="u1", journey=None, at_ms=5,
-    ...              cause={"message_id": "m1"}, to_stage="activation")
-    >>> list(r)
-    ['schema_version', 'type', 'idempotency_key', 'customer_id', 'journey', 'at_ms', 'cause', \
-'to_stage']
-    """
-    return {"schema_version": SCHEMA_VERSION, "type": kind, "idempotency_key": key,
-            "customer_id": customer_id, "journey": journey, "at_ms": at_ms, "cause": cause,
-            **fields}
-
-
-def journey_ref(jid: str, version: int, node: str | None, instance: int | None) -> dict:
-    """The ``journey`` field of an output: which journey version, step and entry."""
-    return {"id": jid, "version": version, "node": node, "instance": instance}
+__all__ = ["SCHEMA_VERSION", "envelope", "idempotency_key", "journey_ref"]
 
 
 class DlqReason(BaseModel):

@@ -32,7 +32,7 @@ from models.events import (
     event_time_ms,
     to_in_event,
 )
-from models.outputs import SCHEMA_VERSION, idempotency_key
+from models.envelope import SCHEMA_VERSION, idempotency_key
 
 MAX_DEPTH = 64  # state is JSON too: what cannot be stored must not get in
 

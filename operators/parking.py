@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 from mypy_extensions import mypyc_attr
 
-from models.outputs import envelope, idempotency_key
+from models.envelope import envelope, idempotency_key
 from operators.partition_parts import PartitionParts
 from state import outbox
 from state.outbox import Output

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from models.outputs import envelope, idempotency_key
+from models.envelope import envelope, idempotency_key
 from models.settings import Settings
 from operators.analytics.alerts import on_window
 from operators.analytics.partials import channel_record, combine, journey_record

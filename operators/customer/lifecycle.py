@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import msgspec
 
-from models.outputs import envelope, idempotency_key
+from models.envelope import envelope, idempotency_key
 from models.profile import Profile
 from models.settings import LifecycleRules
 from operators.effects import Effects

@@ -19,7 +19,7 @@ from models.events import InEvent
 from models.journey import (
     Journey,
 )
-from models.outputs import idempotency_key
+from models.envelope import idempotency_key
 from models.profile import Profile, Run
 from operators.effects import Effects
 from operators.journeys import records

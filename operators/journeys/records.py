@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from models.journey import Journey
-from models.outputs import envelope, idempotency_key, journey_ref
+from models.envelope import envelope, idempotency_key, journey_ref
 from models.profile import Profile, Run
 
 
