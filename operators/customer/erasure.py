@@ -8,9 +8,9 @@ import hashlib
 import orjson
 from mypy_extensions import mypyc_attr
 
+from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import InEvent
 from models.identifiers import value_of
-from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.profile import mark_gone
 from operators.partition_parts import PartitionParts
 from state import keys

@@ -10,9 +10,9 @@ from __future__ import annotations
 import orjson
 from mypy_extensions import mypyc_attr
 
+from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
-from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.profile import Profile, from_plain, mark_gone, plain
 from operators.customer import lifecycle, limits
 from operators.decode import Routed

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from mypy_extensions import mypyc_attr
 
 from models.conditions import Context
+from models.envelope import idempotency_key
 from models.events import InEvent
 from models.journey import (
     Journey,
 )
-from models.envelope import idempotency_key
 from models.profile import Profile, Run
 from operators.effects import Effects
 from operators.journeys import records

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.journey import Journey
 from models.envelope import envelope, idempotency_key, journey_ref
+from models.journey import Journey
 from models.profile import Profile, Run
 
 
