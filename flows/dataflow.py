@@ -38,6 +38,7 @@ from flows.metrics import (
     BATCH,
     LATENCY,
     OUTBOX,
+    OWN_TIME,
     STATE_BYTES,
     STATE_KEYS,
     TIMER_CATCHUP,
@@ -49,8 +50,8 @@ from flows.metrics import (
 from flows.producer import is_permanent, producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
-from models.events import InEvent
 from models.envelope import SCHEMA_VERSION, idempotency_key
+from models.events import InEvent
 from models.settings import Settings
 from operators.analytics.alerts import LagWatch
 from operators.decode import Rejected, decode_all, decode_routed
@@ -153,7 +154,7 @@ class PartitionLogic(StatefulBatchLogic):
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
         self.inflight: set[int] = set()
         self.retry: list[int] = []  # refused at produce time for now: sent again next batch
-        self.src: dict[int, tuple[int, int]] = {}  # dispatch seq -> causing event's times
+        self.src: dict[int, tuple[int, int, int]] = {}  # dispatch seq -> causing event's times
         self.metrics: PartitionMetrics | None = None
         self._state_checked = 0.0
         self.caught_up = False
@@ -215,8 +216,11 @@ class PartitionLogic(StatefulBatchLogic):
         dispatch = self._dispatch_prefix
         for seq, out in entries:
             self.inflight.add(seq)
-            if self.metrics is not None and out.src is not None and out.topic.startswith(dispatch):
-                self.src[seq] = out.src
+            src = out.src
+            if self.metrics is not None and src is not None and out.topic.startswith(dispatch):
+                self.src[seq] = src
+                if src[2]:  # read from Kafka in this process (not a replayed outbox entry)
+                    OWN_TIME.observe((time.monotonic_ns() - src[2]) / 1e9)
             self.producer.send(out, partial(self._delivered, seq))
 
     def _clock(self) -> int | None:

@@ -29,6 +29,11 @@ LATENCY = Histogram("segue_event_to_dispatch_seconds",
                     "From the causing event's time (clock=event) or Kafka timestamp "
                     "(clock=kafka) to the dispatch's Kafka timestamp", ["clock"],
                     buckets=LATENCY_BUCKETS)
+OWN_TIME = Histogram("segue_consume_to_produce_seconds",
+                     "Segue's own time per event, in process: from the consumer returning the "
+                     "event to its dispatch handed to the producer",
+                     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025,
+                              0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
 BATCH = Histogram("segue_batch_seconds", "Time to decide one micro-batch (state, journeys, "
                   "policy) in a partition", buckets=LATENCY_BUCKETS)
 TIMER_LATENESS = Histogram("segue_timer_lateness_seconds", "Wall-clock lateness of live "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from flows.kafka import client_config
@@ -146,7 +146,7 @@ class ConsumerHub:
         self.consumer = Consumer(consumer_config(brokers))
         self.max_queued = max_queued
         self.queued = 0  # messages in all queues
-        self.queues: dict[tuple[str, int], deque] = {}
+        self.queues: dict[tuple[str, int], deque[tuple[int, Message]]] = {}  # (read ns, message)
         self.at_end: dict[tuple[str, int], bool] = {}
         self.closed = False
 
@@ -169,6 +169,13 @@ class ConsumerHub:
 
     def take(self, topic: str, partition: int, max_n: int) -> tuple[list, bool]:
         """Up to ``max_n`` messages of the partition, and whether it is at its end."""
+        stamped, at_end = self.take_stamped(topic, partition, max_n)
+        return [m for _, m in stamped], at_end
+
+    def take_stamped(self, topic: str, partition: int, max_n: int
+                     ) -> tuple[list[tuple[int, Message]], bool]:
+        """``take``, each message with the monotonic time (ns) the consumer returned it: where
+        Segue's own time per event starts (``segue_consume_to_produce_seconds``)."""
         tp = (topic, partition)
         q = self.queues[tp]
         fetched = not q and self.queued < self.max_queued
@@ -182,7 +189,9 @@ class ConsumerHub:
 
     def _fetch(self, max_n: int) -> None:
         queues, at_end = self.queues, self.at_end
-        for m in self.consumer.consume(max_n, 0):
+        msgs = self.consumer.consume(max_n, 0)
+        now = time.monotonic_ns()
+        for m in msgs:
             tp = (m.topic(), m.partition())
             q = queues.get(tp)
             if q is None:
@@ -196,7 +205,7 @@ class ConsumerHub:
                     input_reset(tp, err)
                 raise RuntimeError(f"Kafka error on {tp[0]}[{tp[1]}]: {err}")
             at_end[tp] = False
-            q.append(m)
+            q.append((now, m))
             self.queued += 1
 
 
@@ -248,15 +257,15 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
             self._started = True
             return [Tick(self._part, caught_up=False)]
         self._awake = None
-        msgs, at_end = self._hub.take(self._topic, self._partition, self._batch_size)
+        msgs, at_end = self._hub.take_stamped(self._topic, self._partition, self._batch_size)
         topic, partition = self._topic, self._partition
         out: list[RawRecord | Tick] = [
             RawRecord(topic, partition, m.offset(), m.key(), m.value(), m.headers() or [],
-                      m.timestamp()[1])
-            for m in msgs
+                      m.timestamp()[1], read_ns)
+            for read_ns, m in msgs
         ]
         if msgs:
-            self._next = msgs[-1].offset() + 1
+            self._next = msgs[-1][1].offset() + 1
         self._report_lag()
         stage = self._end.stage() if at_end and self._until_eof and self._follows \
             and self._end is not None else None

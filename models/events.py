@@ -160,6 +160,7 @@ class InEvent:
     previous_id: str | None = None   # alias: the id it joins to user_id
     group_id: str | None = None      # group: the account (group) the customer belongs to
     sub: int = 0                     # its index in a batch payload (Segment's batch API)
+    read_ns: int = 0                 # monotonic ns when the consumer returned it (metrics)
 
 
     def document(self) -> dict | None:

@@ -22,6 +22,7 @@ import msgspec
 import orjson
 from pydantic import ValidationError
 
+from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import (
     CONSENT_UPDATED,
     ID_MAX,
@@ -32,7 +33,6 @@ from models.events import (
     event_time_ms,
     to_in_event,
 )
-from models.envelope import SCHEMA_VERSION, idempotency_key
 
 MAX_DEPTH = 64  # state is JSON too: what cannot be stored must not get in
 
@@ -59,6 +59,7 @@ class RawRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     timestamp_ms: int
+    read_ns: int = 0  # monotonic ns when the consumer returned it (0: not read from Kafka)
 
     @property
     def part_key(self) -> str:
@@ -329,6 +330,7 @@ def _checked(raw: RawRecord, ev: InEvent, value: bytes,
             ["timestamp"],
         )
     ev.part = raw.part_key
+    ev.read_ns = raw.read_ns
     if ev.raw is None:
         ev.raw_json = value
     return ev
@@ -366,7 +368,7 @@ def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
         else:
             item_bytes = orjson.dumps(item)
         one = RawRecord(raw.topic, raw.partition, raw.offset, raw.key, item_bytes, raw.headers,
-                        raw.timestamp_ms)
+                        raw.timestamp_ms, raw.read_ns)
         ev = decode(one, max_bytes=max_bytes, max_future_skew_ms=max_future_skew_ms,
                     keep_bytes=keep_bytes, now_ms=now_ms)
         if isinstance(ev, Rejected):
@@ -405,7 +407,7 @@ def decode_routed(raw: RawRecord, *, max_future_skew_ms: int,
     if kind != "event":
         return Routed(kind, body, raw.offset, raw.part_key)
     inner = RawRecord(raw.topic, raw.partition, raw.offset, raw.key,
-                      orjson.dumps(body["event"]), [], body.get("kafka_ts", 0))
+                      orjson.dumps(body["event"]), [], body.get("kafka_ts", 0), raw.read_ns)
     ev = decode(inner, max_bytes=1 << 30, max_future_skew_ms=max_future_skew_ms,
                 keep_bytes=keep_bytes)
     if isinstance(ev, InEvent):

@@ -600,7 +600,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self.analytics.journey_event(record)
             topic = self.topics.journey_events
         ev = self.txn.current
-        src = (ev.ts_ms, ev.kafka_ts_ms) if ev is not None else None
+        src = (ev.ts_ms, ev.kafka_ts_ms, ev.read_ns) if ev is not None else None
         self.txn.emit(Output(topic, e.key, orjson.dumps(record), src=src))
 
     # ----- journeys: reloads, resumes -----------------------------------------------------

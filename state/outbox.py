@@ -47,8 +47,9 @@ class Output:
     key: str | None
     value: bytes
     partition: int | None = None  # explicit for the repartition topic; else by key
-    # (event time, Kafka time) of the event that caused it, for latency metrics; not stored.
-    src: tuple[int, int] | None = field(default=None, compare=False)
+    # (event time, Kafka time, monotonic ns read) of the event that caused it, for latency
+    # metrics; not stored.
+    src: tuple[int, int, int] | None = field(default=None, compare=False)
 
     def encode(self) -> bytes:
         return FORMAT_V1 + _encoder.encode((self.topic, self.key, self.value, self.partition))

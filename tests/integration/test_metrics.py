@@ -100,6 +100,11 @@ def test_metrics_equal_known_counts(job_factory):
     total = dispatched["email"] + dispatched["push"]
     assert m[("segue_event_to_dispatch_seconds_count", (("clock", "kafka"),))] == total
     assert m[("segue_event_to_dispatch_seconds_count", (("clock", "event"),))] == total
+    # Segue's own time (consumer → producer, in process) for each of them: more than nothing,
+    # and less than the whole way from the event's Kafka timestamp to the dispatch's.
+    own = m[("segue_consume_to_produce_seconds_sum", ())]
+    assert m[("segue_consume_to_produce_seconds_count", ())] == total
+    assert 0 < own < m[("segue_event_to_dispatch_seconds_sum", (("clock", "kafka"),))]
     assert m[("segue_decisions_total", (("outcome", "send"),))] == total  # one per decision
     assert m[("segue_decision_reasons_total", (("outcome", "send"), ("reason", "ok")))] == total
     entered = sum(v for (n, lab), v in m.items() if n == "segue_journey_events_total"
