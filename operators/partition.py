@@ -33,7 +33,7 @@ from operators.analytics import totals
 from operators.analytics.alerts import OWNER as ALERTS_OWNER
 from operators.analytics.alerts import AlertWindow
 from operators.analytics.partials import PartialStats
-from operators.customer import activity, feedback, lifecycle, limits, scores
+from operators.customer import activity, dedupe, feedback, lifecycle, limits, scores
 from operators.customer.erasure import Erasure
 from operators.customer.feedback import FEEDBACK_EVENTS
 from operators.customer.timers import DueTimers
@@ -488,7 +488,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         if self._hold(p, ev):
             return  # applied once the merge its customer waits for is
         topic = ev.part.rpartition("#")[0]
-        if activity.seen_before(p, ev.message_id, self.settings.dedup_recent_ids):
+        if dedupe.seen_before(p, ev.message_id, self.settings.dedup_recent_ids):
             self.txn.stats["deduplicated"] += 1
             self.txn.counts[("events", topic, "deduplicated")] += 1
             return

@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 
 from models.events import InEvent
@@ -27,23 +26,6 @@ from state.windows import new_counter
 SUM_LIMIT = 2**53
 DEFAULT_LIMITS = ProfileLimits()
 PERSONAL = PrivacySettings().personal_traits
-
-
-def message_hash(message_id: str) -> int:
-    """The 63-bit hash a profile remembers a messageId by (deduplication)."""
-    return int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=8).digest()) >> 1
-
-
-def seen_before(p: Profile, message_id: str, keep: int) -> bool:
-    """Whether the customer had this messageId among its last ``keep``; remembers it if not."""
-    h = message_hash(message_id)
-    recent = p.recent_ids
-    if h in recent:
-        return True
-    recent.append(h)
-    if len(recent) > keep:
-        del recent[0]
-    return False
 
 
 def record(p: Profile, ev: InEvent, session_gap_ms: int, sums: Sequence[ProfileSum],
