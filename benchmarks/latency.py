@@ -264,7 +264,9 @@ def median_round(rounds: list[dict]) -> dict:
     if len(rounds) > 1:
         out["rounds"] = [{"p50_ms": r["latency"].get("p50_ms"),
                           "p99_ms": r["latency"].get("p99_ms"),
-                          "kept_up_rate": r["kept_up_rate"], "cores_used": r["cores_used"]}
+                          "kept_up_rate": r["kept_up_rate"], "cores_used": r["cores_used"],
+                          **({"own_time_in_process": r["own_time_in_process"]}
+                             if "own_time_in_process" in r else {})}
                          for r in rounds]
     return out
 
