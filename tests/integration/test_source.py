@@ -94,3 +94,43 @@ def test_the_shared_consumer_holds_a_bounded_number_of_messages(job_factory):
             taken += len(msgs)
             assert hub.queued <= 100
     assert taken == 3000
+
+
+def test_an_active_partition_polls_again_sooner_than_an_idle_one(job_factory):
+    """Messages the shared consumer fetched for a partition wait until that partition polls:
+    one that just had messages polls again after BUSY_POLL_S, an idle one after IDLE_POLL_S.
+    Each message carries the time the consumer returned it (Segue's own time starts there)."""
+    from datetime import UTC, datetime
+
+    from flows.source import BUSY_POLL_S, IDLE_POLL_S, _Partition
+
+    job = job_factory()
+    bs, t = job.broker.bootstrap, job.topics
+    from operators.identity.routing import home_partition
+
+    key = next(k for k in (f"k{i}" for i in range(400))
+               if home_partition(k, job.settings.partitions) == 1)
+    produce_records(bs, t.events, [(key, b"a"), (key, b"b")])
+    busy = _Partition(bs, t.events, 1, 0, batch_size=10, until_eof=False)
+    idle = _Partition(bs, t.events, 2, 0, batch_size=10, until_eof=False)
+    for part in (busy, idle):
+        part.next_batch()  # the first call only says "not caught up"
+    got: list = []
+    deadline = time.monotonic() + 20
+    before = time.monotonic_ns()
+    while len(got) < 2 and time.monotonic() < deadline:
+        got += [r for r in busy.next_batch() if hasattr(r, "value")]
+        time.sleep(0.01)
+    assert [r.value for r in got] == [b"a", b"b"]
+    assert all(before <= r.read_ns <= time.monotonic_ns() for r in got)
+
+    def wait_s(part: _Partition) -> float:
+        """Poll once more (nothing is left to read) and say how long it will sleep."""
+        assert not [r for r in part.next_batch() if hasattr(r, "value")]
+        return (part.next_awake() - datetime.now(UTC)).total_seconds()
+
+    assert BUSY_POLL_S == 0.001 and IDLE_POLL_S == 0.01
+    assert wait_s(busy) <= 0.005       # 1 ms, less the time the poll took
+    assert 0.006 <= wait_s(idle) <= 0.01
+    for part in (busy, idle):
+        part.close()
