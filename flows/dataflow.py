@@ -219,7 +219,7 @@ class PartitionLogic(StatefulBatchLogic):
             src = out.src
             if self.metrics is not None and src is not None and out.topic.startswith(dispatch):
                 self.src[seq] = src
-                if src[2]:  # read from Kafka in this process (not a replayed outbox entry)
+                if src[2]:  # 0: not read by this consumer (an event held for a merge, from state)
                     OWN_TIME.observe((time.monotonic_ns() - src[2]) / 1e9)
             self.producer.send(out, partial(self._delivered, seq))
 
