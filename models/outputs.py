@@ -11,9 +11,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # The envelope helpers live apart so that they compile with the hot path; re-exported here.
-from models.envelope import SCHEMA_VERSION, envelope, idempotency_key, journey_ref
-
-__all__ = ["SCHEMA_VERSION", "envelope", "idempotency_key", "journey_ref"]
+from models.envelope import (  # noqa: F401
+    SCHEMA_VERSION,
+    envelope,
+    idempotency_key,
+    journey_ref,
+)
 
 
 class DlqReason(BaseModel):
