@@ -22,20 +22,24 @@ def idempotency_key(*parts: object) -> str:
     return h.hexdigest()
 
 
-def envelope(kind: str, key: str, /, *, customer_id: str | None, journey: dict | None,
+def envelope(_kind: str, _key: str, /, *, customer_id: str | None, journey: dict | None,
              at_ms: int, cause: dict, **fields: object) -> dict:
     """One output record: the fields every output has, then its own ``fields``.
 
-    ``key`` is its idempotency key, built by the caller from the content that makes this
-    output what it is.
+    ``_key`` is its idempotency key, built by the caller from the content that makes this
+    output what it is. (The two positional names start with ``_`` because compiled code binds
+    ``**fields`` by name even past ``/``: an alert's own ``kind`` field must not collide.)
 
     >>> r = envelope("lifecycle.changed", "k1", customer_id="u1", journey=None, at_ms=5,
     ...              cause={"message_id": "m1"}, to_stage="activation")
     >>> list(r)
     ['schema_version', 'type', 'idempotency_key', 'customer_id', 'journey', 'at_ms', 'cause', \
 'to_stage']
+    >>> envelope("alert.x", "k2", customer_id=None, journey=None, at_ms=5, cause={},
+    ...          kind="x")["kind"]
+    'x'
     """
-    return {"schema_version": SCHEMA_VERSION, "type": kind, "idempotency_key": key,
+    return {"schema_version": SCHEMA_VERSION, "type": _kind, "idempotency_key": _key,
             "customer_id": customer_id, "journey": journey, "at_ms": at_ms, "cause": cause,
             **fields}
 
