@@ -316,10 +316,9 @@ def main() -> int:
             if extra:
                 res["p99_beyond_plain_loop_ms"] = {"median": extra[(len(extra) - 1) // 2],
                                                    "rounds": extra}
-        print(f"[latency] {rate}/s: " + orjson.dumps(res.get("p99_beyond_plain_loop_ms"))
-              .decode() + " ms p99 beyond the plain loop; segue's own time in process: "
-              + orjson.dumps(res.get("segue", {}).get("own_time_in_process")).decode(),
-              flush=True)
+                print(f"[latency] {rate}/s: p99 beyond the plain loop {extra} ms; segue's "
+                      f"own time in process {res['segue'].get('own_time_in_process')}",
+                      flush=True)
     if results:
         write_result(args.name, {"journey": "latency-ping (event → push at once)",
                                  "seconds_per_rate": args.seconds, "rounds": args.repeat,
