@@ -50,6 +50,7 @@ from flows.metrics import (
 from flows.producer import is_permanent, producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
+from flows.tuning import settle_garbage
 from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import InEvent
 from models.settings import Settings
@@ -254,6 +255,7 @@ class PartitionLogic(StatefulBatchLogic):
         self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
+        settle_garbage()  # after the sends: no output waits on the collector
         self._next_due = proc.timer_wakeup()  # a bound kept in memory, not a scan
         self.ctx.end.report(self.part_key, len(self.inflight), active=bool(events))
         return [(self.part_key, dict(proc.stats), proc.applied, len(self.inflight))]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from flows.tuning import settle_garbage
 from models.settings import Settings
 from operators.decode import RawRecord, decode_routed
 from operators.journeys import JourneyRegistry
@@ -75,6 +76,7 @@ class LocalFlow:
                 self.queue.post(out)
             else:
                 self.sink(out)
+        settle_garbage()  # as the live flow does between batches
 
     def settle(self, rounds: int = 64) -> None:
         """Deliver what partitions sent each other, round by round, until nothing waits."""

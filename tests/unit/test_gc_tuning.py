@@ -1,0 +1,78 @@
+"""The flow's garbage-collector policy (``flows.tuning``): young generations collected between
+batches while small, survivors frozen out of the collector's walks, cycles still found."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from flows import tuning
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def _cycle() -> weakref.ref:
+    """A reference cycle nobody holds; its weak reference dies when a collection finds it."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+@pytest.fixture(autouse=True)
+def _restore_gc():
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
+
+
+def test_outside_a_flow_it_does_nothing():
+    kept = [[i] for i in range(tuning.SETTLE_AT + 100)]
+    assert tuning.settle_garbage() is False
+    assert gc.get_freeze_count() == 0
+    assert len(kept) > tuning.SETTLE_AT
+
+
+def test_between_batches_it_collects_young_cycles_and_freezes_what_survives():
+    with tuning.batch_gc():
+        assert gc.get_threshold() == tuning.GC_THRESHOLDS
+        dead = _cycle()
+        survivors = [[i] for i in range(tuning.SETTLE_AT + 100)]
+        assert dead() is not None  # the high threshold has not collected it yet
+        assert tuning.settle_garbage() is True
+        assert dead() is None, "a young cycle must be collected before freezing"
+        assert gc.get_count()[0] < tuning.SETTLE_AT
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(survivors)
+        # Frozen objects are still freed by reference counting.
+        del survivors
+        assert gc.get_freeze_count() < frozen - tuning.SETTLE_AT
+        # Too little new since: nothing to do (until SETTLE_EVERY_S has passed).
+        assert tuning.settle_garbage() is False
+    assert gc.get_freeze_count() == 0, "leaving the flow unfreezes"
+    assert gc.get_threshold() != tuning.GC_THRESHOLDS
+
+
+def test_a_cycle_among_frozen_objects_is_found_by_the_backstop(monkeypatch):
+    monkeypatch.setattr(tuning, "FULL_FROM", 2 * tuning.SETTLE_AT)
+    monkeypatch.setattr(tuning, "FULL_EVERY_S", 0.0)
+    with tuning.batch_gc():
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        dead = weakref.ref(a)
+        held = [[i] for i in range(tuning.SETTLE_AT + 100)]
+        assert tuning.settle_garbage() is True  # the cycle is alive: frozen with the rest
+        del a, b
+        gc.collect()
+        assert dead() is not None, "frozen: not even a full collection walks it"
+        for _ in range(3):  # net allocations past FULL_FROM: the backstop runs
+            held.append([[i] for i in range(tuning.SETTLE_AT + 100)])
+            tuning.settle_garbage()
+            if dead() is None:
+                break
+        assert dead() is None, "the backstop's full collection must find it"
