@@ -48,7 +48,6 @@ FULL_FROM = 1_000_000
 FULL_EVERY_S = 300.0
 
 
-
 class _Pacer:
     """When the collector last ran, and how much may have grown since the last full run."""
 
