@@ -51,7 +51,7 @@ from flows.producer import is_permanent, producer_for_thread
 from flows.progress import ProgressSink
 from flows.source import EndOfInput, KafkaPartitionSource, RawRecord, Tick
 from flows.tuning import settle_garbage
-from models.envelope import SCHEMA_VERSION, idempotency_key
+from models.envelope import envelope, idempotency_key
 from models.events import InEvent
 from models.settings import Settings
 from operators.analytics.alerts import LagWatch
@@ -369,11 +369,11 @@ class LagAlerts:
             return
         now_ms = int(time.time() * 1000)
         subject = f"{topic}[{partition}]"
-        record = {"schema_version": SCHEMA_VERSION, "type": "alert.lag_growing",
-                  "idempotency_key": idempotency_key("alert", "lag_growing", subject, now_ms),
-                  "customer_id": None, "journey": None, "at_ms": now_ms,
-                  "cause": {"partition": partition}, "subject": subject, "partition": partition,
-                  "rate": None, **alert}
+        record = envelope("alert.lag_growing",
+                          idempotency_key("alert", "lag_growing", subject, now_ms),
+                          customer_id=None, journey=None, at_ms=now_ms,
+                          cause={"partition": partition}, subject=subject, partition=partition,
+                          rate=None, **alert)
         ALERTS.labels("lag_growing").inc()
         producer_for_thread(self.ctx.brokers).send(
             Output(self.ctx.settings.topics.alerts, subject, orjson.dumps(record)),
