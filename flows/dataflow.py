@@ -37,13 +37,11 @@ from flows.metrics import (
     ALERTS,
     BATCH,
     LATENCY,
-    OUTBOX,
     OWN_TIME,
     STATE_BYTES,
     STATE_KEYS,
     TIMER_CATCHUP,
     TIMER_LATENESS,
-    TIMERS_PENDING,
     PartitionMetrics,
     observe_nba,
 )
@@ -63,6 +61,8 @@ from state.outbox import Output
 from state.store import PartitionStore, store_dir
 
 OUTBOX_POLL_S = 0.2
+_LATENCY_EVENT = LATENCY.labels("event")
+_LATENCY_KAFKA = LATENCY.labels("kafka")
 
 
 @dataclass
@@ -198,8 +198,8 @@ class PartitionLogic(StatefulBatchLogic):
             proc.acknowledge(seq)
             if src is not None and msg is not None:
                 out_ms = msg.timestamp()[1]
-                LATENCY.labels("event").observe(max(out_ms - src[0], 0) / 1000)
-                LATENCY.labels("kafka").observe(max(out_ms - src[1], 0) / 1000)
+                _LATENCY_EVENT.observe(max(out_ms - src[0], 0) / 1000)
+                _LATENCY_KAFKA.observe(max(out_ms - src[1], 0) / 1000)
             return
         if is_permanent(err):  # no retry mends it: park it, raise an alert, go on
             proc.refuse(seq, f"produce.refused: {err.name()}: {err.str()}")
@@ -215,14 +215,16 @@ class PartitionLogic(StatefulBatchLogic):
 
     def _send(self, entries: list[tuple[int, Output]]) -> None:
         dispatch = self._dispatch_prefix
+        measured = self.metrics is not None
+        inflight, send, delivered = self.inflight, self.producer.send, self._delivered
         for seq, out in entries:
-            self.inflight.add(seq)
+            inflight.add(seq)
             src = out.src
-            if self.metrics is not None and src is not None and out.topic.startswith(dispatch):
+            if measured and src is not None and out.topic.startswith(dispatch):
                 self.src[seq] = src
                 if src[2]:  # 0: not read by this consumer (an event held for a merge, from state)
                     OWN_TIME.observe((time.monotonic_ns() - src[2]) / 1e9)
-            self.producer.send(out, partial(self._delivered, seq))
+            send(out, partial(delivered, seq))
 
     def _clock(self) -> int | None:
         # Catching up: timers follow event time (deterministic). Caught up and tailing: they
@@ -276,13 +278,13 @@ class PartitionLogic(StatefulBatchLogic):
             (TIMER_LATENESS if live_from is not None and due >= live_from
              else TIMER_CATCHUP).observe(max(ms, 0) / 1000)
         proc.timer_lateness.clear()
-        part = self.metrics.partition
-        OUTBOX.labels(part).set(len(self.inflight))
-        TIMERS_PENDING.labels(part).set(proc.timers_pending)
+        self.metrics.outbox.set(len(self.inflight))
+        self.metrics.timers_pending.set(proc.timers_pending)
         now = time.monotonic()
         if now - self._state_checked > 5:
             self._state_checked = now
             keys_n, size = proc.store.approximate_size()
+            part = self.metrics.partition
             STATE_KEYS.labels(part).set(keys_n)
             STATE_BYTES.labels(part).set(size)
 

@@ -93,35 +93,52 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
 
 
 class PartitionMetrics:
-    """Turns a partition's cumulative labelled counts into Prometheus increments."""
+    """Turns a partition's cumulative labelled counts into Prometheus increments.
+
+    Runs after every micro-batch: each labelled child is looked up once (``labels`` takes a
+    lock and builds a tuple per call) and kept with the total it has been given.
+    """
 
     def __init__(self, partition: str) -> None:
         self.partition = partition
-        self._seen: Counter[tuple] = Counter()
+        self._seen: dict[tuple, list] = {}  # count key -> [total given, child or None]
+        self.outbox = OUTBOX.labels(partition)
+        self.timers_pending = TIMERS_PENDING.labels(partition)
 
     def update(self, counts: Counter[tuple]) -> None:
+        seen = self._seen
         for key, total in counts.items():
-            delta = total - self._seen[key]
+            entry = seen.get(key)
+            if entry is None:
+                entry = seen[key] = [0, _child(key)]
+            delta = total - entry[0]
             if delta <= 0:
                 continue
-            self._seen[key] = total
-            kind = key[0]
-            if kind == "events":
-                EVENTS.labels(key[1], key[2]).inc(delta)
-            elif kind == "dispatch":
-                DISPATCHES.labels(key[1], "sent").inc(delta)
-            elif kind == "dispatch_failed":
-                DISPATCHES.labels(key[1], "failed").inc(delta)
-            elif kind == "decision":
-                DECISIONS.labels(key[1]).inc(delta)
-            elif kind == "decision_reason":
-                DECISION_REASONS.labels(key[1], key[2]).inc(delta)
-            elif kind == "journey":
-                JOURNEYS.labels(key[2], key[1]).inc(delta)
-            elif kind == "alert":
-                ALERTS.labels(key[1]).inc(delta)
-            elif kind == "nba":
-                NBA_DECISIONS.labels(key[1], str(key[2]).lower()).inc(delta)
+            entry[0] = total
+            if entry[1] is not None:
+                entry[1].inc(delta)
+
+
+def _child(key: tuple) -> PCounter | None:
+    """The Prometheus counter a partition count key feeds (None: not exported)."""
+    kind = key[0]
+    if kind == "events":
+        return EVENTS.labels(key[1], key[2])
+    if kind == "dispatch":
+        return DISPATCHES.labels(key[1], "sent")
+    if kind == "dispatch_failed":
+        return DISPATCHES.labels(key[1], "failed")
+    if kind == "decision":
+        return DECISIONS.labels(key[1])
+    if kind == "decision_reason":
+        return DECISION_REASONS.labels(key[1], key[2])
+    if kind == "journey":
+        return JOURNEYS.labels(key[2], key[1])
+    if kind == "alert":
+        return ALERTS.labels(key[1])
+    if kind == "nba":
+        return NBA_DECISIONS.labels(key[1], str(key[2]).lower())
+    return None
 
 
 def observe_nba(timings: list[tuple[float, int]], version: str | None) -> None:
