@@ -266,7 +266,7 @@ class PartitionLogic(StatefulBatchLogic):
         assert self.metrics is not None
         if had_events:
             BATCH.observe(seconds)
-        self.metrics.update(proc.counts)  # the journey engine counts into the same totals
+        self.metrics.add(proc.batch_counts)  # the journey engine's counts among them
         if proc.engine is not None:
             nba = proc.engine.nba
             model = nba.model()

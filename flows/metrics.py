@@ -93,30 +93,29 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
 
 
 class PartitionMetrics:
-    """Turns a partition's cumulative labelled counts into Prometheus increments.
+    """Feeds a partition's labelled counts, batch by batch, to Prometheus.
 
     Runs after every micro-batch: each labelled child is looked up once (``labels`` takes a
-    lock and builds a tuple per call) and kept with the total it has been given.
+    lock and builds a tuple per call) and kept.
     """
 
     def __init__(self, partition: str) -> None:
         self.partition = partition
-        self._seen: dict[tuple, list] = {}  # count key -> [total given, child or None]
+        self._children: dict[tuple, PCounter | None] = {}
         self.outbox = OUTBOX.labels(partition)
         self.timers_pending = TIMERS_PENDING.labels(partition)
 
-    def update(self, counts: Counter[tuple]) -> None:
-        seen = self._seen
-        for key, total in counts.items():
-            entry = seen.get(key)
-            if entry is None:
-                entry = seen[key] = [0, _child(key)]
-            delta = total - entry[0]
-            if delta <= 0:
-                continue
-            entry[0] = total
-            if entry[1] is not None:
-                entry[1].inc(delta)
+    def add(self, batch_counts: Counter[tuple]) -> None:
+        """One committed batch's counts (``Partition.batch_counts``)."""
+        children = self._children
+        for key, n in batch_counts.items():
+            child = children.get(key)
+            if child is None:
+                if key in children:
+                    continue  # not exported
+                child = children[key] = _child(key)
+            if child is not None and n > 0:
+                child.inc(n)
 
 
 def _child(key: tuple) -> PCounter | None:

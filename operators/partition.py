@@ -86,6 +86,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.stats: Counter[str] = Counter()
         # Labelled counts for metrics: ("events", topic, result), ("journey", kind, id), …
         self.counts: Counter[tuple] = Counter()
+        self.batch_counts: Counter[tuple] = Counter()  # the last committed batch's alone
         # (due, lateness) in ms of timers fired by the wall clock, drained by the caller.
         self.timer_lateness: list[tuple[int, int]] = []
         self.analytics_every_ms = settings.analytics.every_s * 1000
@@ -252,9 +253,14 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self.analytics.changed = False
             if self.engine is not None:
                 self.engine.nba.bandit.changed = False
-            self.stats.update(txn.stats)
-            self.stats["outputs"] += len(entries)
-            self.counts.update(txn.counts)
+            # Plain loops, not Counter.update: that one is a Python loop, run every batch.
+            stats, counts = self.stats, self.counts
+            for name, n in txn.stats.items():
+                stats[name] = stats.get(name, 0) + n
+            stats["outputs"] = stats.get("outputs", 0) + len(entries)
+            for label, n in txn.counts.items():
+                counts[label] = counts.get(label, 0) + n
+            self.batch_counts = txn.counts
             self.timer_lateness.extend(txn.lateness)
             return entries
         raise RuntimeError("too many failing items in one batch")
