@@ -237,7 +237,6 @@ class PartitionLogic(StatefulBatchLogic):
              flush_analytics: bool = False) -> list:
         proc = self.proc
         assert proc is not None
-        self.producer.poll(0)
         if self.retry:
             again, self.retry = self.retry, []
             self._send([(seq, out) for seq in again
@@ -248,13 +247,17 @@ class PartitionLogic(StatefulBatchLogic):
         started = time.perf_counter()
         entries = proc.process(events, self._clock(), drain_horizon_ms=drain,
                                flush_analytics=flush_analytics)
+        # The outputs go first: the delivery reports of earlier ones and the changelog's
+        # records (a second's worth of coalesced keys at a time) would only delay them.
+        # Acknowledgements polled now are applied by the next batch either way.
+        self._send(entries)
+        self.producer.poll(0)
         if self.changelog is not None:
             if proc.changelog_out is not None:
                 seq, applied, changes = proc.changelog_out
                 self.changelog.add(proc.partition, seq, applied, changes,
                                    proc.acknowledge_changelog)
             self.changelog.send_due()
-        self._send(entries)
         if self.metrics is not None:
             self._observe(proc, time.perf_counter() - started, bool(events))
         settle_garbage()  # after the sends: no output waits on the collector
