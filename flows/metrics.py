@@ -109,11 +109,9 @@ class PartitionMetrics:
         """One committed batch's counts (``Partition.batch_counts``)."""
         children = self._children
         for key, n in batch_counts.items():
-            child = children.get(key)
-            if child is None:
-                if key in children:
-                    continue  # not exported
-                child = children[key] = _child(key)
+            if key not in children:
+                children[key] = _child(key)
+            child = children[key]
             if child is not None and n > 0:
                 child.inc(n)
 

@@ -10,13 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# The envelope helpers live apart so that they compile with the hot path; re-exported here.
-from models.envelope import (  # noqa: F401
-    SCHEMA_VERSION,
-    envelope,
-    idempotency_key,
-    journey_ref,
-)
+# The envelope helpers that build these shapes live in ``models.envelope`` (compiled with the
+# hot path).
+from models.envelope import SCHEMA_VERSION
 
 
 class DlqReason(BaseModel):

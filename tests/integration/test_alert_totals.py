@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from models.outputs import idempotency_key
+from models.envelope import idempotency_key
 from segue.kafka_io import consume_all, produce_records
 from tests.conftest import ROOT
 

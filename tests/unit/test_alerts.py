@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from models.outputs import idempotency_key
+from models.envelope import idempotency_key
 from models.settings import Settings
 from segue.replay import replay
 from tests.conftest import ROOT
