@@ -10,11 +10,13 @@ segue.events  (KafkaPartitionSource: one source partition per Kafka partition)
 ```
 
 Checkpoint order, per micro-batch (the reason for each step in brackets):
-1. commit the WriteBatch: state + applied offset + outbox entries  [atomic progress]
-2. produce the outbox entries                                       [after 1: never emit
+1. commit the WriteBatch: state + applied offset + the batch's     [atomic progress]
+   outputs (one outbox entry)
+2. produce the outputs                                              [after 1: never emit
    what state does not know it emitted]
-3. on Kafka's acknowledgement, delete the entry in the next batch   [after 2: an entry
-   leaves the outbox only once Kafka has it; a crash in between re-sends it, same key]
+3. once Kafka has acknowledged all of an entry's outputs, delete   [after 2: an output
+   the entry in the next batch                                      leaves the outbox only
+   once Kafka has it; a crash in between re-sends it, same key]
 """
 
 from __future__ import annotations
@@ -151,11 +153,11 @@ class PartitionLogic(StatefulBatchLogic):
         self.part_key = ""
         self.proc: Partition | None = None
         self.producer = producer_for_thread(ctx.brokers, ctx.settings.max_output_bytes)
-        # Sequence numbers produced but not yet acknowledged. The bytes stay in the outbox
+        # Output ids produced but not yet acknowledged. The bytes stay in the outbox
         # (on disk), not here, so memory does not grow with what Kafka has not confirmed.
         self.inflight: set[int] = set()
         self.retry: list[int] = []  # refused at produce time for now: sent again next batch
-        self.src: dict[int, tuple[int, int, int]] = {}  # dispatch seq -> causing event's times
+        self.src: dict[int, tuple[int, int, int]] = {}  # dispatch id -> causing event's times
         self.metrics: PartitionMetrics | None = None
         self._state_checked = 0.0
         self.caught_up = False

@@ -2,16 +2,18 @@
 
 ``Partition`` owns one partition's store. ``process`` is one transaction:
 
-1. delete outbox entries Kafka has acknowledged since the last batch;
+1. delete outbox entries whose outputs Kafka has all acknowledged since the last batch;
 2. for each item not yet applied (offset > applied offset): dead-letter it, or dedup by
    messageId, update the profile (traits, sliding-window counters, sessions, recency),
    lifecycle stage, and (re)arm its inactivity timer;
 3. fire timers due at the clock (event-time watermark while catching up, wall clock once the
    partition is caught up);
-4. put every output in the outbox, with the new applied offset, outbox sequence and watermark;
+4. put the batch's outputs in the outbox (one entry), with the new applied offset, outbox
+   sequence and watermark;
 5. commit all of it in one WriteBatch.
 
-The caller then produces the returned outbox entries and acknowledges them once Kafka has.
+The caller then produces the returned outputs and acknowledges each (by its id) once Kafka
+has.
 After a crash, anything in the outbox is produced again (same bytes, same idempotency key) and
 the input resumes after the applied offset: no event is applied twice, no output is lost.
 
@@ -95,8 +97,14 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.engine = JourneyEngine(journeys, policy=self.policy,
                                     nba=settings.nba) if journeys is not None else None
         self._load_aggregates()
-        # Outbox entries Kafka acknowledged: deleted by the next batch.
+        # Outputs Kafka acknowledged (ids): their entries are deleted by the next batch once
+        # all their outputs are acknowledged.
         self._acked: list[int] = []
+        self.unacked = outbox.Unacked.load(store)
+        # This batch's outputs acknowledged or parked (id -> entry), and entries dropped
+        # whole: ``unacked`` follows them once the batch has committed.
+        self._resolving: dict[int, int] = {}
+        self._dropped: list[int] = []
         # Mirror every batch to the changelog topic (``state.changelog``): batches whose
         # changes wait for Kafka, and those Kafka has (deleted by the next batch).
         self.changelog = changelog
@@ -163,14 +171,15 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
 
     # ----- outbox -------------------------------------------------------------------------
     def unacknowledged(self) -> list[tuple[int, Output]]:
-        """Outbox entries not yet acknowledged (produce them again after a restart)."""
-        return outbox.unacknowledged(self.store)
+        """Outputs (id, output) not yet acknowledged (produce them again after a restart)."""
+        return [r for r in outbox.unacknowledged(self.store) if r[0] in self.unacked]
 
     def outbox_entry(self, seq: int) -> Output | None:
-        return outbox.entry(self.store, seq)
+        """The unacknowledged output with id ``seq`` (None: acknowledged, or parked)."""
+        return self.unacked.output(self.store, seq)
 
     def acknowledge(self, seq: int) -> None:
-        """Kafka has the output with this sequence number; drop it from the outbox next batch."""
+        """Kafka has the output with this id; the next batch drops it from the outbox."""
         self._acked.append(seq)
 
     def unsent_changelog(self) -> list[tuple[int, dict[str, int], list]]:
@@ -202,7 +211,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
 
         ``clock_ms`` defaults to the event-time watermark. With ``drain_horizon_ms`` (end of
         input), every timer due within that long after its customer's last event fires too.
-        Returns the new outbox entries.
+        Returns the batch's outputs with their ids (``state.outbox``).
 
         A bug must not stop the flow: if applying an item (or firing a timer) raises, the
         transaction is thrown away, the batch is done again from the same starting point, and
@@ -232,6 +241,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self._acked = acks + self._acked
                 self._refused = refused + self._refused
                 self._changelog_acked = logged + self._changelog_acked
+                self._dropped = []
                 self._load_aggregates()
                 culprit = txn.culprit
                 if culprit is None or culprit in self._poisoned:
@@ -240,6 +250,16 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            unacked = self.unacked
+            unacked.resolved(self._resolving)
+            for seq in self._dropped:
+                unacked.dropped(seq)
+            self._dropped = []
+            outputs: list[tuple[int, Output]] = []
+            for seq, entry in entries:
+                unacked.added(seq, len(entry.outputs))
+                base = seq << outbox.ID_BITS
+                outputs += [(base | i, o) for i, o in enumerate(entry.outputs)]
             self.changelog_out = txn.changelog_entry
             if txn.changelog_entry is not None:
                 self.changelog_pending.append(txn.changelog_entry[0])
@@ -257,12 +277,12 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             stats, counts = self.stats, self.counts
             for name, n in txn.stats.items():
                 stats[name] = stats.get(name, 0) + n
-            stats["outputs"] = stats.get("outputs", 0) + len(entries)
+            stats["outputs"] = stats.get("outputs", 0) + len(outputs)
             for label, n in txn.counts.items():
                 counts[label] = counts.get(label, 0) + n
             self.batch_counts = txn.counts
             self.timer_lateness.extend(txn.lateness)
-            return entries
+            return outputs
         raise RuntimeError("too many failing items in one batch")
 
     def _dead_letter_poisoned(self, item: object, topic: str, why: str) -> None:
@@ -282,19 +302,22 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     def _process_once(
         self, items: list[Item], acks: list[int], refused: list[tuple[int, str]],
         clock_ms: int | None, drain_horizon_ms: int | None, flush_analytics: bool = False,
-    ) -> list[tuple[int, Output]]:
+    ) -> list[tuple[int, outbox.Entry]]:
         txn = self.txn
-        for seq in acks:
-            txn.delete(keys.outbox(seq))
+        # Parked outputs leave the outbox as acknowledged ones do.
+        found, emptied = self.unacked.resolve(acks + [seq for seq, _ in refused] if refused
+                                              else acks)
+        self._resolving = found
         if self._source is not None and txn.get(keys.SOURCE) != self._source:
             txn.put(keys.SOURCE, self._source)
         for topic, start in self._restarts.items():  # the input was reset: a new log
             txn.progress.applied[topic] = start - 1
         for seq, why in refused:
-            raw = txn.get(keys.outbox(seq))
-            if raw is not None:
-                txn.delete(keys.outbox(seq))
-                self._park(Output.decode(raw), why)
+            refused_out = self.unacked.output(self.store, seq) if seq in found else None
+            if refused_out is not None:
+                self._park(refused_out, why)
+        for seq in emptied:
+            txn.delete(keys.outbox(seq))
         self._sync_journeys(self.txn.progress.watermark if clock_ms is None else clock_ms)
         for entry in items:
             # A Segment batch payload is one message of several events: a list, applied
@@ -346,7 +369,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self.txn.current = None
 
     def _finish(self, drain_horizon_ms: int | None, flush_analytics: bool
-                ) -> list[tuple[int, Output]]:
+                ) -> list[tuple[int, outbox.Entry]]:
         """The end of a batch: drain, analytics, alerts, profiles written back, prepare."""
         txn = self.txn
         if drain_horizon_ms is not None:
@@ -403,6 +426,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 sizes[ref] = len(raw)
         txn.culprit = None
         self._park_oversized()
+        txn.outbox = outbox.entries(txn.outbox)  # one outbox entry for the batch
         return txn.prepare()
 
 

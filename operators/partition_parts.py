@@ -20,6 +20,7 @@ from models.settings import Settings, Topics
 from operators.customer.lifecycle import StageRules
 from operators.effects import Effects
 from operators.journeys import JourneyEngine
+from state.outbox import Unacked
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 
@@ -44,6 +45,9 @@ class PartitionParts:
     held_decoded: dict[bytes, InEvent]
     _poisoned: dict[tuple, str]
     _refused: list[tuple[int, str]]
+    unacked: Unacked
+    _resolving: dict[int, int]
+    _dropped: list[int]
     _claims_now: bool
 
     # Defined by the partition or by one of its parts.

@@ -17,8 +17,8 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``t|<due_ms:016x>|<customer ref>|<kind>``              durable timer (empty value), scanned in due
                                                        order
 ``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
-``o|<seq:016x>``                                       outbox: an output not yet acknowledged by
-                                                       Kafka
+``o|<seq:016x>``                                       outbox: a batch's outputs, until Kafka has
+                                                       acknowledged them all (``state.outbox``)
 ``l|<seq:016x>``                                       a batch's changes not yet in the changelog
                                                        topic (``state.changelog``; not mirrored)
 ``d|<sha256 of a message key>``                        dead letters of messages with that key here

@@ -13,7 +13,7 @@ from models.events import InEvent
 from models.identifiers import value_of
 from models.profile import mark_gone
 from operators.partition_parts import PartitionParts
-from state import keys
+from state import keys, outbox
 from state.outbox import Output
 
 
@@ -76,11 +76,21 @@ class Erasure(PartitionParts):
                     deleted["links"] += 1
                     self._route(x, {"kind": "unlink", "id": x, "ref": ref})
             # Outputs decided before the request still go out (they are already on their way),
-            # but their copies in the outbox go now instead of on Kafka's acknowledgement.
-            for k, v in self.store.scan(keys.OUTBOX):
-                if Output.decode(v).key == p.id:
-                    txn.delete(k)
-                    self.txn.stats["erased_outbox_entries"] += 1
+            # but their copies in the outbox go now instead of on Kafka's acknowledgement. An
+            # entry holding any leaves whole; its other unacknowledged outputs go into this
+            # batch's entry (and so are sent once more: at least once).
+            for k, v in list(txn.scan(keys.OUTBOX)):
+                seq = outbox.entry_seq(k)
+                outs = outbox.rows(seq, v)
+                mine = sum(1 for _, o in outs if o.key == p.id)
+                if not mine:
+                    continue
+                txn.delete(k)
+                self._dropped.append(seq)
+                txn.stats["erased_outbox_entries"] += mine
+                for i, o in outs:
+                    if o.key != p.id and i in self.unacked and i not in self._resolving:
+                        txn.emit(o)
             mark_gone(p)
         for k, _ in list(txn.scan(keys.waiting(ref))):  # events held for a merge: gone too
             txn.delete(k)

@@ -118,6 +118,9 @@ def test_an_output_the_broker_refuses_is_parked_at_the_next_batch(tmp_path):
     assert alert["reason"].startswith("produce.refused: MSG_SIZE_TOO_LARGE")
     assert proc.store.get(keys.outbox(refused_seq)) is None
     assert [p.output for p in proc.parked()] == [refused]
+    # Parked, it is no longer waiting in the outbox: only the alert is.
+    assert [o for _, o in proc.unacknowledged()] == [o for _, o in second]
+    assert proc.outbox_entry(refused_seq) is None
     # Acknowledging the alert empties the outbox: nothing is re-sent after a restart.
     for seq, _ in second:
         proc.acknowledge(seq)

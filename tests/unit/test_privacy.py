@@ -74,3 +74,38 @@ def test_the_dead_letter_topic_has_a_retention():
     assert topic_specs(Settings())["segue.dlq"]["retention.ms"] == str(30 * 86_400_000)
     forever = Settings(privacy={"dlq_retention_days": 0})
     assert topic_specs(forever)["segue.dlq"]["retention.ms"] == "-1"
+
+
+def test_erasure_takes_the_customers_outputs_out_of_the_outbox_and_keeps_the_others(tmp_path):
+    """Outputs still waiting for Kafka's acknowledgement: the erased customer's leave the
+    outbox at once; another customer's of the same batch stay until acknowledged."""
+    proc = Partition(PartitionStore(tmp_path / "p"), Settings())
+
+    def signed_up(off, user):
+        return dec(off, orjson.dumps({"type": "track", "messageId": f"m{off}", "userId": user,
+                                      "event": "Signed Up", "timestamp": "2026-01-01T10:00:00Z"}),
+                   key=user.encode())
+
+    first = proc.process([signed_up(0, "u1"), signed_up(1, "u2")])
+    assert {o.key for _, o in first} == {"u1", "u2"}
+    proc.process([dec(2, orjson.dumps({
+        "type": "track", "messageId": "e1", "userId": "u1", "event": "Erasure Requested",
+        "timestamp": "2026-01-01T11:00:00Z"}))])
+    waiting = [o for _, o in proc.unacknowledged()]
+    assert [o for o in waiting if o.key == "u1"] == []
+    assert [o.value for o in waiting if o.key == "u2"] == [o.value for _, o in first
+                                                           if o.key == "u2"]
+    assert proc.stats["erased_outbox_entries"] == sum(1 for _, o in first if o.key == "u1")
+    stored = b"".join(v for k, v in proc.store.scan(keys.OUTBOX))
+    assert b'"u1"' not in stored and b'"u2"' in stored
+    # Acknowledgements of the first batch arriving now leave the copies waiting; theirs
+    # empty the outbox.
+    n_u2 = sum(1 for _, o in first if o.key == "u2")
+    for seq, _ in first:
+        proc.acknowledge(seq)
+    proc.process([])
+    assert [o.key for _, o in proc.unacknowledged()].count("u2") == n_u2
+    for seq, _ in proc.unacknowledged():
+        proc.acknowledge(seq)
+    proc.process([])
+    assert proc.unacknowledged() == [] and list(proc.store.scan(keys.OUTBOX)) == []
