@@ -258,7 +258,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             outputs: list[tuple[int, Output]] = []
             for seq, entry in entries:
                 unacked.added(seq, len(entry.outputs))
-                base = seq << outbox.ID_BITS
+                base = outbox.output_id(seq, 0)
                 outputs += [(base | i, o) for i, o in enumerate(entry.outputs)]
             self.changelog_out = txn.changelog_entry
             if txn.changelog_entry is not None:
