@@ -313,7 +313,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         for topic, start in self._restarts.items():  # the input was reset: a new log
             txn.progress.applied[topic] = start - 1
         for seq, why in refused:
-            refused_out = self.unacked.output(self.store, seq) if seq in found else None
+            refused_out = self.unacked.output(self.store, seq)
             if refused_out is not None:
                 self._park(refused_out, why)
         for seq in emptied:

@@ -154,9 +154,6 @@ class Unacked:
     def __contains__(self, ident: int) -> bool:
         return ident in self.entry
 
-    def __len__(self) -> int:
-        return len(self.entry)
-
     def resolve(self, ids: list[int]) -> tuple[dict[int, int], list[int]]:
         """Of ``ids`` (acknowledged, or parked), those still unacknowledged with their entries,
         and the entries they would leave empty. Changes nothing."""
