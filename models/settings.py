@@ -166,6 +166,11 @@ class IdentitySettings(_Strict):
         description="most identifiers of each kind one customer may hold")
     traits: list[str] = Field(default=[], description="traits that also identify a customer")
     max_hops: int = Field(default=8, ge=2, description="forwarding limit (loop guard)")
+    stitching: bool = Field(
+        default=True, description="claim the identifiers events carry and merge customers "
+        "that share one (anonymous history into the sign-up, two ids of one person). Off, "
+        "for ids resolved upstream (a CDP's canonical id): every event belongs to its "
+        "userId, else its anonymousId; links and merges made before are still followed")
     max_users_per_identifier: int = Field(
         default=1, ge=1, description="an email, device or trait id claimed by more distinct "
         "user ids than this never merges them (a shared or placeholder address)")
@@ -174,6 +179,20 @@ class IdentitySettings(_Strict):
                  "no@email.com", "noemail@noemail.com", "null@null.com", "a@a.com"],
         description="placeholder addresses that never identify anyone (as are addresses "
                     "whose local part is noreply, no-reply or donotreply)")
+
+
+class OutputSettings(_Strict):
+    """Which of the optional output streams the flow produces. Dispatch commands, dead
+    letters, customer events and alerts always go out; a stream switched off is not built
+    (a deployment that does not read it saves its cost and the broker's)."""
+
+    decisions: bool = Field(default=True, description="segue.decisions: every delivery "
+                            "decision with its reasons (the audit log)")
+    journey_events: bool = Field(default=True, description="segue.journey-events: entries, "
+                                 "steps, exits and goals (also exits' `emit` events)")
+    analytics: bool = Field(default=True, description="segue.analytics: journey and channel "
+                            "totals, with the partials partitions send for them and the "
+                            "alerts judged on them (step drop-off, conversion below target)")
 
 
 class ProfileLimits(_Strict):
@@ -470,6 +489,7 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     nba: NbaSettings = NbaSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    outputs: OutputSettings = OutputSettings()
     store: StoreSettings = StoreSettings()
     retention: RetentionSettings = RetentionSettings()
 

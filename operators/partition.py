@@ -92,10 +92,17 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # (due, lateness) in ms of timers fired by the wall clock, drained by the caller.
         self.timer_lateness: list[tuple[int, int]] = []
         self.analytics_every_ms = settings.analytics.every_s * 1000
+        # The optional output streams (``outputs``); the engine builds the records only
+        # when they go out or analytics fold them.
+        out = settings.outputs
+        self.analytics_on, self.decisions_out = out.analytics, out.decisions
+        self.journey_events_out = out.journey_events
         self.journeys = journeys
         self.policy = DeliveryPolicy(settings.policy)
-        self.engine = JourneyEngine(journeys, policy=self.policy,
-                                    nba=settings.nba) if journeys is not None else None
+        self.engine = JourneyEngine(
+            journeys, policy=self.policy, nba=settings.nba,
+            journey_events=out.journey_events or out.analytics,
+            decisions=out.decisions or out.analytics) if journeys is not None else None
         self._load_aggregates()
         # Outputs Kafka acknowledged (ids): their entries are deleted by the next batch once
         # all their outputs are acknowledged.
@@ -118,6 +125,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self.max_output_bytes = settings.max_output_bytes
         self.app_id = settings.application_id
         self.id_traits = tuple(settings.identity.traits)
+        self.stitching = settings.identity.stitching
         self.blocked_emails = frozenset(e.strip().lower() for e in settings.identity.blocked_emails)
         self.max_profile_bytes = settings.limits.max_profile_bytes
         self.refresh_scores = settings.nba.refresh_scores
@@ -524,7 +532,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             return
         self.txn.stats["applied"] += 1
         self.txn.counts[("events", topic, "applied")] += 1
-        if self.analytics.due(max(ev.ts_ms, self.txn.progress.watermark), self.analytics_every_ms):
+        if self.analytics_on and self.analytics.due(max(ev.ts_ms, self.txn.progress.watermark),
+                                                    self.analytics_every_ms):
             self._send_analytics()  # what changed up to the previous period, before this event
         self.alerts.message(ev.ts_ms, dead=False)
         ts = ev.ts_ms
@@ -545,7 +554,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self._effects(fx)
         if self.stages.inactivity_timers and "inactivity" not in p.timers:
             self._arm(p, "inactivity", p.last_seen + self.stages.inactivity_ms)
-        self._link(p, ev)
+        if self.stitching:
+            self._link(p, ev)
         if ev.key in FEEDBACK_EVENTS:
             fb = feedback.apply(p, ev)
             if fb is not None:
@@ -568,7 +578,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     def _opted_out(self, p: Profile, channel: str, at: int, cause: dict) -> None:
         """An opt-out takes effect at once and takes the customer out of active journeys."""
         self.txn.stats["opt_outs"] += 1
-        self.analytics.unsubscribed(channel)
+        if self.analytics_on:
+            self.analytics.unsubscribed(channel)
         if self.engine is not None:
             self._effects(self.engine.exit_all(p, at, cause, f"consent.{channel}.opted_out"))
 
@@ -613,10 +624,14 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         record = e.record
         if e.kind == "dispatch":
             self.alerts.sent(record["channel"], record["at_ms"])
-            self.analytics.dispatch(record)
+            if self.analytics_on:
+                self.analytics.dispatch(record)
             topic = self.topics.dispatch(e.channel)  # type: ignore[arg-type]
         elif e.kind == "decision":
-            self.analytics.decision(record)
+            if self.analytics_on:
+                self.analytics.decision(record)
+            if not self.decisions_out:
+                return
             topic = self.topics.decisions
         elif e.kind == "customer_event":
             topic = self.topics.customer_events
@@ -627,7 +642,10 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             self.txn.counts[("analytics", record["type"].removeprefix("analytics."))] += 1
             topic = self.topics.analytics
         else:
-            self.analytics.journey_event(record)
+            if self.analytics_on:
+                self.analytics.journey_event(record)
+            if not self.journey_events_out:
+                return
             topic = self.topics.journey_events
         ev = self.txn.current
         src = (ev.ts_ms, ev.kafka_ts_ms, ev.read_ns) if ev is not None else None

@@ -120,8 +120,12 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def __init__(self, registry: JourneyRegistry, conflict_delay_ms: int = 3_600_000,
                  default_timezone: str = "UTC", policy: DeliveryPolicy | None = None,
-                 nba: NbaSettings | None = None) -> None:
+                 nba: NbaSettings | None = None, journey_events: bool = True,
+                 decisions: bool = True) -> None:
+        """``journey_events`` / ``decisions``: whether to build those records (nothing reads
+        them when their topic is off and analytics, which fold them, are off too)."""
         self.registry = registry
+        self.build_journey_events, self.build_decisions = journey_events, decisions
         self.policy = policy or DeliveryPolicy(PolicySettings())
         self.nba = NbaDecider(nba or NbaSettings(), condition, self.policy.tz, bucket)
         # Next-best-action decisions wait here for the end of the micro-batch (one model call);
@@ -545,8 +549,9 @@ class JourneyEngine(SendDelivery, NbaSteps):
     def _decision(self, fx: Effects, p: Profile, spec: Journey, run: Run, intent: dict,
                   outcome: str, reasons: list[str], at: int, next_ms: int | None,
                   channel: str | None = None) -> None:
-        fx.decision(p.id, records.decision(p, spec, run, intent, outcome, reasons, at,
-                                              next_ms, channel))
+        if self.build_decisions:
+            fx.decision(p.id, records.decision(p, spec, run, intent, outcome, reasons, at,
+                                                  next_ms, channel))
         self.counts[("decision", outcome)] += 1  # one per decision, whatever its reasons
         for reason in reasons:
             self.counts[("decision_reason", outcome, reason.split(":", 1)[0])] += 1
@@ -558,5 +563,6 @@ class JourneyEngine(SendDelivery, NbaSteps):
 
     def _journey_event(self, fx: Effects, p: Profile, spec: Journey, run: Run, kind: str,
                        at: int, cause: dict, node: str | None = None, **extra: Any) -> None:
-        fx.journey_event(p.id, records.journey_event(p, spec, run, kind, at, cause, node,
-                                                        extra))
+        if self.build_journey_events:
+            fx.journey_event(p.id, records.journey_event(p, spec, run, kind, at, cause, node,
+                                                            extra))

@@ -54,3 +54,7 @@ def test_segue_doing_the_peers_job_sends_the_peers_dispatches(tmp_path):
     assert len(segue) == len(got)                  # no dispatch twice
     assert 0 < len(peer) < triggers * 0.8          # the caps did refuse sends
     assert got == peer
+    # The peer's outputs and no others: no audit log, journey events, analytics or
+    # customer events (identity stitching is off, as the peer keys customers by their ids).
+    for name in ("decisions", "journey-events", "analytics", "customer-events"):
+        assert (tmp_path / "out" / f"{name}.jsonl").read_bytes() == b"", name
