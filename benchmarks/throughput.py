@@ -16,9 +16,10 @@ over the same topic and broker:
 * ``peer``: the core of the job in Quix Streams (``benchmarks/peers/quix_core.py``), in its own
   virtualenv (Quix pins older confluent-kafka and pydantic than Segue's), rated the same way.
 * ``peer_job``: ``segue run`` configured for the peer's job (``benchmarks/peer_job/``: one
-  journey, the peer's caps, no lifecycle, sums, score refreshes or changelog), and its tight
-  loop. Its email dispatches are the peer's (``tests/unit/test_peer_job.py`` checks that on a
-  simulated stream); the tight loop's count is put beside the peer's in the result.
+  journey, the peer's caps and outputs (dispatch commands only), customers by their ids
+  (identity stitching off), no lifecycle, sums, score refreshes or changelog), and its tight
+  loop. Its outputs are the peer's dispatches (``tests/unit/test_peer_job.py`` checks that on
+  a simulated stream); the tight loop's count is put beside the peer's in the result.
 
 ``segue``, ``peer`` and ``peer_job`` take turns ``--rounds`` times (default 3), each on fresh
 state; the result is the median round with the spread, every round and the machine's load at
