@@ -184,7 +184,9 @@ class IdentitySettings(_Strict):
 class OutputSettings(_Strict):
     """Which of the optional output streams the flow produces. Dispatch commands, dead
     letters, customer events and alerts always go out; a stream switched off is not built
-    (a deployment that does not read it saves its cost and the broker's)."""
+    (a deployment that does not read it saves its cost and the broker's). The dashboard,
+    Studio's counts and replay's per-journey table read journey events, decisions and
+    analytics: with those off they show none."""
 
     decisions: bool = Field(default=True, description="segue.decisions: every delivery "
                             "decision with its reasons (the audit log)")

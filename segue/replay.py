@@ -199,6 +199,7 @@ def replay(
         "decisions": dict(sorted(decided.items())),
         "decision_reasons": dict(sorted(reasons.items())),
         "limits_dropped": stats["limits_dropped"],
+        "journey_events": settings.outputs.journey_events,  # off: no per-journey rows
         "journeys": [
             {"journey": jid, "version": v, "step": step or None, **dict(c)}
             for (jid, v, step), c in sorted(journey_rows.items())
@@ -220,6 +221,8 @@ def summary_table(summary: dict) -> str:
              ""]
     rows = summary["journeys"]
     if not rows:
+        if summary.get("journey_events") is False:
+            return "\n".join([*lines, "(journey events are off: outputs.journey_events)"])
         return "\n".join([*lines, "(no journey activity)"])
     lines.append(f"{'journey':<24} {'v':>3} {'step':<22} {'entered':>8} {'visits':>8} "
                  f"{'converted':>9}  exits")

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 
 from models.settings import Settings
-from segue.replay import replay
+from segue.replay import replay, summary_table
 from segue.simulator import simulate
 from state.inspect import iter_profiles
 
@@ -46,6 +46,9 @@ def test_streams_switched_off_are_not_produced_and_the_others_are_unchanged(tmp_
                                                   "journey_events": False,
                                                   "analytics": False})
     assert bare["analytics"] == [] and bare["decisions"] == []
+
+    assert "journey events are off" in summary_table(bare["summary"])
+    assert "journey events are off" not in summary_table(full["summary"])
     for name in ("dispatches", "customer-events", "dlq"):
         assert bare[name] == full[name], name
     assert not [a for a in bare["alerts"]
