@@ -15,7 +15,7 @@ from models.events import InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.profile import Profile, from_plain, mark_gone, plain
 from operators.customer import lifecycle, limits
-from operators.decode import Routed
+from operators.decode import RawRecord, Routed, decode
 from operators.effects import Effects
 from operators.identity.merge import identifiers, merge_profile_data
 from operators.identity.routing import home_partition
@@ -297,9 +297,25 @@ class IdentityStitching(PartitionParts):
         return True
 
     def _release(self, p: Profile) -> None:
-        from operators.decode import RawRecord, decode
-
         ref = p.ref
+        # The held events are w|<ref>|<seq> for the last ``held_events`` sequence numbers
+        # (held in order, released from the oldest). When each is still decoded in memory,
+        # no store scan is needed: the common case, held and released within seconds.
+        n, decoded = p.held_events, self.held_decoded
+        held = [keys.waiting(ref, seq) for seq in range(p.held_seq - n, p.held_seq)]
+        if n > 0 and all(k in decoded for k in held):
+            for k in held:
+                if p.awaiting or p.gone:
+                    return  # a released event claimed again: the rest waits for that
+                self.txn.delete(k)
+                p.held_events -= 1
+                e = decoded.pop(k)
+                e.canonical, e.sub = ref, 0  # its part, hops and offset are as held
+                outer = self.txn.culprit
+                self.txn.culprit = (e.part.rpartition("#")[0], e.offset)  # blamed if it raises
+                self._apply(e)
+                self.txn.culprit = outer
+            return
         skew = self.settings.max_future_skew_s * 1000
         for k, v in list(self.txn.scan(keys.waiting(ref))):
             if p.awaiting or p.gone:
