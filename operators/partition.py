@@ -51,6 +51,7 @@ from state.outbox import Output
 from state.profiles import ProfileCache, encode_profile, load_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
+from state.waiting_timers import WaitingTimers
 
 ERASURE_EVENTS = (ERASURE_REQUESTED, "privacy.erase")
 
@@ -133,6 +134,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         # Events held for a merge, as decoded, by their ``w|`` key (see ``_hold``); a failed
         # batch forgets them (its holds are done again).
         self.held_decoded: dict[bytes, InEvent] = {}
+        # Timers due while their customer awaits a merge, known between timer passes.
+        self.waiting_timers = WaitingTimers()
         # Items (topic, offset) or timer keys that raised, with why: dead-lettered on retry.
         self._poisoned: dict[tuple, str] = {}
         # Whether this partition has read all of its own input there is (caught up, or the
@@ -245,6 +248,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 for ref in txn.objects:
                     self.profiles.evict(ref)
                 self.held_decoded.clear()
+                self.waiting_timers.forget()
                 txn.fail()
                 self._acked = acks + self._acked
                 self._refused = refused + self._refused
@@ -258,6 +262,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 self.stats["processing_errors"] += 1
                 continue
             self.progress = txn.progress
+            self.waiting_timers.committed(txn)
             unacked = self.unacked
             unacked.resolved(self._resolving)
             for seq in self._dropped:

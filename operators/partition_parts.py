@@ -23,6 +23,7 @@ from operators.journeys import JourneyEngine
 from state.outbox import Unacked
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
+from state.waiting_timers import WaitingTimers
 
 
 @mypyc_attr(native_class=False)
@@ -49,6 +50,7 @@ class PartitionParts:
     _resolving: dict[int, int]
     _dropped: list[int]
     _claims_now: bool
+    waiting_timers: WaitingTimers
 
     # Defined by the partition or by one of its parts.
     _apply: Callable[[InEvent], None]

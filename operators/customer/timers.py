@@ -56,6 +56,7 @@ class DueTimers(PartitionParts):
         p.timers[kind] = due_ms
         self.txn.put(key, b"")
         self.txn.armed.append((due_ms, key))
+        self.waiting_timers.arm(p.ref, key, due_ms)
 
     def _fire_customer(self, p: Profile, upto: int) -> None:
         """Fire this customer's timers due at or before ``upto``, earliest first."""
@@ -111,17 +112,53 @@ class DueTimers(PartitionParts):
         assert txn is not None
         heap: list[tuple[int, bytes]] = []
         truncated = False
+        waiting: int | None = None  # the earliest timer left for a customer awaiting a merge
+        held = self.waiting_timers
+        kept = held.keys
+        scanned = False
         nxt = txn.progress.timer_next
         if nxt is None or nxt <= clock_ms:  # else no stored timer is due yet: no scan
+            scanned = True
             nxt = NO_TIMER
-            for k, _ in self.store.scan(keys.TIMER, start=self._floor_key(txn.progress)):
+            start = self._floor_key(txn.progress)
+            budget = MAX_TIMERS_PER_PASS
+            if kept is not None:
+                n_kept = sum(len(ks) for ks in kept.values())
+                if n_kept >= MAX_TIMERS_PER_PASS:  # rare: scan them as they are stored
+                    held.forget()
+                    kept = None
+                else:
+                    # The stored timers up to held.upto are these: the scan goes on after
+                    # them. A customer taken since is looked at again; the others still wait
+                    # (their profile is as it was), as the scan would have found.
+                    budget -= n_kept
+                    dirty = held.dirty
+                    for ref in list(kept):
+                        ks = kept[ref]
+                        if ref in dirty or ref in txn.objects:
+                            heap.extend([(d, k) for k, d in ks.items()])
+                            del kept[ref]  # back below if it still waits
+                            continue
+                        for k in [k for k in ks if txn.deleted(k)]:
+                            del ks[k]
+                        for d in ks.values():
+                            if waiting is None or d < waiting:
+                                waiting = d
+                        if not ks:
+                            del kept[ref]
+                    held.dirty = set()
+                    after = b"%s%016x" % (keys.TIMER, held.upto + 1)
+                    if after > start:
+                        start = after
+            for k, _ in self.store.scan(keys.TIMER, start=start):
                 due = int(k[2:18], 16)
                 if due > clock_ms:
                     nxt = due
                     break
-                if len(heap) >= MAX_TIMERS_PER_PASS:
+                if budget <= 0:
                     truncated = True
                     break
+                budget -= 1
                 heap.append((due, k))
             # Timers armed in this batch are not in the store yet: the earliest of those
             # not due now counts too (what this pass arms or leaves lowers it again).
@@ -131,7 +168,7 @@ class DueTimers(PartitionParts):
         self.txn.armed = []
         heapq.heapify(heap)
         fired = 0
-        waiting: int | None = None  # the earliest timer left for a customer awaiting a merge
+        still: list[tuple[str, bytes, int]] = []  # found waiting by this pass
         while heap and fired < MAX_TIMERS_PER_PASS:
             due, k = heapq.heappop(heap)
             # Every key here was scanned from the store or armed by this batch: only a
@@ -151,6 +188,7 @@ class DueTimers(PartitionParts):
                 # order as those events are applied (or at a later pass), never ahead of
                 # events older than they are.
                 waiting = due if waiting is None else min(waiting, due)
+                still.append((cid, k, due))
                 continue
             p = self._take(cid, p)
             if self.txn.wall_clock and len(self.txn.lateness) < 10_000:
@@ -174,6 +212,14 @@ class DueTimers(PartitionParts):
         if waiting is not None:  # the next scan starts at the timers left waiting
             progress.timer_floor = min(progress.timer_floor, waiting)
             progress.timer_next = None
+        if scanned:
+            if heap or truncated:  # what is stored up to the clock is not all known
+                held.forget()
+            else:  # every stored timer due by now fired or waits: remember those
+                kept = held.keys if held.keys is not None else {}
+                for ref, k, due in still:
+                    kept.setdefault(ref, {})[k] = due
+                held.keys, held.upto = kept, clock_ms
 
     def _on_timers(self, p: Profile, due: int, kinds: list[str]) -> None:
         journey_kinds = [k for k in kinds if k.startswith(("j:", "jx:", "jd:"))]

@@ -328,3 +328,43 @@ def test_batches_before_the_next_timer_skip_the_scan_and_miss_no_timer(tmp_path)
     assert step([], T0 + 2 * DAY + 1) == (1, [("soon", "at-risk", T0 + 2 * DAY)])
     assert step([], T0 + 5 * DAY) == (0, [])
     assert step([], T0 + 10 * DAY) == (1, [("late", "at-risk", T0 + 10 * DAY)])
+
+
+def test_timers_of_waiting_customers_are_remembered_between_passes(tmp_path):
+    """A pass remembers the due timers it left for customers awaiting a merge and does not
+    scan them again; a restart (nothing remembered, the pass scans from the floor) fires
+    them at the same point, with the same outputs."""
+    from flows.local import LocalFlow
+    from operators.identity.routing import home_partition
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0, "inactivity_s": 60})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    other = next(f"o{i}" for i in range(100) if home_partition(f"o{i}", 2) == 0)
+    runs = []
+    for restarted in (False, True):
+        outputs: list[bytes] = []
+        flow = LocalFlow(s, None, tmp_path / str(restarted),
+                         lambda out, got=outputs: got.append(out.value))
+        flow.partitions[1].input_done = True
+        flow.step(0, [decoded(s, 0, user, T0, event="Signed Up")])
+        flow.step(0, [decoded(s, 1, user, T0 + 10_000, type="identify", anonymousId=anon)])
+        flow.step(0, [decoded(s, 2, user, T0 + 30_000), decoded(s, 3, other, T0 + 600_000)])
+        part = flow.partitions[0]
+        due = decode_profile(part.store.get(keys.profile(f"user:{user}")))["timers"]
+        remembered = part.waiting_timers.keys
+        assert remembered == {f"user:{user}": {
+            keys.timer(due["inactivity"], f"user:{user}", "inactivity"): due["inactivity"]}}
+        part.process([])
+        assert part.waiting_timers.keys == remembered  # still waiting: nothing changed
+        assert part.waiting_timers.upto == T0 + 600_000
+        if restarted:
+            part.waiting_timers.forget()
+        flow.settle()  # answered: the held event, then the timer
+        flow.step(0, [])
+        assert part.waiting_timers.keys == {}
+        runs.append((outputs, decode_profile(part.store.get(keys.profile(f"user:{user}")))))
+        flow.close()
+    (out_a, prof_a), (out_b, prof_b) = runs
+    assert prof_a["lifecycle"]["stage"] == "at-risk" and prof_a["events"] == 3
+    assert out_a == out_b and prof_a == prof_b
