@@ -247,12 +247,12 @@ class PartitionLogic(StatefulBatchLogic):
             self.changelog.poll(0)
             self.changelog.check()
         started = time.perf_counter()
-        entries = proc.process(events, self._clock(), drain_horizon_ms=drain,
-                               flush_analytics=flush_analytics)
         # The outputs go first: the delivery reports of earlier ones and the changelog's
         # records (a second's worth of coalesced keys at a time) would only delay them.
-        # Acknowledgements polled now are applied by the next batch either way.
-        self._send(entries)
+        # Acknowledgements polled now are applied by the next batch either way. (Not kept
+        # in a variable: sent, they are garbage before the collector settles below.)
+        self._send(proc.process(events, self._clock(), drain_horizon_ms=drain,
+                                flush_analytics=flush_analytics))
         self.producer.poll(0)
         if self.changelog is not None:
             if proc.changelog_out is not None:

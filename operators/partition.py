@@ -273,6 +273,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 unacked.added(seq, len(entry.outputs))
                 base = outbox.output_id(seq, 0)
                 outputs += [(base | i, o) for i, o in enumerate(entry.outputs)]
+            txn.outbox = []  # the outputs live on in the caller's hands only (collector)
             self.changelog_out = txn.changelog_entry
             if txn.changelog_entry is not None:
                 self.changelog_pending.append(txn.changelog_entry[0])

@@ -93,11 +93,14 @@ class Unsent:
         0
     """
 
-    __slots__ = ("_changes", "seq", "applied", "batches", "since", "bytes")
+    __slots__ = ("_values", "_created", "seq", "applied", "batches", "since", "bytes")
 
     def __init__(self) -> None:
-        # key -> (newest value or None, whether the key was created within these batches)
-        self._changes: dict[bytes, tuple[bytes | None, bool]] = {}
+        # key -> newest value (None: deleted); and the keys created within these batches.
+        # Two containers, not a (value, created) tuple per key: a second's worth of keys
+        # would be that many more objects for the garbage collector to walk.
+        self._values: dict[bytes, bytes | None] = {}
+        self._created: set[bytes] = set()
         self.seq = 0
         self.applied: dict[str, int] = {}
         self.batches = 0
@@ -106,19 +109,20 @@ class Unsent:
 
     def add(self, seq: int, applied: dict[str, int], changes: Changes, now: float) -> None:
         """Batch ``seq`` committed with ``changes`` and the offsets ``applied`` after it."""
-        held = self._changes
+        held, created = self._values, self._created
         if not self.batches:
             self.since = now
         size = self.bytes
         for k, v in changes:
-            prev = held.get(k)
-            if prev is None:
-                held[k] = (v, v is not None and k.startswith(CREATED_BY_PUT))
+            if k not in held:
+                if v is not None and k.startswith(CREATED_BY_PUT):
+                    created.add(k)
                 size += len(k)
             else:
-                held[k] = (v, prev[1])
-                if prev[0] is not None:
-                    size -= len(prev[0])
+                prev = held[k]
+                if prev is not None:
+                    size -= len(prev)
+            held[k] = v
             if v is not None:
                 size += len(v)
         self.bytes = size
@@ -128,8 +132,8 @@ class Unsent:
     def take(self) -> tuple[int, dict[str, int], Changes, int]:
         """(last sequence, its applied offsets, the coalesced changes, batches covered);
         empties this."""
-        out = [(k, v) for k, (v, created) in self._changes.items()
-               if v is not None or not created]
+        created = self._created
+        out = [(k, v) for k, v in self._values.items() if v is not None or k not in created]
         taken = (self.seq, self.applied, out, self.batches)
-        self._changes, self.batches, self.bytes = {}, 0, 0
+        self._values, self._created, self.batches, self.bytes = {}, set(), 0, 0
         return taken
