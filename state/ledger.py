@@ -44,6 +44,26 @@ def sends_within(p: Profile, at: int, span_ms: int, match: Callable[[list], bool
     return sorted(e[0] for e in p.ledger if at - span_ms < e[0] <= at and match(e))
 
 
+def send_times(p: Profile, at: int, span_ms: int, channel: str | None,
+               journey: str | None) -> list[int]:
+    """``sends_within`` for the caps' matches without a function call per entry: sends on
+    ``channel`` (None: any) of ``journey`` (None: any).
+
+    >>> from models.profile import new_profile
+    >>> p = new_profile("user:u1", 0)
+    >>> _ = record_send(p, "email", "j1", "d1", 1000), record_send(p, "push", "j2", "d2", 1500)
+    >>> send_times(p, 2000, 86_400_000, None, None), send_times(p, 2000, 86_400_000, "push", None)
+    ([1000, 1500], [1500])
+    >>> send_times(p, 2000, 86_400_000, None, "j1"), send_times(p, 2000, 800, None, None)
+    ([1000], [1500])
+    """
+    lo = at - span_ms
+    out = [e[0] for e in p.ledger if lo < e[0] <= at
+           and (channel is None or e[1] == channel) and (journey is None or e[2] == journey)]
+    out.sort()
+    return out
+
+
 def merge_ledgers(into: Profile, frm: Profile) -> None:
     seen = {e[3] for e in into.ledger}
     into.ledger = sorted([*into.ledger,

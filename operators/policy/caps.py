@@ -5,7 +5,7 @@ so replays and retries never break a cap."""
 from __future__ import annotations
 
 from models.profile import Profile
-from state.ledger import record_send, sends_within
+from state.ledger import record_send, send_times
 
 DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
@@ -16,29 +16,22 @@ def first_block(p: Profile, channel: str, jid: str, caps: dict, journey_caps: di
                 at: int) -> tuple[str, int | None] | None:
     """(reason, next eligible ms) for the first cap this send would break, else None.
     ``caps`` are the configured ones (per channel and ``total``), ``journey_caps`` the
-    journey's own."""
-    checks: list[tuple[str, int, int, object]] = []
-    for name, limits in ((channel, caps.get(channel, {})), ("total", caps.get("total", {}))):
-        for window, limit in limits.items():
-            if limit is not None:
-                checks.append((f"cap.{name}.{window}", limit, WINDOW_MS[window],
-                               (lambda e, n=name: n == "total" or e[1] == n)))
-    for name, limits in ((channel, journey_caps.get(channel)),
-                         ("total", journey_caps.get("total"))):
-        if limits is None:
-            continue
-        for window, limit in limits.items():
-            if limit is not None:
-                checks.append((f"cap.journey.{name}.{window}", limit, WINDOW_MS[window],
-                               (lambda e, n=name: e[2] == jid and
-                                (n == "total" or e[1] == n))))
-    for reason, limit, span, match in checks:
-        inside = sends_within(p, at, span, match)  # type: ignore[arg-type]
-        if len(inside) >= limit:
-            # Eligible again once enough of these sends have left the window.
-            if limit <= 0:
-                return reason, None  # a cap of 0 shuts the channel: never eligible
-            return reason, inside[len(inside) - limit] + span
+    journey's own; checked in that order."""
+    for journey, table, prefix in ((None, caps, "cap."), (jid, journey_caps, "cap.journey.")):
+        for name in (channel, "total"):
+            limits = table.get(name)
+            if not limits:
+                continue
+            for window, limit in limits.items():
+                if limit is None:
+                    continue
+                span = WINDOW_MS[window]
+                inside = send_times(p, at, span, None if name == "total" else name, journey)
+                if len(inside) >= limit:
+                    # Eligible again once enough of these sends have left the window.
+                    if limit <= 0:
+                        return f"{prefix}{name}.{window}", None  # a cap of 0 shuts the channel
+                    return f"{prefix}{name}.{window}", inside[len(inside) - limit] + span
     return None
 
 
