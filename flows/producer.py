@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -72,6 +73,23 @@ class OutputProducer:
             except KafkaException as e:
                 on_delivery(e.args[0], None)
                 return
+
+    def send_all(self, entries: list[tuple[int, Output]],
+                 on_delivery: Callable[[int, KafkaError | None, Message | None], None]
+                 ) -> None:
+        """``send`` each (id, output), ``on_delivery(id, err, msg)`` answering for it: the
+        common case in one loop, without a call and a retry loop per output."""
+        produce = self._producer.produce
+        for seq, out in entries:
+            report = partial(on_delivery, seq)
+            try:
+                if out.partition is None:
+                    produce(out.topic, value=out.value, key=out.key, on_delivery=report)
+                else:
+                    produce(out.topic, value=out.value, key=out.key,
+                            partition=out.partition, on_delivery=report)
+            except (BufferError, KafkaException):  # nothing went: waits for room, or says no
+                self.send(out, report)
 
     def poll(self, timeout: float = 0) -> None:
         self._producer.poll(timeout)
