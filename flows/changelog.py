@@ -392,10 +392,14 @@ class ChangelogWriter:
             if err is None:
                 on_done(seq)
 
-        for k, v in changes:
-            _produce(self._producer, self.topic, partition, k, v, record)
-        _produce(self._producer, self.topic, partition, MARKER,
-                 changelog.encode_marker(seq, applied), marker)
+        producer, topic, produce = self._producer, self.topic, self._producer.produce
+        for k, v in changes:  # the common case in one loop; a full queue waits for room
+            try:
+                produce(topic, value=v, key=k, partition=partition, on_delivery=record)
+            except BufferError:
+                _produce(producer, topic, partition, k, v, record)
+        _produce(producer, topic, partition, MARKER, changelog.encode_marker(seq, applied),
+                 marker)
 
     def check(self) -> None:
         """Raise ``ChangelogError`` if a changelog record could not be written: the state
