@@ -307,6 +307,10 @@ class IdentityStitching(PartitionParts):
             for k in held:
                 if p.awaiting or p.gone:
                     return  # a released event claimed again: the rest waits for that
+                if k not in decoded:
+                    # Released already: a released event's claim was answered at once (an
+                    # identifier this partition owns), and that answer released the rest.
+                    return
                 self.txn.delete(k)
                 p.held_events -= 1
                 e = decoded.pop(k)
@@ -320,6 +324,8 @@ class IdentityStitching(PartitionParts):
         for k, v in list(self.txn.scan(keys.waiting(ref))):
             if p.awaiting or p.gone:
                 return  # a released event claimed again: the rest waits for that
+            if self.txn.deleted(k):
+                continue  # released meanwhile (see above): once is enough
             self.txn.delete(k)
             p.held_events -= 1
             head, _, body = v.partition(b"\n")

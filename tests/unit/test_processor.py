@@ -368,3 +368,42 @@ def test_timers_of_waiting_customers_are_remembered_between_passes(tmp_path):
     (out_a, prof_a), (out_b, prof_b) = runs
     assert prof_a["lifecycle"]["stage"] == "at-risk" and prof_a["events"] == 3
     assert out_a == out_b and prof_a == prof_b
+
+
+def test_a_released_event_whose_claim_is_answered_at_once_releases_the_rest_once(tmp_path):
+    """While held events are released, one claims an identifier this partition owns: the
+    claim is answered at once and that answer releases the rest of them, inside the first
+    release. Each held event is applied once, from memory or (after a restart) the store."""
+    from flows.local import LocalFlow
+    from models.identifiers import hash_email, value_of
+    from operators.identity.routing import home_partition
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
+    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
+    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    email = next(f"e{i}@corp.io" for i in range(100)
+                 if home_partition(value_of(f"email:{hash_email(f'e{i}@corp.io')}"), 2) == 0)
+    runs = []
+    for restarted in (False, True):
+        outputs: list[bytes] = []
+        flow = LocalFlow(s, None, tmp_path / str(restarted),
+                         lambda out, got=outputs: got.append(out.value))
+        flow.partitions[1].input_done = True
+        part = flow.partitions[0]
+        # The visitor's claim goes to partition 1: the user's next events wait for it.
+        flow.step(0, [decoded(s, 0, user, T0, type="identify", anonymousId=anon)])
+        flow.step(0, [decoded(s, 1, user, T0 + 1000, type="identify", traits={"email": email}),
+                      decoded(s, 2, user, T0 + 2000), decoded(s, 3, user, T0 + 3000)])
+        assert decode_profile(part.store.get(keys.profile(f"user:{user}")))["held_events"] == 3
+        if restarted:
+            part.held_decoded.clear()
+        flow.settle()
+        flow.step(0, [])
+        p = decode_profile(part.store.get(keys.profile(f"user:{user}")))
+        assert p["events"] == 4 and not p.get("held_events") and not p.get("awaiting")
+        assert f"email:{hash_email(email)}" in p["links"]
+        assert part.stats["processing_errors"] == 0 and part.stats["deduplicated"] == 0
+        assert list(part.store.scan(keys.waiting(f"user:{user}"))) == []
+        runs.append(outputs)
+        flow.close()
+    assert runs[0] == runs[1]
