@@ -8,14 +8,13 @@ replays and retries never count a send twice; merged customers' ledgers add up (
 >>> p = new_profile("user:u1", 0)
 >>> record_send(p, "email", "j1", "d1", 1000), record_send(p, "email", "j1", "d1", 1000)
 (True, False)
->>> sends_within(p, 2000, 86_400_000, lambda e: e[1] == "email")
+>>> send_times(p, 2000, 86_400_000, "email", None)
 [1000]
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
 from models.profile import Profile
 
@@ -39,15 +38,10 @@ def record_send(p: Profile, channel: str, journey: str, dispatch_id: str, at: in
     return True
 
 
-def sends_within(p: Profile, at: int, span_ms: int, match: Callable[[list], bool]) -> list[int]:
-    """Times of the matching sends in the window ``(at - span, at]``, oldest first."""
-    return sorted(e[0] for e in p.ledger if at - span_ms < e[0] <= at and match(e))
-
-
 def send_times(p: Profile, at: int, span_ms: int, channel: str | None,
                journey: str | None) -> list[int]:
-    """``sends_within`` for the caps' matches without a function call per entry: sends on
-    ``channel`` (None: any) of ``journey`` (None: any).
+    """Times of the sends in the window ``(at - span, at]``, oldest first: on ``channel``
+    (None: any) of ``journey`` (None: any).
 
     >>> from models.profile import new_profile
     >>> p = new_profile("user:u1", 0)

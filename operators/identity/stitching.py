@@ -303,44 +303,35 @@ class IdentityStitching(PartitionParts):
         # no store scan is needed: the common case, held and released within seconds.
         n, decoded = p.held_events, self.held_decoded
         held = [keys.waiting(ref, seq) for seq in range(p.held_seq - n, p.held_seq)]
-        if n > 0 and all(k in decoded for k in held):
-            for k in held:
-                if p.awaiting or p.gone:
-                    return  # a released event claimed again: the rest waits for that
-                if k not in decoded:
-                    # Released already: a released event's claim was answered at once (an
-                    # identifier this partition owns), and that answer released the rest.
-                    return
-                self.txn.delete(k)
-                p.held_events -= 1
-                e = decoded.pop(k)
-                e.canonical, e.sub = ref, 0  # its part, hops and offset are as held
-                outer = self.txn.culprit
-                self.txn.culprit = (e.part.rpartition("#")[0], e.offset)  # blamed if it raises
-                self._apply(e)
-                self.txn.culprit = outer
-            return
+        found: list[tuple[bytes, bytes | None]] = \
+            [(k, None) for k in held] if n > 0 and all(k in decoded for k in held) \
+            else list(self.txn.scan(keys.waiting(ref)))
         skew = self.settings.max_future_skew_s * 1000
-        for k, v in list(self.txn.scan(keys.waiting(ref))):
+        for k, v in found:
             if p.awaiting or p.gone:
                 return  # a released event claimed again: the rest waits for that
             if self.txn.deleted(k):
-                continue  # released meanwhile (see above): once is enough
+                # Released meanwhile: a released event's claim was answered at once (an
+                # identifier this partition owns), and that answer released the rest.
+                continue
             self.txn.delete(k)
             p.held_events -= 1
-            head, _, body = v.partition(b"\n")
-            kafka_ts, hops, part, offset = orjson.loads(head)
-            ev = self.held_decoded.pop(k, None)
+            ev = decoded.pop(k, None)  # as held: its part, hops and offset too
             if ev is None:  # held before a restart, or beyond MAX_HELD_DECODED
+                if v is None:
+                    continue  # listed from memory: cannot happen
+                head, _, body = v.partition(b"\n")
+                kafka_ts, hops, part, offset = orjson.loads(head)
                 again = decode(RawRecord(self.topics.events, self.partition, offset, None, body,
                                          [], kafka_ts), max_bytes=1 << 30,
                                max_future_skew_ms=skew)
                 if not isinstance(again, InEvent):
                     continue  # validated when it came in: cannot happen
                 ev = again
-            ev.part, ev.canonical, ev.hops, ev.sub = part, ref, hops, 0
+                ev.part, ev.hops = part, hops
+            ev.canonical, ev.sub = ref, 0
             outer = self.txn.culprit
-            self.txn.culprit = (part.rpartition("#")[0], offset)  # blamed if it raises
+            self.txn.culprit = (ev.part.rpartition("#")[0], ev.offset)  # blamed if it raises
             self._apply(ev)
             self.txn.culprit = outer
 

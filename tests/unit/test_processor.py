@@ -330,23 +330,34 @@ def test_batches_before_the_next_timer_skip_the_scan_and_miss_no_timer(tmp_path)
     assert step([], T0 + 10 * DAY) == (1, [("late", "at-risk", T0 + 10 * DAY)])
 
 
+def _two_partitions(s, path, outputs: list):  # noqa: ANN001, ANN202
+    """A two-partition local flow whose partition 1 has read all its input; ``outputs``
+    collects what it produces."""
+    from flows.local import LocalFlow
+
+    flow = LocalFlow(s, None, path, lambda out: outputs.append(out.value))
+    flow.partitions[1].input_done = True
+    return flow
+
+
+def _homed(prefix: str, partition: int) -> str:
+    """An id (``<prefix><n>``) whose home is ``partition`` of two."""
+    from operators.identity.routing import home_partition
+
+    return next(f"{prefix}{i}" for i in range(100)
+                if home_partition(f"{prefix}{i}", 2) == partition)
+
+
 def test_timers_of_waiting_customers_are_remembered_between_passes(tmp_path):
     """A pass remembers the due timers it left for customers awaiting a merge and does not
     scan them again; a restart (nothing remembered, the pass scans from the floor) fires
     them at the same point, with the same outputs."""
-    from flows.local import LocalFlow
-    from operators.identity.routing import home_partition
-
     s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0, "inactivity_s": 60})
-    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
-    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
-    other = next(f"o{i}" for i in range(100) if home_partition(f"o{i}", 2) == 0)
+    user, anon, other = _homed("u", 0), _homed("a", 1), _homed("o", 0)
     runs = []
     for restarted in (False, True):
         outputs: list[bytes] = []
-        flow = LocalFlow(s, None, tmp_path / str(restarted),
-                         lambda out, got=outputs: got.append(out.value))
-        flow.partitions[1].input_done = True
+        flow = _two_partitions(s, tmp_path / str(restarted), outputs)
         flow.step(0, [decoded(s, 0, user, T0, event="Signed Up")])
         flow.step(0, [decoded(s, 1, user, T0 + 10_000, type="identify", anonymousId=anon)])
         flow.step(0, [decoded(s, 2, user, T0 + 30_000), decoded(s, 3, other, T0 + 600_000)])
@@ -374,21 +385,17 @@ def test_a_released_event_whose_claim_is_answered_at_once_releases_the_rest_once
     """While held events are released, one claims an identifier this partition owns: the
     claim is answered at once and that answer releases the rest of them, inside the first
     release. Each held event is applied once, from memory or (after a restart) the store."""
-    from flows.local import LocalFlow
     from models.identifiers import hash_email, value_of
     from operators.identity.routing import home_partition
 
     s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
-    user = next(f"u{i}" for i in range(100) if home_partition(f"u{i}", 2) == 0)
-    anon = next(f"a{i}" for i in range(100) if home_partition(f"a{i}", 2) == 1)
+    user, anon = _homed("u", 0), _homed("a", 1)
     email = next(f"e{i}@corp.io" for i in range(100)
                  if home_partition(value_of(f"email:{hash_email(f'e{i}@corp.io')}"), 2) == 0)
     runs = []
     for restarted in (False, True):
         outputs: list[bytes] = []
-        flow = LocalFlow(s, None, tmp_path / str(restarted),
-                         lambda out, got=outputs: got.append(out.value))
-        flow.partitions[1].input_done = True
+        flow = _two_partitions(s, tmp_path / str(restarted), outputs)
         part = flow.partitions[0]
         # The visitor's claim goes to partition 1: the user's next events wait for it.
         flow.step(0, [decoded(s, 0, user, T0, type="identify", anonymousId=anon)])
