@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
@@ -57,22 +57,38 @@ class ConditionError(ValueError):
     """A condition that does not parse; the message says where."""
 
 
-@dataclass
+@dataclass(init=False)  # its own __init__: the generated one stays interpreted under mypyc
 class Context:
     """What a condition can see. The engine fills it lazily from the profile and event."""
 
-    traits: dict = field(default_factory=dict)
-    event_name: str | None = None
-    event_type: str | None = None
-    event_props: dict = field(default_factory=dict)
-    profile: dict = field(default_factory=dict)
-    scores: dict = field(default_factory=dict)
-    journey: dict = field(default_factory=dict)
-    group: dict = field(default_factory=dict)
-    counts: dict = field(default_factory=dict)
-    counter: Callable[[str, str], int] | None = None
+    traits: dict
+    event_name: str | None
+    event_type: str | None
+    event_props: dict
+    profile: dict
+    scores: dict
+    journey: dict
+    group: dict
+    counts: dict
+    counter: Callable[[str, str], int] | None
     # Computes ``scores`` at the first condition that reads them (they cost a model call).
-    score: Callable[[], dict] | None = None
+    score: Callable[[], dict] | None
+
+    def __init__(self, traits: dict | None = None, event_name: str | None = None,
+                 event_type: str | None = None, event_props: dict | None = None,
+                 profile: dict | None = None, scores: dict | None = None,
+                 journey: dict | None = None, group: dict | None = None,
+                 counts: dict | None = None, counter: Callable[[str, str], int] | None = None,
+                 score: Callable[[], dict] | None = None) -> None:
+        self.traits = traits if traits is not None else {}
+        self.event_name, self.event_type = event_name, event_type
+        self.event_props = event_props if event_props is not None else {}
+        self.profile = profile if profile is not None else {}
+        self.scores = scores if scores is not None else {}
+        self.journey = journey if journey is not None else {}
+        self.group = group if group is not None else {}
+        self.counts = counts if counts is not None else {}
+        self.counter, self.score = counter, score
 
     def count(self, key: str, window: str) -> int:
         if self.counter is not None:

@@ -24,10 +24,11 @@ from models.profile import Profile
 
 # Effects are made several times per event: plain slotted dataclasses, not frozen ones, which
 # cost three times as much to build (650 against 230 ns, measured); nothing changes one after
-# it is made.
+# it is made. Each writes its own ``__init__`` (``init=False``): the one ``dataclasses``
+# generates stays interpreted under mypyc, 150-200 ns a call against 26 compiled.
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class ArmTimer:
     """(Re)arm the customer's timer of ``kind`` at ``due_ms``."""
 
@@ -35,26 +36,38 @@ class ArmTimer:
     kind: str
     due_ms: int
 
+    def __init__(self, profile: Profile, kind: str, due_ms: int) -> None:
+        self.profile, self.kind, self.due_ms = profile, kind, due_ms
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class CancelTimer:
     profile: Profile
     kind: str
 
+    def __init__(self, profile: Profile, kind: str) -> None:
+        self.profile, self.kind = profile, kind
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class IndexPut:
     """Add an index entry (held sends: ``state.keys.held``)."""
 
     key: bytes
 
+    def __init__(self, key: bytes) -> None:
+        self.key = key
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class IndexDelete:
     key: bytes
 
+    def __init__(self, key: bytes) -> None:
+        self.key = key
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Emit:
     """An output record: ``kind`` is ``dispatch`` (with its ``channel``), ``decision``,
     ``journey_event``, ``customer_event``, ``alert`` or ``analytics``."""
@@ -62,14 +75,20 @@ class Emit:
     kind: str
     key: str
     record: dict
-    channel: str | None = None
+    channel: str | None
+
+    def __init__(self, kind: str, key: str, record: dict, channel: str | None = None) -> None:
+        self.kind, self.key, self.record, self.channel = kind, key, record, channel
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Count:
     """One more of ``what`` in the partition's counts (``segue replay``'s summary, the run's)."""
 
     what: str
+
+    def __init__(self, what: str) -> None:
+        self.what = what
 
 
 Effect = ArmTimer | CancelTimer | IndexPut | IndexDelete | Emit | Count

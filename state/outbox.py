@@ -52,18 +52,24 @@ _decoder = msgspec.msgpack.Decoder(tuple[str, str | None, bytes, int | None])
 _rows = msgspec.msgpack.Decoder(list[tuple[str, str | None, bytes, int | None]])
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Output:
     """One message to produce (never changed once made; not frozen, since a frozen dataclass
-    costs three times as much to build, and one or two are built per event)."""
+    costs three times as much to build, and several are built per event; its own
+    ``__init__``, since the generated one stays interpreted under mypyc)."""
 
     topic: str
     key: str | None
     value: bytes
-    partition: int | None = None  # explicit for the repartition topic; else by key
+    partition: int | None  # explicit for the repartition topic; else by key
     # (event time, Kafka time, monotonic ns read) of the event that caused it, for latency
     # metrics; not stored.
-    src: tuple[int, int, int] | None = field(default=None, compare=False)
+    src: tuple[int, int, int] | None = field(compare=False)
+
+    def __init__(self, topic: str, key: str | None, value: bytes, partition: int | None = None,
+                 src: tuple[int, int, int] | None = None) -> None:
+        self.topic, self.key, self.value, self.partition, self.src = (
+            topic, key, value, partition, src)
 
     def encode(self) -> bytes:
         return FORMAT_V1 + _encoder.encode((self.topic, self.key, self.value, self.partition))
@@ -82,11 +88,14 @@ def output_id(seq: int, place: int) -> int:
     return (seq << ID_BITS) | place
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Entry:
     """One batch's outputs as one outbox entry (at most ``MAX_PER_ENTRY``: see ``entries``)."""
 
     outputs: list[Output]
+
+    def __init__(self, outputs: list[Output]) -> None:
+        self.outputs = outputs
 
     def encode(self) -> bytes:
         return ENTRY_V2 + _encoder.encode(

@@ -40,7 +40,7 @@ import enum
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from mypy_extensions import mypyc_attr
@@ -69,7 +69,9 @@ class TransactionStateError(RuntimeError):
     """A transaction was used in a status that does not allow the call."""
 
 
-@dataclass(slots=True)
+# The two classes below write their own ``__init__`` (``init=False``): the one ``dataclasses``
+# generates stays interpreted under mypyc, and one of each is made per batch.
+@dataclass(slots=True, init=False)
 class Progress:
     """How far a partition has got, as stored under ``m|…`` (see ``state.keys``)."""
 
@@ -77,16 +79,27 @@ class Progress:
     outbox_seq: int           # last outbox sequence number handed out
     watermark: int            # highest event time applied (ms)
     timers_pending: int       # durable timers waiting (a metric)
-    changelog_seq: int | None = None  # changelog sequence of the last batch (None: none)
+    changelog_seq: int | None  # changelog sequence of the last batch (None: none)
     # Kept in memory only (a restart starts them afresh):
-    timer_floor: int = 0      # no timer is due before this: timer scans start here
+    timer_floor: int          # no timer is due before this: timer scans start here
     # No stored timer from the floor on is due before this (None: not known): a batch whose
     # clock is earlier needs no scan (a scan is a RocksDB seek past every timer key deleted
     # since the last compaction, 0.6 ms a batch measured after a replay).
-    timer_next: int | None = None
-    journeys_generation: int = -1   # the journey registry generation held sends were synced to
-    drained: set[str] = field(default_factory=set)  # customers drained at end of input
-    drain_pending: bool = False     # the end-of-input drain needs another batch
+    timer_next: int | None
+    journeys_generation: int  # the journey registry generation held sends were synced to
+    drained: set[str]         # customers drained at end of input
+    drain_pending: bool       # the end-of-input drain needs another batch
+
+    def __init__(self, applied: dict[str, int], outbox_seq: int, watermark: int,
+                 timers_pending: int, changelog_seq: int | None = None, timer_floor: int = 0,
+                 timer_next: int | None = None, journeys_generation: int = -1,
+                 drained: set[str] | None = None, drain_pending: bool = False) -> None:
+        self.applied, self.outbox_seq, self.watermark = applied, outbox_seq, watermark
+        self.timers_pending, self.changelog_seq = timers_pending, changelog_seq
+        self.timer_floor, self.timer_next = timer_floor, timer_next
+        self.journeys_generation = journeys_generation
+        self.drained = drained if drained is not None else set()
+        self.drain_pending = drain_pending
 
     @classmethod
     def load(cls, store: PartitionStore) -> Progress:
@@ -109,47 +122,65 @@ STARTED = TransactionStatus.STARTED
 PREPARED = TransactionStatus.PREPARED
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, init=False)
 class BatchTransaction:
     """See the module docstring."""
 
     store: PartitionStore
     committed: Progress                 # as of the start of the batch (read only)
-    changelog: bool = False             # mirror the batch's changes (``state.changelog``)
-    progress: Progress = field(init=False)
-    status: TransactionStatus = field(init=False, default=STARTED)
-    outbox: list[Any] = field(init=False, default_factory=list)
+    changelog: bool                     # mirror the batch's changes (``state.changelog``)
+    progress: Progress
+    status: TransactionStatus
+    outbox: list[Any]
     # (due_ms, timer key) armed in this batch, in arming order.
-    armed: list[tuple[int, bytes]] = field(init=False, default_factory=list)
+    armed: list[tuple[int, bytes]]
     # Decoded objects by reference (profiles), written back at prepare.
-    objects: dict[str, Any] = field(init=False, default_factory=dict)
-    object_sizes: dict[str, int] = field(init=False, default_factory=dict)  # encoded bytes
+    objects: dict[str, Any]
+    object_sizes: dict[str, int]        # encoded bytes
     # Timers each touched customer had when first read (for ``timers_pending``).
-    timers_before: dict[str, int] = field(init=False, default_factory=dict)
+    timers_before: dict[str, int]
     # What each touched customer's scores were computed from when first read (see
     # ``operators.customer.scores.stale``).
-    score_inputs: dict[str, tuple] = field(init=False, default_factory=dict)
-    stats: Counter[str] = field(init=False, default_factory=Counter)
-    counts: Counter[tuple] = field(init=False, default_factory=Counter)
+    score_inputs: dict[str, tuple]
+    stats: Counter[str]
+    counts: Counter[tuple]
     # The input item (or timer) being applied, and who first touched each object: when
     # something raises, this names the item to dead-letter on the retry.
-    culprit: tuple | None = field(init=False, default=None)
-    blame: dict[str, tuple] = field(init=False, default_factory=dict)
-    current: Any = field(init=False, default=None)   # the event being applied, if any
-    wall_clock: bool = field(init=False, default=False)  # timers follow the wall clock
+    culprit: tuple | None
+    blame: dict[str, tuple]
+    current: Any                        # the event being applied, if any
+    wall_clock: bool                    # timers follow the wall clock
     # (due, lateness) of timers fired by the wall clock, ms
-    lateness: list[tuple[int, int]] = field(init=False, default_factory=list)
+    lateness: list[tuple[int, int]]
     # (sequence, applied offsets, changes) of this batch for the changelog topic, set by
     # ``prepare`` (stored encoded under ``l|<seq>`` too).
-    changelog_entry: tuple[int, dict[str, int], Changes] | None = field(
-        init=False, default=None)
-    _staged: dict[bytes, object] = field(init=False, default_factory=dict)
+    changelog_entry: tuple[int, dict[str, int], Changes] | None
+    _staged: dict[bytes, object]
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
     # then costs a bisection, not a pass over every write of the batch.
-    _sorted: list[bytes] | None = field(init=False, default=None)
+    _sorted: list[bytes] | None
 
-    def __post_init__(self) -> None:
-        self.progress = self.committed.copy()
+    def __init__(self, store: PartitionStore, committed: Progress,
+                 changelog: bool = False) -> None:
+        self.store, self.committed, self.changelog = store, committed, changelog
+        self.progress = committed.copy()
+        self.status = STARTED
+        self.outbox = []
+        self.armed = []
+        self.objects = {}
+        self.object_sizes = {}
+        self.timers_before = {}
+        self.score_inputs = {}
+        self.stats = Counter()
+        self.counts = Counter()
+        self.culprit = None
+        self.blame = {}
+        self.current = None
+        self.wall_clock = False
+        self.lateness = []
+        self.changelog_entry = None
+        self._staged = {}
+        self._sorted = None
 
     def _check(self, want: TransactionStatus, what: str) -> None:
         if self.status is not want:

@@ -31,7 +31,7 @@ DAY_MS = 86_400_000
 MAX_STEPS_PER_MOMENT = 200  # steps and send rounds one moment may take (loop guard)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # its own __init__: see operators.effects
 class _Intent:
     """A send a journey wants to make at this moment."""
 
@@ -47,8 +47,17 @@ class _Intent:
     nba: dict | None
     cause: dict
     dispatch_id: str
-    next: str | None = None          # where the journey goes on after this send
-    ev: InEvent | None = None        # the event of this moment (branches after the send)
+    next: str | None          # where the journey goes on after this send
+    ev: InEvent | None        # the event of this moment (branches after the send)
+
+    def __init__(self, jid: str, run: Run, spec: Journey, node: str, channel: str,
+                 template: str, purpose: str, personalization: dict, action: str | None,
+                 nba: dict | None, cause: dict, dispatch_id: str, next: str | None = None,
+                 ev: InEvent | None = None) -> None:
+        self.jid, self.run, self.spec, self.node = jid, run, spec, node
+        self.channel, self.template, self.purpose = channel, template, purpose
+        self.personalization, self.action, self.nba = personalization, action, nba
+        self.cause, self.dispatch_id, self.next, self.ev = cause, dispatch_id, next, ev
 
 
 def intent_to_dict(i: _Intent) -> dict:

@@ -23,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from models.profile import Profile
@@ -34,12 +34,18 @@ from operators.policy.caps import DAY_MS, WEEK_MS
 __all__ = ["DAY_MS", "WEEK_MS", "DeliveryPolicy", "Verdict"]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # its own __init__: see operators.effects
 class Verdict:
     outcome: str                      # send | defer | drop
     channel: str                      # the channel it goes (or would go) out on
-    reasons: list[str] = field(default_factory=list)
-    next_ms: int | None = None        # for defer: the next eligible moment
+    reasons: list[str]
+    next_ms: int | None               # for defer: the next eligible moment
+
+    def __init__(self, outcome: str, channel: str, reasons: list[str] | None = None,
+                 next_ms: int | None = None) -> None:
+        self.outcome, self.channel = outcome, channel
+        self.reasons = reasons if reasons is not None else []
+        self.next_ms = next_ms
 
 
 class DeliveryPolicy:
