@@ -27,7 +27,11 @@ from confluent_kafka.admin import AdminClient
 from flows.kafka import client_config
 from operators.decode import RawRecord
 
+# A caught-up partition says so at most every TICK_EVERY_S after it had messages, and every
+# QUIET_TICK_S when nothing changed: its logic keeps the status, and timers and
+# acknowledgements wake it on their own (``notify_at``). Each tick is a batch of its own.
 TICK_EVERY_S = 0.1
+QUIET_TICK_S = 1.0
 IDLE_POLL_S = 0.01
 # A partition that had messages within ACTIVE_FOR_S polls again after BUSY_POLL_S when it
 # finds none. Another partition's fetch may have queued its next messages meanwhile (one
@@ -292,7 +296,9 @@ class _Partition(StatefulSourcePartition[RawRecord | Tick, int]):
             now = time.monotonic()
             self._awake = utc_in(BUSY_POLL_S if now - self._last_data < ACTIVE_FOR_S
                                  else IDLE_POLL_S)
-            if now - self._last_tick >= TICK_EVERY_S:
+            since = now - self._last_tick
+            if since >= QUIET_TICK_S or (since >= TICK_EVERY_S
+                                          and self._last_data > self._last_tick):
                 self._last_tick = now
                 out.append(Tick(self._part, caught_up=True))
         return out
