@@ -62,6 +62,7 @@ class PartitionParts:
     _existing_profile: Callable[[str], Profile | None]
     _arm: Callable[[Profile, str, int], None]
     _erased_since: Callable[[str, int], bool]
+    _erase: Callable[[str, InEvent], None]
     _unindex: Callable[[Profile, str], tuple[int, int]]
     _route: Callable[[str, dict], None]
     _emit_identity: Callable[..., None]

@@ -74,7 +74,8 @@ class Erasure(PartitionParts):
             for x in sorted(set(p.links) | set(p.merged_from)):
                 if x != ref:
                     deleted["links"] += 1
-                    self._route(x, {"kind": "unlink", "id": x, "ref": ref})
+                    self._route(x, {"kind": "unlink", "id": x, "ref": ref, "at": ev.ts_ms,
+                                    "cause": ev.message_id})
             # Outputs decided before the request still go out (they are already on their way),
             # but their copies in the outbox go now instead of on Kafka's acknowledgement. An
             # entry holding any leaves whole; its other unacknowledged outputs go into this

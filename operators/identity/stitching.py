@@ -11,7 +11,7 @@ import orjson
 from mypy_extensions import mypyc_attr
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
-from models.events import InEvent
+from models.events import ERASURE_REQUESTED, InEvent
 from models.identifiers import kind_of, primary_ref, value_of, winner
 from models.profile import Profile, from_plain, mark_gone, plain
 from operators.customer import lifecycle, limits
@@ -176,6 +176,13 @@ class IdentityStitching(PartitionParts):
                 x, c, _ = orjson.loads(v)
                 if x == b["id"] and c == b["ref"]:
                     txn.delete(key)
+                    if "at" in b and txn.get(keys.link(x)) is None \
+                            and txn.get(keys.redirect(x)) is None:
+                        # The claim would have merged x's own history into the erased
+                        # customer: it goes too, and x's late events from before the request
+                        # with it (the erasure marker drops them).
+                        self._erase(x, InEvent("track", str(b.get("cause") or ""),
+                                               value_of(x), ERASURE_REQUESTED, b["at"]))
             raw = txn.get(keys.claimants(b["id"]))
             if raw is not None:  # no raw id of the erased customer stays here
                 users = [u for u in orjson.loads(raw) if u != b["ref"]]

@@ -414,3 +414,44 @@ def test_a_released_event_whose_claim_is_answered_at_once_releases_the_rest_once
         runs.append(outputs)
         flow.close()
     assert runs[0] == runs[1]
+
+
+def test_an_erasure_takes_the_history_its_customer_still_claims_at_another_partition(
+        tmp_path):
+    """A sign-up claims the visitor's history at another partition, which has not read its
+    input up to the sign-up yet (the claim waits there); the customer's erasure request
+    comes next. The claim is dropped there and the visitor's history, which it would have
+    merged, is erased too, with the visitor's late events from before the request. (The
+    claim used to be dropped alone, and the visitor's profile stayed behind.)"""
+    from datetime import UTC, datetime
+
+    from flows.local import LocalFlow
+    from operators.decode import RawRecord, decode
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
+    user, anon, other = _homed("u", 0), _homed("a", 1), _homed("o", 1)
+    outputs: list[bytes] = []
+    flow = LocalFlow(s, None, tmp_path, lambda out: outputs.append(out.value))
+
+    def visit(offset: int, ts: int):  # noqa: ANN202
+        doc = {"type": "page", "messageId": f"v{offset}", "anonymousId": anon,
+               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+        return decode(RawRecord(s.topics.events, 1, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    flow.step(1, [visit(0, T0)])
+    flow.step(0, [decoded(s, 0, user, T0 + 10_000, type="identify", anonymousId=anon)])
+    flow.step(0, [decoded(s, 1, user, T0 + 20_000, event="Erasure Requested")])
+    flow.settle()  # the claim waited at partition 1 (its input has not reached the sign-up)
+    # Partition 1 reads on: a visit from before the request (late), another customer.
+    flow.step(1, [visit(1, T0 + 5_000), decoded(s, 2, other, T0 + 3_600_000)])
+    flow.settle()
+    flow.step(0, [])
+    refs = (f"anon:{anon}".encode(), f"user:{user}".encode())
+    for part in flow.partitions:
+        for k, v in part.store.scan(b""):
+            assert not [r for r in refs if r in k + v], k
+    assert flow.partitions[1].stats["dropped_erased"] == 1
+    erased = [r for r in map(orjson.loads, outputs) if r.get("type") == "privacy.erased"]
+    assert [r["deleted"]["profile"] for r in erased] == [1, 1]  # the user's, the visitor's
+    flow.close()
