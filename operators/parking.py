@@ -10,7 +10,7 @@ counts them.
 from __future__ import annotations
 
 import orjson
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.envelope import envelope, idempotency_key
 from operators.partition_parts import PartitionParts
@@ -18,7 +18,7 @@ from state import outbox
 from state.outbox import Output
 
 
-@mypyc_attr(native_class=False)
+@trait
 class Parking(PartitionParts):
     """The partition's parking of outputs (a part of ``Partition``)."""
 

@@ -26,7 +26,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 import orjson
-from mypy_extensions import mypyc_attr
 
 from models.events import ERASURE_REQUESTED, InEvent
 from models.profile import Profile, new_profile
@@ -61,7 +60,6 @@ Decoded = InEvent | Rejected | Routed
 Item = Decoded | list[InEvent | Rejected]
 
 
-@mypyc_attr(native_class=False)
 class Partition(IdentityStitching, Erasure, DueTimers, Parking):
     """One input partition: applies its events to its store; see the module docstring."""
 

@@ -3,15 +3,18 @@
 ``Partition`` (``operators.partition``) is built from parts, one concern each: identity
 stitching, erasure, due timers and output parking. Each part reads the partition's state
 (the batch transaction, the store, the settings) and calls a few methods another part or the
-partition defines. They are declared here, as annotations only, so the type checker (and the
-compiler, which enforces types at run time) knows them. None of them is a class attribute,
-so the method resolution order is that of the parts themselves."""
+partition defines. They are declared here so the type checker (and the compiler, which
+enforces types at run time) knows them: the state as annotations, the methods as stubs that
+the partition or a part overrides (this class comes last in the method resolution order).
+
+The parts and this class are mypyc traits, so that ``Partition`` is a native class: a method
+call or attribute read on a Python-level class costs about 70 ns in compiled code against
+3 ns on a native one (measured), and a partition makes hundreds of them per event.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 # Real imports, not TYPE_CHECKING ones: a compiled module builds these annotations at import.
 from models.events import InEvent
@@ -26,9 +29,9 @@ from state.transaction import BatchTransaction, Progress
 from state.waiting_timers import WaitingTimers
 
 
-@mypyc_attr(native_class=False)
+@trait
 class PartitionParts:
-    """The state and methods the parts of a partition share (annotations only)."""
+    """The state and methods the parts of a partition share (see the module docstring)."""
 
     store: PartitionStore
     settings: Settings
@@ -53,16 +56,42 @@ class PartitionParts:
     waiting_timers: WaitingTimers
 
     # Defined by the partition or by one of its parts.
-    _apply: Callable[[InEvent], None]
-    _effects: Callable[[Effects], None]
-    _on_partial: Callable[[dict], None]
-    _profile: Callable[[str, int], tuple[Profile, bool]]
-    _peek: Callable[[str], Profile | None]
-    _take: Callable[[str, Profile], Profile]
-    _existing_profile: Callable[[str], Profile | None]
-    _arm: Callable[[Profile, str, int], None]
-    _erased_since: Callable[[str, int], bool]
-    _erase: Callable[[str, InEvent], None]
-    _unindex: Callable[[Profile, str], tuple[int, int]]
-    _route: Callable[[str, dict], None]
-    _emit_identity: Callable[..., None]
+    def _apply(self, ev: InEvent) -> None:
+        raise NotImplementedError
+
+    def _effects(self, fx: Effects) -> None:
+        raise NotImplementedError
+
+    def _on_partial(self, b: dict) -> None:
+        raise NotImplementedError
+
+    def _profile(self, ref: str, ts_ms: int) -> tuple[Profile, bool]:
+        raise NotImplementedError
+
+    def _peek(self, ref: str) -> Profile | None:
+        raise NotImplementedError
+
+    def _take(self, ref: str, p: Profile) -> Profile:
+        raise NotImplementedError
+
+    def _existing_profile(self, ref: str) -> Profile | None:
+        raise NotImplementedError
+
+    def _arm(self, p: Profile, kind: str, due_ms: int) -> None:
+        raise NotImplementedError
+
+    def _erased_since(self, ref: str, at: int) -> bool:
+        raise NotImplementedError
+
+    def _erase(self, ref: str, ev: InEvent) -> None:
+        raise NotImplementedError
+
+    def _unindex(self, p: Profile, ref: str) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def _route(self, target: str, body: dict) -> None:
+        raise NotImplementedError
+
+    def _emit_identity(self, kind: str, customer: str, ref: str, at: int, cause: dict,
+                       **extra: object) -> None:
+        raise NotImplementedError

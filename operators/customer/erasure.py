@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import orjson
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import InEvent
@@ -17,7 +17,7 @@ from state import keys, outbox
 from state.outbox import Output
 
 
-@mypyc_attr(native_class=False)
+@trait
 class Erasure(PartitionParts):
     """The partition's erasure of a customer (a part of ``Partition``)."""
 

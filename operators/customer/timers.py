@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.profile import Profile
 from operators.customer import lifecycle
@@ -22,7 +22,7 @@ NO_TIMER = 1 << 62  # "no timer at all" as a due time, later than any
 DRAIN_CUSTOMERS = 5_000  # customers drained per transaction at end of input
 
 
-@mypyc_attr(native_class=False)
+@trait
 class DueTimers(PartitionParts):
     """The partition's timers (a part of ``Partition``)."""
 

@@ -8,7 +8,7 @@ state or the merged one, never half; a redelivered merge is ignored."""
 from __future__ import annotations
 
 import orjson
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
 from models.events import ERASURE_REQUESTED, InEvent
@@ -39,7 +39,7 @@ def _over_limit(before: set[str], after: set[str], limits: dict[str, int]) -> st
     return None
 
 
-@mypyc_attr(native_class=False)
+@trait
 class IdentityStitching(PartitionParts):
     """The partition's identity handling (a part of ``Partition``)."""
 

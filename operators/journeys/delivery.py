@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.conditions import Context
 from models.envelope import idempotency_key
@@ -70,13 +70,20 @@ def _priority(i: _Intent) -> tuple:  # a sort key; no lambda in the engine's met
     return priority_key(i.spec)
 
 
+def dispatch_id(p: Profile, jid: str, run: Run, node: str) -> str:
+    """The idempotency key of the send at ``node`` of this run. The entry time identifies the
+    entry instance even where instance numbers restart (after a merge or an erasure)."""
+    return idempotency_key("dispatch", p.id, jid, run.v, node, run.instance,
+                           run.visits.get(node, 1), run.entered)
+
+
 def intent_from_dict(d: dict, run: Run, spec: Journey, nxt: str | None) -> _Intent:
     return _Intent(spec.id, run, spec, d["node"], d["channel"], d["template"], d["purpose"],
                    d["personalization"], d["action"], d["nba"], d["cause"], d["dispatch_id"],
                    nxt, None)
 
 
-@mypyc_attr(native_class=False)
+@trait
 class SendDelivery(EngineParts):
     """The engine's sends (a part of ``JourneyEngine``)."""
 
@@ -92,20 +99,13 @@ class SendDelivery(EngineParts):
             if parts[0] in ("traits", "event", "profile", "scores", "journey"):
                 assert ctx is not None
                 personalization[path] = ctx.resolve(parts)
-        dispatch_id = self._dispatch_id(p, jid, run, node)
+        key = dispatch_id(p, jid, run, node)
         intent = _Intent(jid, run, spec, node, channel, template, purpose, personalization,
-                         action, nba, cause, dispatch_id, nxt, ev)
+                         action, nba, cause, key, nxt, ev)
         if self.registry.status(jid) == "paused":
             run.held = {"at": at, "intent": intent_to_dict(intent)}
             return
         self._moment.append(intent)
-
-    @staticmethod
-    def _dispatch_id(p: Profile, jid: str, run: Run, node: str) -> str:
-        # The entry time identifies the entry instance even where instance numbers restart
-        # (after a merge or an erasure).
-        return idempotency_key("dispatch", p.id, jid, run.v, node, run.instance,
-                               run.visits.get(node, 1), run.entered)
 
     def _backup(self, p: Profile, i: _Intent, caps: dict, at: int) -> None:
         """A next-best-action send whose channel cannot take it now (capped, quiet, opted out,

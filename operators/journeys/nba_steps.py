@@ -5,16 +5,16 @@ on with the chosen action's send, or with nothing for ``do_nothing``."""
 
 from __future__ import annotations
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import trait
 
 from models.profile import Profile
 from operators.effects import Effects
-from operators.journeys.delivery import _Intent, intent_to_dict
+from operators.journeys.delivery import _Intent, dispatch_id, intent_to_dict
 from operators.journeys.parts import EngineParts
 from operators.nba import Request
 
 
-@mypyc_attr(native_class=False)
+@trait
 class NbaSteps(EngineParts):
     """The engine's next-best-action steps (a part of ``JourneyEngine``)."""
 
@@ -69,7 +69,7 @@ class NbaSteps(EngineParts):
         self.counts[("nba", action, rec["explored"])] += 1
         if primary["channel"] == "none":
             intent = _Intent(jid, run, spec, node, "none", primary["template"], "marketing", {},
-                             action, rec, cause, self._dispatch_id(p, jid, run, node))
+                             action, rec, cause, dispatch_id(p, jid, run, node))
             self._decision(fx, p, spec, run, intent_to_dict(intent), "drop",
                            ["nba.do_nothing"], at, None)
             self._advance(fx, p, jid, run, spec, step.next, at, ev, cause)

@@ -23,8 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mypy_extensions import mypyc_attr
-
 from models import features as nba_features
 from models.conditions import Context
 from models.events import InEvent
@@ -114,7 +112,6 @@ def _holds(text: str, ctx: Context | None) -> bool:
     return condition(text)(ctx)
 
 
-@mypyc_attr(native_class=False)
 class JourneyEngine(SendDelivery, NbaSteps):
     """Runs journeys for one partition; see the module docstring."""
 
