@@ -176,11 +176,12 @@ class IdentityStitching(PartitionParts):
                 x, c, _ = orjson.loads(v)
                 if x == b["id"] and c == b["ref"]:
                     txn.delete(key)
-                    if "at" in b and txn.get(keys.link(x)) is None \
+                    if "at" in b and kind_of(x) in ("user", "anon") \
+                            and txn.get(keys.link(x)) is None \
                             and txn.get(keys.redirect(x)) is None:
-                        # The claim would have merged x's own history into the erased
-                        # customer: it goes too, and x's late events from before the request
-                        # with it (the erasure marker drops them).
+                        # The claim would have merged x's own history (a customer of its
+                        # own, if any) into the erased customer: it goes too, and x's late
+                        # events from before the request with it (the marker drops them).
                         self._erase(x, InEvent("track", str(b.get("cause") or ""),
                                                value_of(x), ERASURE_REQUESTED, b["at"]))
             raw = txn.get(keys.claimants(b["id"]))
