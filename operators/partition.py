@@ -515,7 +515,7 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
             p = self._existing_profile(ref)
             if p is not None and p.timers and min(p.timers.values()) <= ev.ts_ms:
                 self._fire_customer(p, ev.ts_ms)
-            self._erase(ref, ev)
+            self._erase(ref, ev.ts_ms, ev.message_id, ev.key)
             return
         p, created = self._profile(ref, ev.ts_ms)
         if created:

@@ -83,7 +83,7 @@ class PartitionParts:
     def _erased_since(self, ref: str, at: int) -> bool:
         raise NotImplementedError
 
-    def _erase(self, ref: str, ev: InEvent) -> None:
+    def _erase(self, ref: str, at: int, message_id: str, event: str) -> None:
         raise NotImplementedError
 
     def _unindex(self, p: Profile, ref: str) -> tuple[int, int]:

@@ -9,7 +9,6 @@ import orjson
 from mypy_extensions import trait
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
-from models.events import InEvent
 from models.identifiers import value_of
 from models.profile import mark_gone
 from operators.partition_parts import PartitionParts
@@ -56,12 +55,12 @@ class Erasure(PartitionParts):
         raw = self.txn.get(keys.erased(ref))
         return raw is not None and at <= int(raw)
 
-    def _erase(self, ref: str, ev: InEvent) -> None:
+    def _erase(self, ref: str, at: int, message_id: str, event: str) -> None:
         """Right to erasure: everything held on the customer goes, before any later event of
         theirs; what remains is an audit record without personal data."""
         txn = self.txn
         assert txn is not None
-        if self._erased_since(ref, ev.ts_ms):
+        if self._erased_since(ref, at):
             self.txn.stats["erasure_repeated"] += 1  # a retried (or older) request: done already
             return
         p = self._existing_profile(ref)
@@ -74,8 +73,8 @@ class Erasure(PartitionParts):
             for x in sorted(set(p.links) | set(p.merged_from)):
                 if x != ref:
                     deleted["links"] += 1
-                    self._route(x, {"kind": "unlink", "id": x, "ref": ref, "at": ev.ts_ms,
-                                    "cause": ev.message_id})
+                    self._route(x, {"kind": "unlink", "id": x, "ref": ref, "at": at,
+                                    "cause": message_id, "event": event})
             # Outputs decided before the request still go out (they are already on their way),
             # but their copies in the outbox go now instead of on Kafka's acknowledgement. An
             # entry holding any leaves whole; its other unacknowledged outputs go into this
@@ -100,13 +99,13 @@ class Erasure(PartitionParts):
         txn.delete(keys.profile(ref))
         txn.delete(keys.link(ref))
         txn.delete(keys.redirect(ref))
-        txn.put(keys.erased(ref), b"%d" % ev.ts_ms)  # late data from before this is dropped
+        txn.put(keys.erased(ref), b"%d" % at)  # late data from before this is dropped
         self.txn.stats["erasures"] += 1
         digest = hashlib.sha256(ref.encode()).hexdigest()
         record = {"schema_version": SCHEMA_VERSION, "type": "privacy.erased",
-                  "idempotency_key": idempotency_key("erased", digest, ev.message_id),
+                  "idempotency_key": idempotency_key("erased", digest, message_id),
                   "customer_id": None, "customer_ref_sha256": digest, "journey": None,
-                  "at_ms": ev.ts_ms, "cause": {"event": ev.key}, "deleted": deleted}
+                  "at_ms": at, "cause": {"event": event}, "deleted": deleted}
         if dead is not None:  # where this customer's raw payloads are, to purge them there
             record["dead_letters"] = dead
         self.txn.emit(Output(self.topics.customer_events, digest, orjson.dumps(record)))

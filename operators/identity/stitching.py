@@ -182,8 +182,8 @@ class IdentityStitching(PartitionParts):
                         # The claim would have merged x's own history (a customer of its
                         # own, if any) into the erased customer: it goes too, and x's late
                         # events from before the request with it (the marker drops them).
-                        self._erase(x, InEvent("track", str(b.get("cause") or ""),
-                                               value_of(x), ERASURE_REQUESTED, b["at"]))
+                        self._erase(x, b["at"], str(b.get("cause") or ""),
+                                    str(b.get("event") or ERASURE_REQUESTED))
             raw = txn.get(keys.claimants(b["id"]))
             if raw is not None:  # no raw id of the erased customer stays here
                 users = [u for u in orjson.loads(raw) if u != b["ref"]]
