@@ -2,7 +2,7 @@
 
 Upstream teams emit what they already emit for Segment. The pydantic ``Event`` model is the
 edge contract (and the source of ``schemas/event.schema.json``); once validated, an event is
-carried through the hot path as the slim ``InEvent`` dataclass.
+carried through the hot path as the slim ``InEvent`` (``models.in_event``).
 
 Example:
     >>> e = Event.model_validate({"type": "track", "messageId": "m1", "userId": "u1",
@@ -13,12 +13,16 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The hot path's event and the rules that shape it (compiled): here too, for the edge's users.
+from models.in_event import InEvent as InEvent
+from models.in_event import device_id as device_id
+from models.in_event import event_key as event_key
+from models.in_event import event_time_ms as event_time_ms
 
 EventType = Literal["track", "identify", "page", "screen", "alias", "group"]
 CHANNELS = ("email", "sms", "push", "in_app", "webhook", "ads")
@@ -125,66 +129,6 @@ class Event(BaseModel):
         return event_key(self.type, self.event, self.name)
 
 
-def event_key(kind: str, event: str | None, name: str | None) -> str:
-    """An event's counter name: the track event, ``page:<name>``/``screen:<name>``, or the
-    call type."""
-    if kind == "track":
-        return event or ""
-    if kind in ("page", "screen"):
-        return f"{kind}:{name}" if name else kind
-    return kind
-
-
-@dataclass(slots=True)
-class InEvent:
-    """A validated event on the hot path (plain dataclass: cheaper than a model)."""
-
-    type: str
-    message_id: str
-    customer_id: str
-    key: str
-    ts_ms: int
-    user_id: str | None = None
-    anonymous_id: str | None = None
-    properties: dict[str, Any] = field(default_factory=dict)
-    traits: dict[str, Any] = field(default_factory=dict)
-    timezone: str | None = None
-    offset: int = -1
-    kafka_ts_ms: int = 0
-    part: str = ""  # input "topic#partition" it came from
-    device_id: str | None = None
-    raw: dict | None = None          # the validated JSON, when it was parsed as a whole
-    raw_json: bytes | None = None    # else the message bytes it came from
-    canonical: str | None = None     # set when forwarded: the customer it belongs to
-    hops: int = 0                    # times it was forwarded (loop guard)
-    previous_id: str | None = None   # alias: the id it joins to user_id
-    group_id: str | None = None      # group: the account (group) the customer belongs to
-    sub: int = 0                     # its index in a batch payload (Segment's batch API)
-    read_ns: int = 0                 # monotonic ns when the consumer returned it (metrics)
-
-
-    def document(self) -> dict | None:
-        """The event as received (JSON object), for forwarding to another partition."""
-        if self.raw is None and self.raw_json is not None:
-            self.raw = orjson.loads(self.raw_json)
-        return self.raw
-
-
-def event_time_ms(timestamp: datetime | None, original: datetime | None,
-                  received: datetime | None, sent: datetime | None, kafka_ts_ms: int) -> int:
-    """Segment's rule: ``timestamp``; else ``originalTimestamp`` corrected for the device's
-    clock skew by ``receivedAt - sentAt``; else ``receivedAt``; else the Kafka timestamp."""
-    if timestamp is not None:
-        return int(timestamp.timestamp() * 1000)
-    if original is not None:
-        skew = (received - sent).total_seconds() if received is not None and sent is not None \
-            else 0.0
-        return int((original.timestamp() + skew) * 1000)
-    if received is not None:
-        return int(received.timestamp() * 1000)
-    return kafka_ts_ms
-
-
 def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
     """Event time: see ``event_time_ms``."""
     ts_ms = event_time_ms(e.timestamp, e.originalTimestamp, e.receivedAt, e.sentAt,
@@ -206,10 +150,3 @@ def to_in_event(e: Event, kafka_ts_ms: int, offset: int) -> InEvent:
         previous_id=e.previousId or None,
         group_id=e.groupId or None,
     )
-
-
-def device_id(device: object) -> str | None:
-    """``context.device.id`` as a string, if the event has one (Segment sends str or int)."""
-    if isinstance(device, dict) and isinstance(device.get("id"), str | int):
-        return str(device["id"])
-    return None

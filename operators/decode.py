@@ -16,23 +16,15 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
 from pydantic import ValidationError
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
-from models.events import (
-    CONSENT_UPDATED,
-    ID_MAX,
-    Event,
-    InEvent,
-    device_id,
-    event_key,
-    event_time_ms,
-    to_in_event,
-)
+from models.events import CONSENT_UPDATED, Event, to_in_event
+from models.in_event import InEvent, device_id, event_key, event_time_ms
+from models.wire import fast_decoder
 
 MAX_DEPTH = 64  # state is JSON too: what cannot be stored must not get in
 
@@ -47,7 +39,12 @@ def _too_deep(value: object, budget: int) -> bool:
     return False
 
 
-@dataclass(slots=True)
+# The classes below are compiled (native) and so write their own ``__init__`` (the one
+# ``dataclasses`` generates stays interpreted under mypyc) and ``__reduce__`` (a compiled
+# class is rebuilt through its ``__init__`` when pickled between the workers of a cluster).
+
+
+@dataclass(slots=True, init=False)
 class RawRecord:
     """One Kafka message as read from an input partition (not frozen: one is built per
     message, and a frozen dataclass costs three times as much to build)."""
@@ -59,14 +56,25 @@ class RawRecord:
     value: bytes | None
     headers: list[tuple[str, bytes]]
     timestamp_ms: int
-    read_ns: int = 0  # monotonic ns when the consumer returned it (0: not read from Kafka)
+    read_ns: int  # monotonic ns when the consumer returned it (0: not read from Kafka)
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None,
+                 value: bytes | None, headers: list[tuple[str, bytes]], timestamp_ms: int,
+                 read_ns: int = 0) -> None:
+        self.topic, self.partition, self.offset, self.key = topic, partition, offset, key
+        self.value, self.headers, self.timestamp_ms, self.read_ns = value, headers, \
+            timestamp_ms, read_ns
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return RawRecord, (self.topic, self.partition, self.offset, self.key, self.value,
+                           self.headers, self.timestamp_ms, self.read_ns)
 
     @property
     def part_key(self) -> str:
         return f"{self.topic}#{self.partition}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Rejected:
     """An input message that goes to the dead-letter topic instead of state."""
 
@@ -74,8 +82,17 @@ class Rejected:
     key: bytes | None
     record: dict
     reason: dict
-    part: str = ""  # input "topic#partition" it came from
-    sub: int = 0    # its index in a batch payload
+    part: str  # input "topic#partition" it came from
+    sub: int   # its index in a batch payload
+
+    def __init__(self, offset: int, key: bytes | None, record: dict, reason: dict,
+                 part: str = "", sub: int = 0) -> None:
+        self.offset, self.key, self.record, self.reason = offset, key, record, reason
+        self.part, self.sub = part, sub
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return Rejected, (self.offset, self.key, self.record, self.reason, self.part,
+                          self.sub)
 
 
 # Every dead-letter reason code, with what it means (the README's table, kept equal by a test).
@@ -112,17 +129,16 @@ def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = N
     reason = {"code": code, "detail": detail[:500], "fields": fields or []}
     value = raw.value or b""
     key = raw.key[:KEY_KEEP_BYTES] if raw.key is not None else None
-    record = {
+    source: dict[str, object] = {"topic": raw.topic, "partition": raw.partition,
+                                 "offset": raw.offset, "timestamp_ms": raw.timestamp_ms}
+    if sub:
+        source["batch_index"] = sub
+    record: dict[str, object] = {
         "schema_version": SCHEMA_VERSION,
         "idempotency_key": idempotency_key("dlq", raw.topic, raw.partition, raw.offset,
                                            *((sub,) if sub else ())),
         "reason": reason,
-        "source": {
-            "topic": raw.topic,
-            "partition": raw.partition,
-            "offset": raw.offset,
-            "timestamp_ms": raw.timestamp_ms,
-        },
+        "source": source,
         "key_b64": base64.b64encode(key).decode() if key is not None else None,
         "value_b64": base64.b64encode(value[:keep]).decode(),
         "headers": _kept_headers(raw.headers),
@@ -132,8 +148,6 @@ def _reject(raw: RawRecord, code: str, detail: str, fields: list[str] | None = N
                       value_sha256=hashlib.sha256(value).hexdigest())
     if raw.key is not None and len(raw.key) > KEY_KEEP_BYTES:
         record.update(key_truncated=True, key_bytes=len(raw.key))
-    if sub:
-        record["source"]["batch_index"] = sub
     return Rejected(raw.offset, key, record, reason, raw.part_key, sub)
 
 
@@ -163,39 +177,11 @@ def _schema_reason(err: ValidationError) -> tuple[str, str, list[str]]:
 
 
 # ----- the fast path ----------------------------------------------------------------------
-# msgspec decodes the bytes straight into typed structs (≈ 5× cheaper than orjson + pydantic).
-# It accepts a subset of what ``Event`` accepts and gives the same values for it; anything it
-# does not take (a rare field, a type error, a reserved event with its own rules) goes down
-# the pydantic path, which also words every dead-letter reason. ``tests/unit/test_decode.py``
-# holds both paths to the same results.
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX)]
-
-
-class _FastContext(msgspec.Struct, frozen=True):
-    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    locale: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    device: Any = None
-
-
-class _FastEvent(msgspec.Struct):
-    type: Literal["track", "identify", "page", "screen", "alias", "group"]
-    messageId: _Id
-    userId: _Id | None = None
-    anonymousId: _Id | None = None
-    event: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
-    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
-    previousId: Annotated[str, msgspec.Meta(max_length=ID_MAX)] | None = None
-    groupId: Annotated[str, msgspec.Meta(max_length=ID_MAX)] | None = None
-    properties: dict[str, Any] = {}
-    traits: dict[str, Any] = {}
-    context: _FastContext = _FastContext()
-    timestamp: datetime | None = None
-    receivedAt: datetime | None = None
-    originalTimestamp: datetime | None = None
-    sentAt: datetime | None = None
-
-
-_fast_decoder = msgspec.json.Decoder(_FastEvent)
+# msgspec decodes the bytes straight into typed structs (``models.wire``; ≈ 5× cheaper than
+# orjson + pydantic). It accepts a subset of what ``Event`` accepts and gives the same values
+# for it; anything it does not take (a rare field, a type error, a reserved event with its
+# own rules) goes down the pydantic path, which also words every dead-letter reason.
+# ``tests/unit/test_decode.py`` holds both paths to the same results.
 # What the full path must decide: integers of 19 digits or more (beyond 64 bits orjson reads
 # them as floats, msgspec as ints) and times with more than 6 fractional digits (pydantic
 # truncates them, msgspec rounds). Found on the bytes with every digit mapped to 0 (a
@@ -203,12 +189,14 @@ _fast_decoder = msgspec.json.Decoder(_FastEvent)
 _DIGITS_AS_0 = bytes(48 if 48 <= b <= 57 else b if b in b":." else 32 for b in range(256))
 _LONG_NUMBER = b"0" * 19
 _LONG_FRACTION = b"0:00.0000000"
+_SEVEN_DIGITS = b"0" * 7  # in both: most events have no such run, one search rules both out
 
 
 def _full_path_only(value: bytes) -> bool:
     # An escaped surrogate: msgspec takes a lone one, orjson (and so state, forwarding and
-    # outputs) refuses it; the full path decides, as for every other event with one.
-    if b"\\ud" in value or b"\\uD" in value:
+    # outputs) refuses it; the full path decides, as for every other event with one. (Most
+    # events hold no backslash at all: one byte search, then the two escapes.)
+    if b"\\" in value and (b"\\ud" in value or b"\\uD" in value):
         return True
     # msgspec skips the fields it does not know without checking their UTF-8; orjson (state,
     # forwarding, dead letters) refuses bad UTF-8 anywhere.
@@ -218,41 +206,49 @@ def _full_path_only(value: bytes) -> bool:
         except UnicodeDecodeError:
             return True
     t = value.translate(_DIGITS_AS_0)
-    return _LONG_NUMBER in t or _LONG_FRACTION in t
+    return _SEVEN_DIGITS in t and (_LONG_NUMBER in t or _LONG_FRACTION in t)
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    """``when`` with its time zone (naive: UTC, as Segment reads it); raises when it is no
+    time."""
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    when.timestamp()
+    return when
 
 
 def _fast(value: bytes, kafka_ts_ms: int, offset: int) -> InEvent | None:
     """The event, or None when only the full path can say (valid or not)."""
     try:
-        e = _fast_decoder.decode(value)
+        e = fast_decoder.decode(value)
     except msgspec.DecodeError:
         return None
-    kind = e.type
-    if e.userId is None and e.anonymousId is None:
+    kind: str = e.type
+    uid: str | None = e.userId
+    aid: str | None = e.anonymousId
+    if uid is None and aid is None:
         return None
     # Rules the pydantic model checks: the full path words their reasons.
-    if (kind == "track" and (e.event is None or e.event == CONSENT_UPDATED)) \
+    name: str | None = e.event
+    if (kind == "track" and (name is None or name == CONSENT_UPDATED)) \
             or (kind == "alias" and not e.previousId) or (kind == "group" and not e.groupId):
         return None
-    times = [e.timestamp, e.originalTimestamp, e.receivedAt, e.sentAt]
-    for i, when in enumerate(times):  # every one given must be a time
-        if when is None:
-            continue
-        if when.tzinfo is None:  # naive: UTC, as Segment reads it
-            times[i] = when = when.replace(tzinfo=UTC)
-        try:
-            when.timestamp()
-        except (OverflowError, OSError, ValueError):
-            return None
-    try:
-        ts_ms = event_time_ms(*times, kafka_ts_ms)
+    try:  # every time given must be a time (``timestamp``'s is read by event_time_ms)
+        ts: datetime | None = e.timestamp
+        if ts is not None and ts.tzinfo is None:
+            ts = ts.replace(tzinfo=UTC)
+        ts_ms = event_time_ms(ts, _aware(e.originalTimestamp), _aware(e.receivedAt),
+                              _aware(e.sentAt), kafka_ts_ms)
     except (OverflowError, OSError, ValueError):
         return None
-    return InEvent(kind, e.messageId, e.userId or e.anonymousId or "",
-                   event_key(kind, e.event, e.name), ts_ms, e.userId, e.anonymousId,
-                   e.properties, e.traits, e.context.timezone, offset, kafka_ts_ms, "",
-                   device_id(e.context.device), previous_id=e.previousId or None,
-                   group_id=e.groupId or None)
+    context = e.context
+    return InEvent(kind, e.messageId, uid or aid or "", event_key(kind, name, e.name), ts_ms,
+                   uid, aid, e.properties, e.traits, context.timezone, offset, kafka_ts_ms, "",
+                   device_id(context.device), None, None, None, 0, e.previousId or None,
+                   e.groupId or None)
 
 
 def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
@@ -268,7 +264,7 @@ def decode(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
         return _reject(raw, "too_large", f"{len(value)} bytes > limit {max_bytes}",
                        keep=keep_bytes)
     out = _decode(raw, value, max_future_skew_ms)
-    if type(out) is Rejected:
+    if isinstance(out, Rejected):
         if len(value) > keep_bytes:  # rare (max_event_bytes above dlq_keep_bytes)
             return _reject(raw, out.reason["code"], out.reason["detail"], out.reason["fields"],
                            keep=keep_bytes)
@@ -380,7 +376,7 @@ def decode_all(raw: RawRecord, *, max_bytes: int, max_future_skew_ms: int,
     return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Routed:
     """A message between partitions (``segue.repartition``): identity claims and merges."""
 
@@ -388,6 +384,12 @@ class Routed:
     body: dict
     offset: int
     part: str
+
+    def __init__(self, kind: str, body: dict, offset: int, part: str) -> None:
+        self.kind, self.body, self.offset, self.part = kind, body, offset, part
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return Routed, (self.kind, self.body, self.offset, self.part)
 
 
 def decode_routed(raw: RawRecord, *, max_future_skew_ms: int,

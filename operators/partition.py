@@ -27,7 +27,8 @@ from collections.abc import Sequence
 
 import orjson
 
-from models.events import ERASURE_REQUESTED, InEvent
+from models.events import ERASURE_REQUESTED
+from models.in_event import InEvent
 from models.profile import Profile, new_profile
 from models.settings import Settings
 from operators.analytics import totals

@@ -17,7 +17,7 @@ from __future__ import annotations
 from mypy_extensions import trait
 
 # Real imports, not TYPE_CHECKING ones: a compiled module builds these annotations at import.
-from models.events import InEvent
+from models.in_event import InEvent
 from models.profile import Profile
 from models.settings import Settings, Topics
 from operators.customer.lifecycle import StageRules

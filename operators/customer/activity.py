@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from models.events import InEvent
 from models.identifiers import hash_email, hash_personal
+from models.in_event import InEvent
 from models.profile import Profile
 from models.settings import PrivacySettings, ProfileLimits, ProfileSum
 from operators.customer.limits import dropped, trait_too_big

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.events import CONSENT_UPDATED, InEvent
+from models.events import CONSENT_UPDATED
+from models.in_event import InEvent
 from models.journey import CHANNELS
 from models.profile import Profile
 

@@ -11,8 +11,9 @@ import orjson
 from mypy_extensions import trait
 
 from models.envelope import SCHEMA_VERSION, idempotency_key
-from models.events import ERASURE_REQUESTED, InEvent
+from models.events import ERASURE_REQUESTED
 from models.identifiers import kind_of, primary_ref, value_of, winner
+from models.in_event import InEvent
 from models.profile import Profile, from_plain, mark_gone, plain
 from operators.customer import lifecycle, limits
 from operators.decode import RawRecord, Routed, decode

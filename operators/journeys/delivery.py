@@ -16,7 +16,7 @@ from mypy_extensions import trait
 
 from models.conditions import Context
 from models.envelope import idempotency_key
-from models.events import InEvent
+from models.in_event import InEvent
 from models.journey import (
     Journey,
 )

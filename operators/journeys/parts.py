@@ -17,7 +17,7 @@ from mypy_extensions import trait
 
 # Real imports, not TYPE_CHECKING ones: a compiled module builds these annotations at import.
 from models.conditions import Context
-from models.events import InEvent
+from models.in_event import InEvent
 from models.journey import Journey
 from models.profile import Profile, Run
 from operators.effects import Effects

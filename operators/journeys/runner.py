@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from models import features as nba_features
 from models.conditions import Context
-from models.events import InEvent
+from models.in_event import InEvent
 from models.journey import (
     Branch,
     End,

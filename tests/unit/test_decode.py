@@ -1,3 +1,5 @@
+import dataclasses
+
 import orjson
 import pytest
 
@@ -96,7 +98,7 @@ _CASES = [dict(_BASE, **{f: v}) for f, vs in _VARIANTS.items() for v in vs]
 _CASES += [dict(c, type=t) for c in list(_CASES) for t in ("page", "identify", "alias", "group")]
 _CASES += [dict(_BASE, timestamp=t, receivedAt=r) for t in _VARIANTS["timestamp"]
            for r in _VARIANTS["receivedAt"]]
-_FIELDS = [f for f in InEvent.__slots__ if f not in ("raw", "raw_json")]
+_FIELDS = [f.name for f in dataclasses.fields(InEvent) if f.name not in ("raw", "raw_json")]
 
 
 def _view(r):
