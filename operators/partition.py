@@ -193,10 +193,19 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
         self._acked.append(seq)
 
     def unsent_changelog(self) -> list[tuple[int, dict[str, int], list]]:
-        """Batches whose changes the changelog topic may not have (send them again, in
-        order, before anything newer)."""
-        return [(int(k[len(keys.CHANGELOG):], 16), *changelog.decode_batch(v))
-                for k, v in self.store.scan(keys.CHANGELOG)]
+        """Batches whose changes the changelog topic may not have, as one batch to send
+        again before anything newer: the keys they changed with the values the store holds
+        now (the newest; a deleted key goes as a tombstone), and the last one's sequence
+        number and offsets (``state.changelog``)."""
+        pending = [(int(k[len(keys.CHANGELOG):], 16), *changelog.decode_pending(v))
+                   for k, v in self.store.scan(keys.CHANGELOG)]
+        if not pending:
+            return []
+        changed: dict[bytes, None] = {}
+        for _, _, ks in pending:
+            changed.update(dict.fromkeys(ks))
+        seq, applied, _ = pending[-1]
+        return [(seq, applied, [(k, self.store.get(k)) for k in changed])]
 
     def acknowledge_changelog(self, seq: int) -> None:
         """Kafka has batch ``seq``'s changelog records, and (sent in order) all before it."""

@@ -14,15 +14,18 @@ to the last marker are therefore a complete store, as of that batch: a restore a
 them in order and ignores whatever follows the last marker (a batch cut off by a crash, sent
 again in full once the process is back).
 
-The batch's changes ride in the same WriteBatch as its state (``l|<seq>``, see
-``state.keys``): a crash after the commit sends them again, in order, before anything newer
-(the outbox's rule, for the changelog). They leave the store once Kafka has the marker. The
+Each batch's pending entry rides in the same WriteBatch as its state (``l|<seq>``, see
+``state.keys``): the keys it changed and the input offsets applied after it. It leaves the
+store once Kafka has the marker. A crash after the commit sends the pending batches again,
+before anything newer (the outbox's rule, for the changelog), as one batch: their keys with
+the values the store holds now, which are the newest, and the last one's marker. So an entry
+holds keys only: writing each batch's values twice would double what the store writes. The
 ``l|`` entries themselves are not mirrored.
 
 Example:
-    >>> raw = encode_batch({"segue.events": 41}, [(b"c|u1", b"{}"), (b"o|01", None)])
-    >>> decode_batch(raw)
-    ({'segue.events': 41}, [(b'c|u1', b'{}'), (b'o|01', None)])
+    >>> raw = encode_pending({"segue.events": 41}, [b"c|u1", b"o|01"])
+    >>> decode_pending(raw)
+    ({'segue.events': 41}, [b'c|u1', b'o|01'])
     >>> decode_marker(encode_marker(7, {"segue.events": 41}))
     (7, {'segue.events': 41})
 """
@@ -33,12 +36,14 @@ import msgspec
 
 from state import keys
 
-FORMAT_V1 = b"\x01"
+FORMAT_V1 = b"\x01"  # markers; pending entries of earlier versions (keys and values)
+FORMAT_V2 = b"\x02"  # pending entries: keys only
 # State keys are ``<letter>|…``: no state key starts with ``#``.
 MARKER = b"#batch"
 
 _encoder = msgspec.msgpack.Encoder()
-_batch = msgspec.msgpack.Decoder(tuple[dict[str, int], list[tuple[bytes, bytes | None]]])
+_pending_v1 = msgspec.msgpack.Decoder(tuple[dict[str, int], list[tuple[bytes, bytes | None]]])
+_pending = msgspec.msgpack.Decoder(tuple[dict[str, int], list[bytes]])
 _marker = msgspec.msgpack.Decoder(tuple[int, dict[str, int]])
 
 
@@ -50,13 +55,18 @@ def mirrored(key: bytes) -> bool:
 Changes = list[tuple[bytes, bytes | None]]
 
 
-def encode_batch(applied: dict[str, int], changes: Changes) -> bytes:
-    """A batch's pending changelog entry: the offsets applied after it, and its changes."""
-    return FORMAT_V1 + _encoder.encode((applied, changes))
+def encode_pending(applied: dict[str, int], changed: list[bytes]) -> bytes:
+    """A batch's pending changelog entry: the offsets applied after it, and the keys it
+    changed."""
+    return FORMAT_V2 + _encoder.encode((applied, changed))
 
 
-def decode_batch(raw: bytes) -> tuple[dict[str, int], Changes]:
-    return _batch.decode(memoryview(raw)[1:])
+def decode_pending(raw: bytes) -> tuple[dict[str, int], list[bytes]]:
+    """(applied offsets, changed keys) of a pending entry, in either format."""
+    if raw[:1] == FORMAT_V1:  # written by an earlier version, with the values
+        applied, changes = _pending_v1.decode(memoryview(raw)[1:])
+        return applied, [k for k, _ in changes]
+    return _pending.decode(memoryview(raw)[1:])
 
 
 def encode_marker(seq: int, applied: dict[str, int]) -> bytes:

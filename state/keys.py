@@ -19,8 +19,9 @@ Keys are bytes; ``|`` separates parts. One store per input partition holds:
 ``h|<journey>|<held_ms:016x>|<customer ref>``          a send held while its journey is paused
 ``o|<seq:016x>``                                       outbox: a batch's outputs, until Kafka has
                                                        acknowledged them all (``state.outbox``)
-``l|<seq:016x>``                                       a batch's changes not yet in the changelog
-                                                       topic (``state.changelog``; not mirrored)
+``l|<seq:016x>``                                       the keys a batch changed, not yet in the
+                                                       changelog topic (``state.changelog``; not
+                                                       mirrored)
 ``d|<sha256 of a message key>``                        dead letters of messages with that key here
                                                        (count, offsets): erasure reports them
 ``x|<output digest>``                                   a parked output: one that cannot be produced
@@ -54,7 +55,7 @@ WAITING = b"w|"     # w|<reference>|<seq> -> an event held until the merges it a
 ERASED = b"e|"      # e|<sha256 of reference> -> when it was erased (no personal data)
 TIMER = b"t|"
 OUTBOX = b"o|"
-CHANGELOG = b"l|"   # l|<seq> -> a batch's changes, until the changelog topic has them
+CHANGELOG = b"l|"   # l|<seq> -> the keys a batch changed, until the changelog topic has them
 CHANGELOG_SEQ = b"m|changelog"
 DEAD_LETTERS = b"d|"  # d|<sha256 of the input key> -> {n, topic, partition, first, last}
 PARKED = b"x|"      # x|<blake2b of the output> -> (why, when, the output)

@@ -295,8 +295,8 @@ class BatchTransaction:
         p.changelog_seq = (p.changelog_seq or 0) + 1
         seq = staged[keys.CHANGELOG_SEQ] = b"%d" % p.changelog_seq
         changes.append((keys.CHANGELOG_SEQ, seq))
-        staged[keys.changelog(p.changelog_seq)] = changelog.encode_batch(
-            p.applied, changes)
+        staged[keys.changelog(p.changelog_seq)] = changelog.encode_pending(
+            p.applied, [k for k, _ in changes])
         self.changelog_entry = (p.changelog_seq, dict(p.applied), changes)
 
     def commit(self) -> None:

@@ -71,3 +71,44 @@ def test_an_output_created_and_acknowledged_meanwhile_is_not_sent():
     _, _, out, n = u.take()
     assert n == 2
     assert out == [(b"c|a", b"2"), (b"c|b", None)]  # a deleted profile key still goes
+
+
+def test_a_restart_sends_the_unacknowledged_batches_again_as_the_store_holds_them(tmp_path):
+    """Pending entries name keys only: what a restart sends again (their keys with the
+    store's values now, and the last batch's marker) after what Kafka had acknowledged
+    rebuilds the store exactly, deleted keys included."""
+    from models.in_event import InEvent
+    from models.settings import Settings
+    from operators.partition import Partition
+    from state import keys
+    from state.store import PartitionStore
+
+    def ev(offset: int, cid: str) -> InEvent:
+        return InEvent("track", f"m{offset}", cid, "Signed Up", 1_767_225_600_000 + offset,
+                       user_id=cid, offset=offset, part="e#0")
+
+    path = tmp_path / "p0"
+    proc = Partition(PartitionStore(path), Settings(), changelog=True)
+    sent = []
+    for i, cids in enumerate([("u1", "u2"), ("u1", "u3"), ("u2", "u4"), ("u1", "u5")]):
+        outputs = proc.process([ev(2 * i, cids[0]), ev(2 * i + 1, cids[1])])
+        assert outputs and proc.txn.changelog_entry is not None
+        sent.append(proc.txn.changelog_entry)
+        for seq, _ in outputs:  # Kafka has the outputs: their outbox keys go next batch
+            proc.acknowledge(seq)
+    # Kafka acknowledged the first two batches' changelog records, then the process died.
+    proc.acknowledge_changelog(sent[1][0])
+    proc.process([])  # drops their pending entries, and the last outputs' outbox keys
+    assert proc.txn.changelog_entry is not None
+    sent.append(proc.txn.changelog_entry)
+    proc.store.close()
+
+    store = PartitionStore(path)
+    again = Partition(store, Settings(), changelog=True).unsent_changelog()
+    assert [(seq, applied) for seq, applied, _ in again] == [sent[-1][:2]]
+    rebuilt: dict = {}
+    for _, _, changes in (*sent[:2], *again):
+        apply(rebuilt, changes)
+    stored = {k: v for k, v in store.scan(b"") if not k.startswith(keys.CHANGELOG)}
+    assert rebuilt == stored
+    assert any(v is None and k.startswith(keys.OUTBOX) for k, v in again[0][2])

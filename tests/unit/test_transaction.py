@@ -107,13 +107,11 @@ def test_commit_needs_prepare_first(tmp_path):
         txn.commit()
 
 
-def replay_changelog(entries: list[bytes]) -> dict[bytes, bytes]:
-    """A store rebuilt from batches' changelog entries, applied in order."""
-    from state.changelog import decode_batch
-
+def replay_changelog(batches: list[list]) -> dict[bytes, bytes]:
+    """A store rebuilt from batches' changelog records, applied in order."""
     rebuilt: dict[bytes, bytes] = {}
-    for raw in entries:
-        for k, v in decode_batch(raw)[1]:
+    for changes in batches:
+        for k, v in changes:
             if v is None:
                 rebuilt.pop(k, None)
             else:
@@ -122,12 +120,13 @@ def replay_changelog(entries: list[bytes]) -> dict[bytes, bytes]:
 
 
 def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
-    """Every mirrored key of the store, deletes included, comes back from the entries; the
+    """Every mirrored key of the store, deletes included, comes back from the batches'
+    changelog records; each batch's pending entry names exactly the keys it changed; the
     pending entries themselves are not mirrored, and their deletion alone sends nothing."""
-    from state.changelog import decode_batch
+    from state.changelog import decode_pending
 
     store = PartitionStore(tmp_path / "s")
-    entries: list[bytes] = []
+    sent: list[list] = []
 
     def batch(puts=(), deletes=(), emit=(), applied=None) -> BatchTransaction:
         txn = BatchTransaction(store, Progress.load(store), changelog=True)
@@ -142,23 +141,36 @@ def test_changelog_entries_rebuild_the_store_exactly(tmp_path):
         txn.prepare()
         txn.commit()
         if txn.changelog_entry is not None:
-            entries.append(store.get(keys.changelog(txn.changelog_entry[0])))
-            assert decode_batch(entries[-1]) == txn.changelog_entry[1:]
+            seq, offsets, changes = txn.changelog_entry
+            sent.append(changes)
+            pending = decode_pending(store.get(keys.changelog(seq)))
+            assert pending == (offsets, [k for k, _ in changes])
         return txn
 
     first = batch(puts=[(b"c|u1", b"a"), (b"c|u2", b"b")], emit=[b"out1"], applied=3)
     assert first.changelog_entry is not None and first.changelog_entry[0] == 1
-    batch(puts=[(b"c|u1", b"a2")], deletes=[b"c|u2", keys.outbox(1)], applied=7)
+    last = batch(puts=[(b"c|u1", b"a2")], deletes=[b"c|u2", keys.outbox(1)], applied=7)
     # Only the first pending entry leaves: nothing to mirror, no changelog batch.
     only = batch(deletes=[keys.changelog(1)])
     assert only.changelog_entry is None
     assert Progress.load(store).changelog_seq == 2
 
     stored = {k: v for k, v in store.scan(b"") if not k.startswith(keys.CHANGELOG)}
-    assert replay_changelog(entries) == stored
+    assert replay_changelog(sent) == stored
     assert stored[b"c|u1"] == b"a2" and b"c|u2" not in stored and keys.outbox(1) not in stored
     assert stored[keys.applied("in")] == b"7"
-    assert decode_batch(entries[-1])[0] == {"in": 7}  # the marker's applied offsets
+    assert last.changelog_entry is not None
+    assert last.changelog_entry[1] == {"in": 7}  # the marker's applied offsets
+
+
+def test_a_pending_entry_of_an_earlier_version_still_reads():
+    """Entries written before they held keys only (keys and values) give their keys."""
+    import msgspec
+
+    from state.changelog import FORMAT_V1, decode_pending
+
+    raw = FORMAT_V1 + msgspec.msgpack.encode(({"in": 4}, [(b"c|u1", b"v"), (b"t|1", None)]))
+    assert decode_pending(raw) == ({"in": 4}, [b"c|u1", b"t|1"])
 
 
 def test_a_store_changed_without_the_changelog_forgets_its_changelog_sequence(tmp_path):
