@@ -77,9 +77,10 @@ def decode_marker(raw: bytes) -> tuple[int, dict[str, int]]:
     return _marker.decode(memoryview(raw)[1:])
 
 
-# Keys whose name carries a sequence number never given out twice (outbox entries, events
-# held for a merge): a put of one is always its creation, so the changelog cannot have it yet.
-CREATED_BY_PUT = (keys.OUTBOX, keys.WAITING)
+# Keys whose put is always their creation, so the changelog cannot have them yet: outbox
+# entries and events held for a merge (their names carry a sequence number never given out
+# twice), and timers (``DueTimers._arm`` writes a timer's key only when it is not there).
+CREATED_BY_PUT = (keys.OUTBOX, keys.WAITING, keys.TIMER)
 
 
 class Unsent:

@@ -47,7 +47,7 @@ from mypy_extensions import mypyc_attr
 from rocksdict import WriteBatch
 
 from state import changelog, keys
-from state.changelog import Changes
+from state.changelog import CREATED_BY_PUT, Changes
 from state.store import PartitionStore
 
 
@@ -156,6 +156,10 @@ class BatchTransaction:
     # ``prepare`` (stored encoded under ``l|<seq>`` too).
     changelog_entry: tuple[int, dict[str, int], Changes] | None
     _staged: dict[bytes, object]
+    # Keys this batch created and deleted again (``changelog.CREATED_BY_PUT``: a timer that
+    # fired in the batch that armed it, an event held and released): the store and the
+    # changelog never had them, so their deletes are written to neither.
+    _unborn: set[bytes]
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
     # then costs a bisection, not a pass over every write of the batch.
     _sorted: list[bytes] | None
@@ -180,6 +184,7 @@ class BatchTransaction:
         self.lateness = []
         self.changelog_entry = None
         self._staged = {}
+        self._unborn = set()
         self._sorted = None
 
     def _check(self, want: TransactionStatus, what: str) -> None:
@@ -205,13 +210,18 @@ class BatchTransaction:
         if self._sorted is not None and key not in self._staged:
             insort(self._sorted, key)
         self._staged[key] = value
+        if self._unborn:
+            self._unborn.discard(key)
 
     def delete(self, key: bytes) -> None:
         if self.status is not STARTED:
             self._check(STARTED, "delete")
-        if self._sorted is not None and key not in self._staged:
+        staged = self._staged
+        if self._sorted is not None and key not in staged:
             insort(self._sorted, key)
-        self._staged[key] = _DELETED
+        elif key.startswith(CREATED_BY_PUT) and staged.get(key, _DELETED) is not _DELETED:
+            self._unborn.add(key)  # put by this batch, so created by it: never written
+        staged[key] = _DELETED
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys with ``prefix`` in order from ``start``, as this transaction sees them: the
@@ -288,8 +298,10 @@ class BatchTransaction:
 
     def _stage_changelog(self, p: Progress) -> None:
         staged = self._staged
+        unborn = self._unborn
         changes: Changes = [(k, None if v is _DELETED else cast(bytes, v))
-                            for k, v in staged.items() if changelog.mirrored(k)]
+                            for k, v in staged.items()
+                            if changelog.mirrored(k) and (not unborn or k not in unborn)]
         if not changes:
             return  # only pending changelog entries leave: nothing to mirror
         p.changelog_seq = (p.changelog_seq or 0) + 1
@@ -305,9 +317,11 @@ class BatchTransaction:
         self._check(PREPARED, "commit")
         if self._staged:
             batch = WriteBatch(raw_mode=True)
+            unborn = self._unborn
             for k, v in self._staged.items():
                 if v is _DELETED:
-                    batch.delete(k)
+                    if not unborn or k not in unborn:
+                        batch.delete(k)
                 else:
                     batch.put(k, v)  # type: ignore[arg-type]
             self.store.write(batch)
@@ -317,6 +331,7 @@ class BatchTransaction:
         """Throw the batch away; the store keeps its committed state."""
         self.status = TransactionStatus.FAILED
         self._staged.clear()
+        self._unborn.clear()
         self._sorted = None
         self.changelog_entry = None
         self.outbox.clear()

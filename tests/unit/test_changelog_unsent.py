@@ -112,3 +112,49 @@ def test_a_restart_sends_the_unacknowledged_batches_again_as_the_store_holds_the
     stored = {k: v for k, v in store.scan(b"") if not k.startswith(keys.CHANGELOG)}
     assert rebuilt == stored
     assert any(v is None and k.startswith(keys.OUTBOX) for k, v in again[0][2])
+
+
+def test_a_timer_armed_and_fired_between_two_sends_is_not_sent():
+    u = Unsent()
+    u.add(1, {}, [(b"t|0001|user:a|j:x", b""), (b"c|a", b"1")], now=0.0)
+    u.add(2, {}, [(b"t|0001|user:a|j:x", None), (b"c|a", b"2")], now=0.5)
+    assert u.take()[2] == [(b"c|a", b"2")]
+
+
+def test_a_timer_key_is_written_only_when_it_is_not_there(tmp_path):
+    """What dropping timer keys relies on: over a run of the shipped journeys, every timer
+    key a batch writes is new to the store (a timer armed again for the same moment
+    writes nothing), and every timer the profiles hold has its key."""
+    from pathlib import Path
+
+    from models.settings import Settings
+    from operators.decode import RawRecord, decode
+    from operators.journeys import journey_registry
+    from operators.partition import Partition
+    from segue.kafka_io import event_records
+    from segue.simulator import simulate
+    from state import keys
+    from state.profiles import load_profile
+    from state.store import PartitionStore
+
+    s = Settings()
+    journeys = journey_registry(s, Path(__file__).parents[2] / "journeys", tmp_path / "jv")
+    proc = Partition(PartitionStore(tmp_path / "p0"), s, journeys, changelog=True)
+    items = [decode(RawRecord(s.topics.events, 0, off, k.encode(), v, [], 1_800_000_000_000),
+                    max_bytes=1 << 20, max_future_skew_ms=10**12)
+             for off, (k, v) in enumerate(event_records(simulate(60, 1500, seed=3)))]
+    timer_puts = 0
+    for i in range(0, len(items), 50):
+        before = {k for k, _ in proc.store.scan(keys.TIMER)}
+        proc.process(items[i:i + 50])
+        entry = proc.txn.changelog_entry
+        for k, v in entry[2] if entry is not None else []:
+            if k.startswith(keys.TIMER) and v is not None:
+                assert k not in before
+                timer_puts += 1
+    assert timer_puts > 100  # the journeys armed timers all along
+    stored = {k for k, _ in proc.store.scan(keys.TIMER)}
+    held = {keys.timer(due, p.ref, kind)
+            for k, v in proc.store.scan(keys.PROFILE)
+            for p in [load_profile(v)] if not p.gone for kind, due in p.timers.items()}
+    assert held == stored

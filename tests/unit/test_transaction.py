@@ -181,3 +181,38 @@ def test_a_store_changed_without_the_changelog_forgets_its_changelog_sequence(tm
         txn.prepare()
         txn.commit()
         assert Progress.load(store).changelog_seq == (1 if on else None)
+
+
+def test_a_key_created_and_deleted_by_one_batch_is_written_nowhere(tmp_path):
+    """A timer armed and fired, or an event held and released, within one batch: the batch
+    sees it come and go, but neither the store nor the changelog gets a delete of a key it
+    never had. A stored key deleted by the batch still is."""
+    store = PartitionStore(tmp_path / "s")
+    first = BatchTransaction(store, Progress.load(store), changelog=True)
+    first.put(b"t|old", b"")
+    first.prepare()
+    first.commit()
+
+    txn = BatchTransaction(store, Progress.load(store), changelog=True)
+    for k in (b"t|new", b"w|u1|1", b"c|u1"):
+        txn.put(k, b"v")
+    for k in (b"t|new", b"w|u1|1", b"t|old", b"c|u1"):
+        txn.delete(k)
+    assert txn.deleted(b"t|new") and txn.get(b"t|new") is None
+    assert [k for k, _ in txn.scan(b"t|")] == []
+    txn.prepare()
+    assert txn.changelog_entry is not None
+    sent = dict(txn.changelog_entry[2])
+    # c| is not a created-by-put key: its put may have overwritten a stored value.
+    assert sent[b"t|old"] is None and sent[b"c|u1"] is None
+    assert b"t|new" not in sent and b"w|u1|1" not in sent
+    txn.commit()
+    assert store.get(b"t|old") is None
+
+    again = BatchTransaction(store, Progress.load(store))
+    again.put(b"t|x", b"")
+    again.delete(b"t|x")
+    again.put(b"t|x", b"")  # armed again: it is written after all
+    again.prepare()
+    again.commit()
+    assert store.get(b"t|x") == b""
