@@ -241,7 +241,7 @@ class IdentityStitching(PartitionParts):
             moved = txn.get(keys.redirect(x))
             if moved is not None:
                 cur = moved.decode()
-            elif x != c and self._existing_profile(x) is not None:
+            elif x != c and self._peek(x) is not None:
                 cur = x  # x is a customer of its own (e.g. anonymous history): merge it
         if cur is None or cur == c:
             if x != c:
@@ -276,11 +276,15 @@ class IdentityStitching(PartitionParts):
         """At the claimant's home: its claim of ``x`` is answered (``refused``: x stays with
         the customer that had it); once none is left, what it held back is applied, in
         order."""
-        p = self._existing_profile(ref)
-        if p is not None and refused and x in p.links:
-            p.links.remove(x)
-        if p is None or not p.awaiting or p.awaiting.pop(x, None) is None:
+        # Looked at first, taken into the batch (written back) only when it changes.
+        p = self._peek(ref)
+        if p is None:
             return
+        if refused and x in p.links:
+            self._take(ref, p).links.remove(x)
+        if not p.awaiting or x not in p.awaiting:
+            return
+        del self._take(ref, p).awaiting[x]
         if not p.awaiting:
             self._release(p)
 
@@ -378,11 +382,11 @@ class IdentityStitching(PartitionParts):
             else:
                 self._answer(answers)
             return
-        p = self._existing_profile(loser)
+        p = self._peek(loser)  # taken into the batch below, where it changes
         if erased:
             # The winner was erased after this merge was asked for: the history it would have
             # taken goes the same way, and nothing here points to the winner any more.
-            self._drop_erased_loser(loser, p)
+            self._drop_erased_loser(loser, None if p is None else self._take(loser, p))
             self._answer(answers)
             return
         if p is not None and not checked:
@@ -397,6 +401,7 @@ class IdentityStitching(PartitionParts):
         txn.put(keys.link(loser), w.encode())
         snapshot = None
         if p is not None:
+            p = self._take(loser, p)
             self._unindex(p, loser)
             snapshot = plain(p)
             snapshot.pop("awaiting", None)
@@ -430,7 +435,7 @@ class IdentityStitching(PartitionParts):
                                 "hops": hops, "for": answers, "checked": True,
                                 "erased": True})
             return
-        p = self._existing_profile(w)
+        p = self._peek(w)  # read only: not written back
         mine = set(p.links) | {w} if p is not None else {w}
         kind = _over_limit(mine, mine | set(links), self.settings.identity.max_links)
         if kind is None:
