@@ -160,6 +160,9 @@ class BatchTransaction:
     # fired in the batch that armed it, an event held and released): the store and the
     # changelog never had them, so their deletes are written to neither.
     _unborn: set[bytes]
+    # Such keys whose delete must be written: the store may have them (deleted by this batch
+    # before it put them again, or not put by it at all).
+    _kept: set[bytes]
     # The staged keys in order, built at the first scan and kept up to date after it: a scan
     # then costs a bisection, not a pass over every write of the batch.
     _sorted: list[bytes] | None
@@ -185,6 +188,7 @@ class BatchTransaction:
         self.changelog_entry = None
         self._staged = {}
         self._unborn = set()
+        self._kept = set()
         self._sorted = None
 
     def _check(self, want: TransactionStatus, what: str) -> None:
@@ -217,10 +221,14 @@ class BatchTransaction:
         if self.status is not STARTED:
             self._check(STARTED, "delete")
         staged = self._staged
-        if self._sorted is not None and key not in staged:
+        prev = staged.get(key)
+        if self._sorted is not None and prev is None:
             insort(self._sorted, key)
-        elif key.startswith(CREATED_BY_PUT) and staged.get(key, _DELETED) is not _DELETED:
-            self._unborn.add(key)  # put by this batch, so created by it: never written
+        if key.startswith(CREATED_BY_PUT):
+            if prev is not None and prev is not _DELETED and key not in self._kept:
+                self._unborn.add(key)  # created by this batch's put: never written
+            else:
+                self._kept.add(key)
         staged[key] = _DELETED
 
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -332,6 +340,7 @@ class BatchTransaction:
         self.status = TransactionStatus.FAILED
         self._staged.clear()
         self._unborn.clear()
+        self._kept.clear()
         self._sorted = None
         self.changelog_entry = None
         self.outbox.clear()

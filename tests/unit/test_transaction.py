@@ -216,3 +216,12 @@ def test_a_key_created_and_deleted_by_one_batch_is_written_nowhere(tmp_path):
     again.prepare()
     again.commit()
     assert store.get(b"t|x") == b""
+
+    # A stored key deleted, put again and deleted again by one batch: its delete is written.
+    last = BatchTransaction(store, Progress.load(store))
+    last.delete(b"t|x")
+    last.put(b"t|x", b"")
+    last.delete(b"t|x")
+    last.prepare()
+    last.commit()
+    assert store.get(b"t|x") is None
