@@ -305,11 +305,19 @@ class BatchTransaction:
         return entries
 
     def _stage_changelog(self, p: Progress) -> None:
-        staged = self._staged
-        unborn = self._unborn
-        changes: Changes = [(k, None if v is _DELETED else cast(bytes, v))
-                            for k, v in staged.items()
-                            if changelog.mirrored(k) and (not unborn or k not in unborn)]
+        staged, unborn, kept = self._staged, self._unborn, self._kept
+        changes: Changes = []
+        for k, v in staged.items():
+            if not changelog.mirrored(k) or k in unborn:
+                continue
+            if v is _DELETED:
+                changes.append((k, None))
+                continue
+            if k in kept:
+                # Deleted and put again by this batch: said as both, so that the changelog's
+                # coalescing does not take the put for a creation (``changelog.Unsent``).
+                changes.append((k, None))
+            changes.append((k, cast(bytes, v)))
         if not changes:
             return  # only pending changelog entries leave: nothing to mirror
         p.changelog_seq = (p.changelog_seq or 0) + 1

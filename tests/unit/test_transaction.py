@@ -217,6 +217,23 @@ def test_a_key_created_and_deleted_by_one_batch_is_written_nowhere(tmp_path):
     again.commit()
     assert store.get(b"t|x") == b""
 
+    # A stored key deleted and put again by one batch goes to the changelog as both, so
+    # that coalescing never takes the put for a creation and drops a later delete.
+    rearmed = BatchTransaction(store, Progress.load(store), changelog=True)
+    rearmed.delete(b"t|x")
+    rearmed.put(b"t|x", b"")
+    rearmed.prepare()
+    rearmed.commit()
+    assert rearmed.changelog_entry is not None
+    assert [c for c in rearmed.changelog_entry[2] if c[0] == b"t|x"] == [(b"t|x", None),
+                                                                         (b"t|x", b"")]
+    from state.changelog import Unsent
+
+    u = Unsent()
+    u.add(1, {}, rearmed.changelog_entry[2], now=0.0)
+    u.add(2, {}, [(b"t|x", None)], now=0.5)  # fired in the next batch, the same send
+    assert (b"t|x", None) in u.take()[2]
+
     # A stored key deleted, put again and deleted again by one batch: its delete is written.
     last = BatchTransaction(store, Progress.load(store))
     last.delete(b"t|x")
