@@ -169,10 +169,17 @@ class IdentityStitching(PartitionParts):
         elif m.kind == "unlink":  # erasure of the customer it pointed to
             txn = self.txn
             assert txn is not None
-            for key in (keys.link(b["id"]), keys.redirect(b["id"])):
+            x = b["id"]
+            for key in (keys.link(x), keys.redirect(x)):
                 v = txn.get(key)
                 if v is not None and v.decode() == b["ref"]:
                     txn.delete(key)
+                    if "at" in b and kind_of(x) in ("user", "anon") \
+                            and not self._erased_since(x, b["at"]):
+                        # x's events from before the request belonged to the erased
+                        # customer: one still unread here is dropped when it comes (the
+                        # marker), not kept as a customer of its own.
+                        txn.put(keys.erased(x), b"%d" % b["at"])
             for key, v in list(txn.scan(keys.CLAIM)):  # its claim still waiting here: gone
                 x, c, _ = orjson.loads(v)
                 if x == b["id"] and c == b["ref"]:

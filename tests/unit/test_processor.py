@@ -455,3 +455,42 @@ def test_an_erasure_takes_the_history_its_customer_still_claims_at_another_parti
     erased = [r for r in map(orjson.loads, outputs) if r.get("type") == "privacy.erased"]
     assert [r["deleted"]["profile"] for r in erased] == [1, 1]  # the user's, the visitor's
     flow.close()
+
+
+def test_an_erasure_drops_the_late_history_of_an_identifier_its_customer_had_claimed(tmp_path):
+    """The visitor's partition has read past the sign-up, so the claim is answered at once
+    (no history there yet: a link); the customer's erasure then removes the link. The
+    visitor's page view from before the request, read only now, is dropped, not kept as a
+    customer of its own (it used to stay behind as ``c|anon:…``)."""
+    from datetime import UTC, datetime
+
+    from flows.local import LocalFlow
+    from operators.decode import RawRecord, decode
+
+    s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
+    user, anon, other = _homed("u", 0), _homed("a", 1), _homed("o", 1)
+    flow = LocalFlow(s, None, tmp_path, lambda out: None)
+
+    def visit(offset: int, ts: int):  # noqa: ANN202
+        doc = {"type": "page", "messageId": f"v{offset}", "anonymousId": anon,
+               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+        return decode(RawRecord(s.topics.events, 1, offset, None, orjson.dumps(doc), [], ts),
+                      max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+    flow.step(1, [decoded(s, 0, other, T0 + 3_600_000)])  # partition 1 is past the sign-up
+    flow.step(0, [decoded(s, 0, user, T0 + 10_000, type="identify", anonymousId=anon)])
+    flow.settle()  # the claim is answered at once: the visitor has no history there yet
+    assert flow.partitions[1].store.get(keys.link(f"anon:{anon}")) == f"user:{user}".encode()
+    flow.step(0, [decoded(s, 1, user, T0 + 20_000, event="Erasure Requested")])
+    flow.settle()
+    flow.step(1, [visit(1, T0)])  # the visitor's page view from before, read late
+    flow.settle()
+    flow.step(0, [])  # the outbox entries Kafka has go
+    flow.step(1, [])
+    refs = (f"anon:{anon}".encode(), f"user:{user}".encode())
+    for part in flow.partitions:
+        for k, v in part.store.scan(b""):
+            assert not [r for r in refs if r in k + v], k
+    assert flow.partitions[1].stats["dropped_erased"] == 1
+    flow.close()
+
