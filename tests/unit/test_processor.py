@@ -416,6 +416,25 @@ def test_a_released_event_whose_claim_is_answered_at_once_releases_the_rest_once
     assert runs[0] == runs[1]
 
 
+def _visit(s: Settings, anon: str, offset: int, ts: int):  # noqa: ANN202
+    """The anonymous visitor's page view at ``ts``, through the decoder, on partition 1."""
+    from datetime import UTC, datetime
+
+    from operators.decode import RawRecord, decode
+
+    doc = {"type": "page", "messageId": f"v{offset}", "anonymousId": anon,
+           "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
+    return decode(RawRecord(s.topics.events, 1, offset, None, orjson.dumps(doc), [], ts),
+                  max_bytes=1 << 20, max_future_skew_ms=DAY)
+
+
+def _keys_naming(flow, *refs: str) -> list[bytes]:  # noqa: ANN001
+    """The keys of every partition store whose key or value names one of ``refs``."""
+    needles = [r.encode() for r in refs]
+    return [k for part in flow.partitions for k, v in part.store.scan(b"")
+            if any(n in k + v for n in needles)]
+
+
 def test_an_erasure_takes_the_history_its_customer_still_claims_at_another_partition(
         tmp_path):
     """A sign-up claims the visitor's history at another partition, which has not read its
@@ -423,34 +442,22 @@ def test_an_erasure_takes_the_history_its_customer_still_claims_at_another_parti
     comes next. The claim is dropped there and the visitor's history, which it would have
     merged, is erased too, with the visitor's late events from before the request. (The
     claim used to be dropped alone, and the visitor's profile stayed behind.)"""
-    from datetime import UTC, datetime
-
     from flows.local import LocalFlow
-    from operators.decode import RawRecord, decode
 
     s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
     user, anon, other = _homed("u", 0), _homed("a", 1), _homed("o", 1)
     outputs: list[bytes] = []
     flow = LocalFlow(s, None, tmp_path, lambda out: outputs.append(out.value))
 
-    def visit(offset: int, ts: int):  # noqa: ANN202
-        doc = {"type": "page", "messageId": f"v{offset}", "anonymousId": anon,
-               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
-        return decode(RawRecord(s.topics.events, 1, offset, None, orjson.dumps(doc), [], ts),
-                      max_bytes=1 << 20, max_future_skew_ms=DAY)
-
-    flow.step(1, [visit(0, T0)])
+    flow.step(1, [_visit(s, anon, 0, T0)])
     flow.step(0, [decoded(s, 0, user, T0 + 10_000, type="identify", anonymousId=anon)])
     flow.step(0, [decoded(s, 1, user, T0 + 20_000, event="Erasure Requested")])
     flow.settle()  # the claim waited at partition 1 (its input has not reached the sign-up)
     # Partition 1 reads on: a visit from before the request (late), another customer.
-    flow.step(1, [visit(1, T0 + 5_000), decoded(s, 2, other, T0 + 3_600_000)])
+    flow.step(1, [_visit(s, anon, 1, T0 + 5_000), decoded(s, 2, other, T0 + 3_600_000)])
     flow.settle()
     flow.step(0, [])
-    refs = (f"anon:{anon}".encode(), f"user:{user}".encode())
-    for part in flow.partitions:
-        for k, v in part.store.scan(b""):
-            assert not [r for r in refs if r in k + v], k
+    assert not _keys_naming(flow, f"anon:{anon}", f"user:{user}")
     assert flow.partitions[1].stats["dropped_erased"] == 1
     erased = [r for r in map(orjson.loads, outputs) if r.get("type") == "privacy.erased"]
     assert [r["deleted"]["profile"] for r in erased] == [1, 1]  # the user's, the visitor's
@@ -462,20 +469,11 @@ def test_an_erasure_drops_the_late_history_of_an_identifier_its_customer_had_cla
     (no history there yet: a link); the customer's erasure then removes the link. The
     visitor's page view from before the request, read only now, is dropped, not kept as a
     customer of its own (it used to stay behind as ``c|anon:…``)."""
-    from datetime import UTC, datetime
-
     from flows.local import LocalFlow
-    from operators.decode import RawRecord, decode
 
     s = Settings(partitions=2, lifecycle={"min_stage_duration_s": 0})
     user, anon, other = _homed("u", 0), _homed("a", 1), _homed("o", 1)
     flow = LocalFlow(s, None, tmp_path, lambda out: None)
-
-    def visit(offset: int, ts: int):  # noqa: ANN202
-        doc = {"type": "page", "messageId": f"v{offset}", "anonymousId": anon,
-               "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat()}
-        return decode(RawRecord(s.topics.events, 1, offset, None, orjson.dumps(doc), [], ts),
-                      max_bytes=1 << 20, max_future_skew_ms=DAY)
 
     flow.step(1, [decoded(s, 0, other, T0 + 3_600_000)])  # partition 1 is past the sign-up
     flow.step(0, [decoded(s, 0, user, T0 + 10_000, type="identify", anonymousId=anon)])
@@ -483,14 +481,11 @@ def test_an_erasure_drops_the_late_history_of_an_identifier_its_customer_had_cla
     assert flow.partitions[1].store.get(keys.link(f"anon:{anon}")) == f"user:{user}".encode()
     flow.step(0, [decoded(s, 1, user, T0 + 20_000, event="Erasure Requested")])
     flow.settle()
-    flow.step(1, [visit(1, T0)])  # the visitor's page view from before, read late
+    flow.step(1, [_visit(s, anon, 1, T0)])  # the visitor's page view from before, read late
     flow.settle()
     flow.step(0, [])  # the outbox entries Kafka has go
     flow.step(1, [])
-    refs = (f"anon:{anon}".encode(), f"user:{user}".encode())
-    for part in flow.partitions:
-        for k, v in part.store.scan(b""):
-            assert not [r for r in refs if r in k + v], k
+    assert not _keys_naming(flow, f"anon:{anon}", f"user:{user}")
     assert flow.partitions[1].stats["dropped_erased"] == 1
     flow.close()
 
