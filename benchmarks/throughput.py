@@ -128,13 +128,14 @@ def tight_loop(msgs: list, settings: Settings, state: Path, journeys: Path,
     outputs: Counter[str] = Counter()
     flow = LocalFlow(s, reg, state, lambda out: outputs.update((out.topic,)), "p{}")
     skew = s.max_future_skew_s * 1000
+    topic = s.topics.events  # a property that builds the names: once, not per message
     t0 = time.monotonic()
     with batch_gc():  # as the flow runs
         start, longest = 0, max(len(v) for v in by_part.values())
         while start < longest or flow.queue:
             for p in range(n):
                 ms = by_part[p][start:start + s.batch_size]
-                items = [decode(RawRecord(s.topics.events, p, m.offset(), m.key(), m.value(),
+                items = [decode(RawRecord(topic, p, m.offset(), m.key(), m.value(),
                                           [], m.timestamp()[1]), max_bytes=s.max_event_bytes,
                                 max_future_skew_ms=skew) for m in ms]
                 # What other partitions sent arrives in the same batch, as in the live flow.

@@ -22,7 +22,7 @@ from typing import Any
 
 from models.profile import Profile, Run
 from models.settings import STAGES
-from state.windows import count as window_count
+from state.windows import DAY, HOUR, in_buckets
 
 VERSION = 1
 DAY_MS = 86_400_000
@@ -48,6 +48,7 @@ _COUNTS = (
     ("email_clicks_30d", "Email Link Clicked", "30d"),
     ("push_taps_30d", "Push Notification Tapped", "30d"),
 )
+_COUNT_KEYS = tuple((key, window == "7d") for _, key, window in _COUNTS)  # 7d or 30d
 CATEGORICAL = ("plan", "industry", "stage")
 NAMES: tuple[str, ...] = (
     "tenure_days", "days_since_last_seen", "events_total", "sessions", "events_7d",
@@ -112,23 +113,54 @@ def _num(value: Any) -> float:
     return NAN
 
 
+def days(ms: int) -> float:
+    """``round(ms / DAY_MS, 3)``, the same float, from integers: ``round`` goes through a
+    decimal conversion (a sixth of ``build``). Exact: ``ms / DAY_MS`` lies at least 1/86,400
+    of a thousandth from any halfway point unless exactly on one, far beyond the float's error,
+    so both round to the same thousandth; an exact half is left to ``round`` itself.
+
+    >>> all(repr(days(ms)) == repr(round(ms / DAY_MS, 3)) for ms in (0, 1, 43_199, 43_200,
+    ...     43_201, 86_400_000 * 365 + 129_600, -1, -43_200, -43_201, -1_234_567_891))
+    True
+    """
+    k, r = divmod(ms, 86_400)  # thousandths of a day, and what is left over
+    if r == 43_200:
+        return round(ms / DAY_MS, 3)
+    q = k + 1 if r > 43_200 else k
+    if q == 0 and ms < 0:
+        return -0.0  # as round gives it (a decision record writes -0.0)
+    return q / 1000
+
+
 def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dict[str, Any]]:
     """The feature row of profile ``p`` at event time ``at`` (``run``: the journey run the
     decision is made in, if any), and the raw values of the categorical features."""
     counters = p.counters
     traits = p.traits
     life = p.lifecycle
-    tenure = max(at - p.first_seen, 0) / DAY_MS
+    tenure_ms = max(at - p.first_seen, 0)
+    tenure = tenure_ms / DAY_MS
+    # The windows of state.windows, bounds worked out once: 7d counts hour buckets
+    # (hour - 168, hour], 30d day buckets (day - 30, day].
+    hour, day = at // HOUR, at // DAY
+    events_7d = 0
+    for c in counters.values():
+        events_7d += in_buckets(c[2], hour - 168, hour)
     row = [
-        round(tenure, 3),
-        round(max(at - p.last_seen, 0) / DAY_MS, 3),
+        days(tenure_ms),
+        days(max(at - p.last_seen, 0)),
         float(p.events),
         float(p.sessions),
-        float(sum(window_count(c, "7d", at) for c in counters.values())),
+        float(events_7d),
     ]
-    for _, key, window in _COUNTS:
+    for key, hourly in _COUNT_KEYS:
         c = counters.get(key)
-        row.append(float(window_count(c, window, at)) if c is not None else 0.0)
+        if c is None:
+            row.append(0.0)
+        elif hourly:
+            row.append(float(in_buckets(c[2], hour - 168, hour)))
+        else:
+            row.append(float(in_buckets(c[3], day - 30, day)))
     orders = counters.get("Order Completed")
     since = life.since
     changes = float(life.changes)
@@ -137,10 +169,10 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
         round(float(p.revenue), 2),
         _num(traits.get("adoption_score")),
         1.0 if p.ref.startswith("user:") else 0.0,
-        round((at - since) / DAY_MS, 3) if isinstance(since, int) else NAN,
+        days(at - since) if isinstance(since, int) else NAN,
         changes,
         round(changes * 30 / max(tenure, 1.0), 3),
-        round((at - run.entered) / DAY_MS, 3) if run and run.entered is not None else 0.0,
+        days(at - run.entered) if run and run.entered is not None else 0.0,
     ]
     cats = {"plan": traits.get("plan"), "industry": traits.get("industry"),
             "stage": life.stage}
