@@ -132,6 +132,35 @@ def days(ms: int) -> float:
     return q / 1000
 
 
+def round4(x: float) -> float:
+    """``round(x, 4)``, the same float, without round's decimal conversion where the fourth
+    decimal is clear: ``x * 10_000`` is within 1e-7 of the exact product below 1e9, so a
+    fraction more than 1e-6 from a half decides as the exact one would; the rest (halves,
+    huge values, NaN) goes to ``round`` itself.
+
+    >>> all(repr(round4(x)) == repr(round(x, 4)) for x in (0.0, -0.0, 0.12345, 0.00005,
+    ...     -0.00001, 0.99995, 123456.78915, 1e300, float("nan"), float("inf")))
+    True
+    """
+    y = x * 10_000.0
+    if not -1e9 < y < 1e9:
+        return round(x, 4)
+    f = math.floor(y)
+    d = y - f
+    if -1e-6 < d - 0.5 < 1e-6:
+        return round(x, 4)
+    k = f + 1 if d > 0.5 else f
+    if k == 0:
+        return math.copysign(0.0, x)  # round keeps the sign of a zero
+    return k / 10_000
+
+
+def score_rows(cols: dict[str, list[float]], n: int) -> list[dict[str, float]]:
+    """Row by row, each score column's value to four decimals (``NbaModel.scores``)."""
+    columns = list(cols.items())
+    return [{name: round4(v[i]) for name, v in columns} for i in range(n)]
+
+
 def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dict[str, Any]]:
     """The feature row of profile ``p`` at event time ``at`` (``run``: the journey run the
     decision is made in, if any), and the raw values of the categorical features."""
