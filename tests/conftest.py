@@ -128,6 +128,19 @@ def kill9(p: subprocess.Popen) -> None:
     p.wait(10)
 
 
+class FragileRules(dict):
+    """Privacy rules (``Partition.personal_traits``) that raise when asked about a trait named
+    ``explode``: a bug inside applying one event, after its profile changed (the event count
+    goes up before the traits are read). A fault injected through what the code is given: the
+    code that applies events is compiled, and a compiled caller would not see a replaced
+    function."""
+
+    def __contains__(self, key: object) -> bool:
+        if key == "explode":
+            raise RuntimeError("a bug")
+        return super().__contains__(key)
+
+
 def wait_for(predicate, timeout: float, every: float = 0.05, what: str = "condition"):  # noqa: ANN001, ANN201
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

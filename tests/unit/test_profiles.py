@@ -12,6 +12,7 @@ from state.inspect import find_profile
 from state.profiles import FORMAT_V2, ProfileFormatError, decode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
+from tests.conftest import FragileRules
 
 T0 = 1_767_225_600_000
 
@@ -62,12 +63,10 @@ def _track(off, name, ts):
 
 
 def test_a_failed_batch_leaves_no_half_changed_profile_in_the_cache(tmp_path):
-    from tests.unit.test_robustness import FragileRules
-
     proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
     proc.process([_track(0, "Signed In", T0)])
     assert proc.profiles.get("user:u1").events == 1  # cached after the commit
-    # Item 2 raises after its profile changed (its count went up, then its traits fail).
+    # Item 2 raises after its profile changed (its event count went up, then its traits fail).
     proc.personal_traits = FragileRules(proc.personal_traits)
     failing = _track(2, "Signed In", T0 + 2)
     failing.traits = {"explode": 1}

@@ -10,6 +10,7 @@ from operators.partition import Partition
 from operators.policy import DeliveryPolicy
 from state.profiles import decode_profile
 from state.store import PartitionStore
+from tests.conftest import FragileRules
 
 T0 = 1_767_225_600_000
 
@@ -43,18 +44,6 @@ def test_deeply_nested_input_is_dead_lettered_at_the_edge():
         cur = cur["x"]
     r = raw_ev(0, properties=deep)
     assert isinstance(r, Rejected) and r.reason["code"] == "json.too_deep"
-
-
-class FragileRules(dict):
-    """Privacy rules that raise when asked about a trait named ``explode``: a bug inside
-    applying one event, after its profile changed (traits come after the counts). Injected
-    through the partition's settings, as the code that applies events is compiled (a compiled
-    caller does not see a replaced function)."""
-
-    def __contains__(self, key: object) -> bool:
-        if key == "explode":
-            raise RuntimeError("a bug")
-        return super().__contains__(key)
 
 
 def test_an_item_that_raises_is_dead_lettered_and_the_batch_goes_on(tmp_path):
