@@ -118,6 +118,7 @@ class Progress:
 
 
 _DELETED = object()
+FAMILY = 2  # a key's family: its first two bytes, the letter and the '|' (``state.keys``)
 STARTED = TransactionStatus.STARTED
 PREPARED = TransactionStatus.PREPARED
 
@@ -163,9 +164,11 @@ class BatchTransaction:
     # Such keys whose delete must be written: the store may have them (deleted by this batch
     # before it put them again, or not put by it at all).
     _kept: set[bytes]
-    # The staged keys in order, built at the first scan and kept up to date after it: a scan
-    # then costs a bisection, not a pass over every write of the batch.
-    _sorted: list[bytes] | None
+    # The staged keys of each key family scanned (``c|``, ``k|``, ``w|``…: a key's first two
+    # bytes) in order, built at the family's first scan and kept up to date after it: a scan
+    # then costs a bisection, not a pass over every write of the batch, and the writes of
+    # families nobody scans (the profiles written at ``prepare``) are not sorted in at all.
+    _sorted: dict[bytes, list[bytes]]
 
     def __init__(self, store: PartitionStore, committed: Progress,
                  changelog: bool = False) -> None:
@@ -189,7 +192,7 @@ class BatchTransaction:
         self._staged = {}
         self._unborn = set()
         self._kept = set()
-        self._sorted = None
+        self._sorted = {}
 
     def _check(self, want: TransactionStatus, what: str) -> None:
         if self.status is not want:
@@ -211,8 +214,8 @@ class BatchTransaction:
     def put(self, key: bytes, value: bytes) -> None:
         if self.status is not STARTED:
             self._check(STARTED, "put")
-        if self._sorted is not None and key not in self._staged:
-            insort(self._sorted, key)
+        if self._sorted and key not in self._staged:
+            self._index(key)
         self._staged[key] = value
         if self._unborn:
             self._unborn.discard(key)
@@ -222,8 +225,8 @@ class BatchTransaction:
             self._check(STARTED, "delete")
         staged = self._staged
         prev = staged.get(key)
-        if self._sorted is not None and prev is None:
-            insort(self._sorted, key)
+        if self._sorted and prev is None:
+            self._index(key)
         if key.startswith(CREATED_BY_PUT):
             if prev is not None and prev is not _DELETED and key not in self._kept:
                 self._unborn.add(key)  # created by this batch's put: never written
@@ -231,14 +234,26 @@ class BatchTransaction:
                 self._kept.add(key)
         staged[key] = _DELETED
 
+    def _index(self, key: bytes) -> None:
+        """Sort a newly staged key into its family's index, if the family has one."""
+        order = self._sorted.get(key[:FAMILY])
+        if order is not None:
+            insort(order, key)
+
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys with ``prefix`` in order from ``start``, as this transaction sees them: the
         store's, with this batch's puts and deletes applied. Writes made while iterating are
         not seen by the iteration."""
         lo = start if start is not None and start > prefix else prefix
-        order = self._sorted
-        if order is None:
-            order = self._sorted = sorted(self._staged)
+        family = prefix[:FAMILY]
+        kept = self._sorted.get(family)
+        if kept is not None:
+            order = kept
+        elif len(family) < FAMILY:  # a scan across families (tools): sorted for this scan only
+            order = sorted(self._staged)
+        else:
+            order = self._sorted[family] = sorted(
+                k for k in self._staged if k[:FAMILY] == family)
         staged = []
         for j in range(bisect_left(order, lo), len(order)):
             k = order[j]
@@ -349,7 +364,7 @@ class BatchTransaction:
         self._staged.clear()
         self._unborn.clear()
         self._kept.clear()
-        self._sorted = None
+        self._sorted.clear()
         self.changelog_entry = None
         self.outbox.clear()
         self.objects.clear()
