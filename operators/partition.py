@@ -447,6 +447,8 @@ class Partition(IdentityStitching, Erasure, DueTimers, Parking):
                 txn.put(keys.profile(ref), raw)
                 sizes[ref] = len(raw)
         txn.culprit = None
+        # Scratch of this batch only: gone before the collector would walk it.
+        txn.score_inputs, txn.blame = {}, {}
         self._park_oversized()
         txn.outbox = outbox.entries(txn.outbox)  # one outbox entry for the batch
         return txn.prepare()

@@ -356,6 +356,10 @@ class BatchTransaction:
                 else:
                     batch.put(k, v)  # type: ignore[arg-type]
             self.store.write(batch)
+            # The store has them now (reads go there): let them go before the collector
+            # would walk them between batches.
+            self._staged, self._sorted = {}, {}
+            self._unborn, self._kept = set(), set()
         self.status = TransactionStatus.COMMITTED
 
     def fail(self) -> None:
