@@ -344,7 +344,7 @@ class BatchTransaction:
 
     def commit(self) -> None:
         """Write everything in one WriteBatch: after a crash the store holds all of this
-        batch or none of it."""
+        batch or none of it. Reads and scans go to the store from then on."""
         self._check(PREPARED, "commit")
         if self._staged:
             batch = WriteBatch(raw_mode=True)

@@ -41,6 +41,19 @@ def test_scan_merges_staged_puts_and_deletes_in_key_order(tmp_path):
     assert txn.get(b"t|6") is None and store.get(b"t|6") == b"s6"
 
 
+def _write(txn: BatchTransaction, model: dict, op: str, key: bytes, value: bytes) -> bool:
+    """Apply a put or delete to the transaction and to ``model``; False for anything else."""
+    if op == "put":
+        txn.put(key, value)
+        model[key] = value
+    elif op == "delete":
+        txn.delete(key)
+        model.pop(key, None)
+    else:
+        return False
+    return True
+
+
 @settings(max_examples=150, deadline=None)
 @given(stored=st.dictionaries(st.sampled_from(KEYS), st.binary(max_size=3), max_size=8),
        ops=st.lists(st.tuples(st.sampled_from(["put", "delete", "scan"]),
@@ -54,13 +67,7 @@ def test_scan_agrees_with_a_plain_dict_through_writes_between_scans(tmp_path_fac
     model = dict(stored)
     txn = BatchTransaction(store, Progress.load(store))
     for op, key, value in ops:
-        if op == "put":
-            txn.put(key, value)
-            model[key] = value
-        elif op == "delete":
-            txn.delete(key)
-            model.pop(key, None)
-        else:
+        if not _write(txn, model, op, key, value):
             prefix, start = key[:2], key
             want = sorted((k, v) for k, v in model.items()
                           if k.startswith(prefix) and k >= start)
@@ -83,13 +90,7 @@ def test_scans_of_any_prefix_length_agree_with_a_plain_dict(tmp_path_factory, st
     model = dict(stored)
     txn = BatchTransaction(store, Progress.load(store))
     for op, key, value, cut in ops:
-        if op == "put":
-            txn.put(key, value)
-            model[key] = value
-        elif op == "delete":
-            txn.delete(key)
-            model.pop(key, None)
-        else:
+        if not _write(txn, model, op, key, value):
             prefix = key[:cut]
             assert list(txn.scan(prefix)) == sorted(
                 (k, v) for k, v in model.items() if k.startswith(prefix))
