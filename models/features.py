@@ -22,7 +22,7 @@ from typing import Any
 
 from models.profile import Profile, Run
 from models.settings import STAGES
-from state.windows import DAY, HOUR, in_buckets
+from state.windows import in_buckets, span
 
 VERSION = 1
 DAY_MS = 86_400_000
@@ -48,7 +48,8 @@ _COUNTS = (
     ("email_clicks_30d", "Email Link Clicked", "30d"),
     ("push_taps_30d", "Push Notification Tapped", "30d"),
 )
-_COUNT_KEYS = tuple((key, window == "7d") for _, key, window in _COUNTS)  # 7d or 30d
+_WINDOWS = ("7d", *sorted({w for _, _, w in _COUNTS} - {"7d"}))  # events_7d's first
+_COUNT_KEYS = tuple((key, _WINDOWS.index(window)) for _, key, window in _COUNTS)
 CATEGORICAL = ("plan", "industry", "stage")
 NAMES: tuple[str, ...] = (
     "tenure_days", "days_since_last_seen", "events_total", "sessions", "events_7d",
@@ -169,12 +170,11 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
     life = p.lifecycle
     tenure_ms = max(at - p.first_seen, 0)
     tenure = tenure_ms / DAY_MS
-    # The windows of state.windows, bounds worked out once: 7d counts hour buckets
-    # (hour - 168, hour], 30d day buckets (day - 30, day].
-    hour, day = at // HOUR, at // DAY
+    spans = [span(w, at) for w in _WINDOWS]  # each window's bounds, worked out once
+    level, lo, hi = spans[0]
     events_7d = 0
     for c in counters.values():
-        events_7d += in_buckets(c[2], hour - 168, hour)
+        events_7d += in_buckets(c[level], lo, hi)
     row = [
         days(tenure_ms),
         days(max(at - p.last_seen, 0)),
@@ -182,14 +182,13 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
         float(p.sessions),
         float(events_7d),
     ]
-    for key, hourly in _COUNT_KEYS:
+    for key, w in _COUNT_KEYS:
         c = counters.get(key)
         if c is None:
             row.append(0.0)
-        elif hourly:
-            row.append(float(in_buckets(c[2], hour - 168, hour)))
         else:
-            row.append(float(in_buckets(c[3], day - 30, day)))
+            level, lo, hi = spans[w]
+            row.append(float(in_buckets(c[level], lo, hi)))
     orders = counters.get("Order Completed")
     since = life.since
     changes = float(life.changes)

@@ -72,17 +72,24 @@ def count(counter: list, window: str, at_ms: int) -> int:
     """Events in ``window`` ending at ``at_ms`` (see the module table)."""
     if window == "total":
         return counter[0]
+    level, lo, hi = span(window, at_ms)
+    return in_buckets(counter[level], lo, hi)
+
+
+def span(window: str, at_ms: int) -> tuple[int, int, int]:
+    """``(level, lo, hi)``: ``window`` ending at ``at_ms`` counts the buckets of the counter's
+    ``level`` in ``(lo, hi]`` (``in_buckets``); for a caller that counts one window of many
+    counters, worked out once."""
     spec = _SPANS.get(window)
     if spec is None:
         raise KeyError(window)
     level, width, n = spec
     hi = at_ms // width
-    return in_buckets(counter[level], hi - n, hi)
+    return level, hi - n, hi
 
 
 def in_buckets(pairs: list[list[int]], lo: int, hi: int) -> int:
-    """The events of one level's ``pairs`` whose bucket lies in ``(lo, hi]``: ``count`` with
-    the bounds worked out once, for a caller that counts one window of many counters."""
+    """The events of one level's ``pairs`` whose bucket lies in ``(lo, hi]`` (``span``)."""
     total = 0
     for pair in reversed(pairs):  # sorted by bucket: the newest first, stop at the oldest
         i = pair[0]
