@@ -28,11 +28,11 @@ import numpy as np
 import orjson
 
 from models import features as F
+from models.booster import predictor
 
 ACTION_FEATURE = "action"
 DO_NOTHING = "do_nothing"
 SCORE_MODELS = ("churn_risk", "upgrade_probability", "clv")
-PREDICT = {"num_threads": 1}
 
 
 class ModelError(Exception):
@@ -75,6 +75,10 @@ class NbaModel:
                             for name in SCORE_MODELS if (self.path / f"{name}.txt").exists()}
         except lgb.basic.LightGBMError as e:
             raise ModelError(f"{self.path}: {e}") from e
+        # Predictions without the wrapper's per-call cost and reference cycles (models.booster).
+        self._conversion = predictor(self.uplift)
+        self._contributions = predictor(self.uplift, contrib=True)
+        self._scores = {name: predictor(b) for name, b in self.scorers.items()}
 
     # ----- scoring ---------------------------------------------------------------------------
     def conversion(self, rows: list[list[float]], actions: list[str]) -> np.ndarray:
@@ -82,7 +86,7 @@ class NbaModel:
         x = np.empty((len(rows), len(F.NAMES) + 1), dtype=np.float64)
         x[:, :-1] = rows
         x[:, -1] = [self.code[a] for a in actions]
-        return self.uplift.predict(x, **PREDICT)
+        return self._conversion(x)
 
     def uplifts(self, rows: list[list[float]], candidates: list[list[str]]
                 ) -> list[tuple[float, dict[str, float]]]:
@@ -128,7 +132,7 @@ class NbaModel:
         x = np.empty((len(xs), len(F.NAMES) + 1), dtype=np.float64)
         x[:, :-1] = xs
         x[:, -1] = codes
-        contrib = self.uplift.predict(x, pred_contrib=True, **PREDICT)
+        contrib = self._contributions(x)
         out = []
         for k, row in enumerate(rows):
             diff = contrib[first_action + k] - contrib[base_of[k]]
@@ -144,7 +148,7 @@ class NbaModel:
             return [{} for _ in rows]
         x = np.asarray(rows, dtype=np.float64)
         # As Python floats once per column (tolist): indexing numpy per value costs more.
-        cols = {name: b.predict(x, **PREDICT).tolist() for name, b in self.scorers.items()}
+        cols = {name: p(x).tolist() for name, p in self._scores.items()}
         return F.score_rows(cols, len(rows))  # compiled: round(v, 4) without its decimals
 
 
