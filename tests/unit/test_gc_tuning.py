@@ -77,3 +77,38 @@ def test_a_cycle_among_frozen_objects_is_found_by_the_backstop(monkeypatch):
             if dead() is None:
                 break
         assert dead() is None, "the backstop's full collection must find it"
+
+
+def _settle_once() -> None:
+    """Allocate past SETTLE_AT (kept until the freeze) and settle."""
+    held = [[i] for i in range(tuning.SETTLE_AT + 100)]
+    assert tuning.settle_garbage() is True
+    del held
+
+
+def test_once_collections_find_nothing_settles_only_freeze_until_an_audit(monkeypatch):
+    monkeypatch.setattr(tuning, "SETTLE_EVERY_S", 3600.0)
+    monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 3600.0)
+    with tuning.batch_gc():
+        for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
+            dead = _cycle()
+            _settle_once()
+            assert dead() is None, "until enough clean collections, each settle collects"
+        # The last CLEAN_BEFORE_SKIPPING collections each found a cycle: not clean yet.
+        for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
+            _settle_once()
+        frozen = _cycle()
+        _settle_once()
+        assert frozen() is not None, "after clean collections, a settle only freezes"
+        # An audit collects again and, finding a cycle, brings collecting back.
+        monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 0.0)
+        dead = _cycle()
+        _settle_once()
+        assert dead() is None
+        monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 3600.0)
+        dead = _cycle()
+        _settle_once()
+        assert dead() is None, "garbage found: settles collect again"
+        assert frozen() is not None, "what was frozen waits for the backstop"
+    gc.collect()
+    assert frozen() is None, "unfrozen after the flow, a full collection frees it"
