@@ -21,11 +21,11 @@ new one, so the net count alone would not see the young ones pile up). Frozen ob
 still freed when their last reference goes (reference counting); only a reference cycle
 among them stays, until the backstop below.
 
-Collecting the young generations before each freeze costs most of the collector's time:
-walking the survivors (~9k objects a settle on the benchmark's 300k events) is slow because
-they lie all over a large heap (4.6 ms a collection, 6 % of the loop, 13 % of CPU samples
-with the cache misses). And it finds nothing: the hot path makes no cyclic garbage (the
-scorers' only cycles, from LightGBM's ``ctypes.cast``, are gone: ``models.booster``). So a
+Collecting the young generations before each freeze was most of the collector's time:
+walking the survivors (9–15k objects a settle on the throughput benchmark's 300k events) is
+slow because they lie all over a large heap (4.6–8.7 ms a collection, 1.2–1.35 s of a 20–24
+s loop). And it finds nothing: the hot path makes no cyclic garbage (the scorers' only
+cycles, from LightGBM's ``ctypes.cast``, are gone: ``models.booster``). So a
 settle collects before freezing only while it has to: from the start until
 ``CLEAN_BEFORE_SKIPPING`` collections in a row found nothing, and then, as an audit, once
 every ``AUDIT_EVERY_S``; an audit that finds garbage starts the count again. A workload that
