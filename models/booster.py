@@ -76,7 +76,9 @@ class _Direct:
             ctypes.c_void_p(out.ctypes.data)))
         if got.value != wanted.value:
             raise ValueError(f"LightGBM returned {got.value} predictions, {wanted.value} wanted")
-        return out.reshape(nrow, -1) if self._contrib or out.size != nrow else out
+        if self._contrib or out.size != nrow:  # a row per input row, as predict shapes it
+            return out.reshape(nrow, out.size // nrow) if nrow else out.reshape(0, 0)
+        return out
 
 
 def predictor(booster: Any, contrib: bool = False, probe: np.ndarray | None = None) -> Predict:

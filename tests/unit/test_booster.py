@@ -38,6 +38,7 @@ def test_the_direct_call_gives_what_predict_gives(models, kind, contrib):
     assert np.array_equal(got, want)
     one = p(x[:1])
     assert np.array_equal(one, b.predict(x[:1], num_threads=1, pred_contrib=contrib))
+    assert p(x[:0]).size == 0  # no rows: nothing (predict itself fails on contributions)
 
 
 def test_predictions_leave_no_cyclic_garbage(models):
