@@ -28,9 +28,11 @@ s loop). And it finds nothing: the hot path makes no cyclic garbage (the scorers
 cycles, from LightGBM's ``ctypes.cast``, are gone: ``models.booster``). So a
 settle collects before freezing only while it has to: from the start until
 ``CLEAN_BEFORE_SKIPPING`` collections in a row found nothing, and then, as an audit, once
-every ``AUDIT_EVERY_S``; an audit that finds garbage starts the count again. A workload that
-makes cycles is thus collected as before, and what a skipping settle froze is bounded by one
-audit interval's worth. As the backstop, a full collection runs once the net allocations
+every ``AUDIT_EVERY_S``; an audit (or a full collection) that finds garbage starts the count
+again. An audit sees only what was made since the settle before it, so it finds cycles made
+steadily (a workload that makes them is collected as before, after at most an interval's
+worth was frozen); cycles made now and then (a model reload's) are mostly frozen and wait for
+the backstop. As the backstop, a full collection runs once the net allocations
 since the last one (an upper bound of what the frozen objects grew by; counting them walks
 them all, 15 ms for 500k) reach the number of objects the last one left, and
 ``FULL_EVERY_S`` after it at the soonest: a leak stays bounded and its pause is rare.

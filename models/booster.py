@@ -7,7 +7,7 @@ cycles were the only cyclic garbage of the flow's hot path, and a flow that make
 skip the collector's walks between batches (``flows.tuning``). This calls the same two C
 functions ``predict`` calls, with plain pointers, and is checked against ``predict`` when a
 model loads: a LightGBM whose private names (``_LIB``, ``_handle``) moved, or whose results
-differ, is used through ``predict`` instead.
+differ, is used through ``predict`` instead (and says so once on stderr).
 
 Example:
     >>> import lightgbm as lgb, numpy as np
@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,20 +35,21 @@ _ROW_MAJOR = 1
 _NORMAL = 0
 _CONTRIB = 3
 PARAMETERS = b"num_threads=1"
+MAX_ROWS = 2**31 - 1  # the C API counts rows in an int32
+_said: set[str] = set()
 
 
 class _Direct:
-    """``booster.predict(x, num_threads=1[, pred_contrib=True])`` for a C-ordered float64 ``x``."""
+    """``booster.predict(x, num_threads=1[, pred_contrib=True])`` for a 2-D ``x``, as float64."""
 
-    __slots__ = ("_booster", "_contrib", "_handle", "_iterations", "_lib", "_params", "_type")
+    __slots__ = ("_booster", "_contrib", "_lib", "_params", "_type")
 
     def __init__(self, booster: Any, contrib: bool) -> None:
         from lightgbm import basic
 
         self._lib = basic._LIB
-        self._booster = booster  # keeps the handle alive
-        self._handle = booster._handle
-        self._iterations = ctypes.c_int(booster.best_iteration)
+        self._booster = booster
+        booster._handle, booster.best_iteration  # noqa: B018 - fail here, not at a call
         self._type = ctypes.c_int(_CONTRIB if contrib else _NORMAL)
         self._contrib = contrib
         self._params = ctypes.c_char_p(PARAMETERS)
@@ -60,24 +62,27 @@ class _Direct:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] > MAX_ROWS:
+            raise ValueError(f"expected a matrix of at most {MAX_ROWS} rows, got shape {x.shape}")
         nrow, ncol = x.shape
+        b = self._booster  # read at each call, as predict does: the booster may be reloaded
+        handle, iterations = b._handle, ctypes.c_int(b.best_iteration)
         start = ctypes.c_int(0)
         wanted = ctypes.c_int64(0)
         self._check(self._lib.LGBM_BoosterCalcNumPredict(
-            self._handle, ctypes.c_int(nrow), self._type, start, self._iterations,
-            ctypes.byref(wanted)))
+            handle, ctypes.c_int(nrow), self._type, start, iterations, ctypes.byref(wanted)))
         out = np.empty(wanted.value, dtype=np.float64)
         got = ctypes.c_int64(0)
         # c_void_p from an address: no ctypes.cast, so no reference cycle.
         self._check(self._lib.LGBM_BoosterPredictForMat(
-            self._handle, ctypes.c_void_p(x.ctypes.data), ctypes.c_int(_FLOAT64),
+            handle, ctypes.c_void_p(x.ctypes.data), ctypes.c_int(_FLOAT64),
             ctypes.c_int32(nrow), ctypes.c_int32(ncol), ctypes.c_int(_ROW_MAJOR), self._type,
-            start, self._iterations, self._params, ctypes.byref(got),
-            ctypes.c_void_p(out.ctypes.data)))
+            start, iterations, self._params, ctypes.byref(got), ctypes.c_void_p(out.ctypes.data)))
         if got.value != wanted.value:
             raise ValueError(f"LightGBM returned {got.value} predictions, {wanted.value} wanted")
         if self._contrib or out.size != nrow:  # a row per input row, as predict shapes it
-            return out.reshape(nrow, out.size // nrow) if nrow else out.reshape(0, 0)
+            width = out.size // nrow if nrow else (ncol + 1) * b.num_model_per_iteration()
+            return out.reshape(nrow, width)
         return out
 
 
@@ -96,8 +101,14 @@ def predictor(booster: Any, contrib: bool = False, probe: np.ndarray | None = No
             n = booster.num_feature()
             # Small whole numbers: valid for numeric and categorical features alike.
             probe = (np.arange(4 * n, dtype=np.float64) % 5).reshape(4, n)
-        if np.array_equal(direct(probe), public(probe)):
+        if np.array_equal(direct(probe), public(probe), equal_nan=True):
             return direct
-    except (AttributeError, ImportError, TypeError, ValueError):
-        pass
+        why = "it disagreed with Booster.predict on a probe"
+    except Exception as e:  # whatever fails, predict stays the reference
+        why = f"{type(e).__name__}: {e}"
+    if why not in _said:
+        _said.add(why)
+        print(f"[segue] LightGBM's C API is not called directly ({why}): predictions go "
+              "through Booster.predict, slower and leaving reference cycles to collect",
+              file=sys.stderr, flush=True)
     return public

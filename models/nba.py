@@ -73,12 +73,13 @@ class NbaModel:
             self.uplift = lgb.Booster(model_file=str(self.path / "uplift.txt"))
             self.scorers = {name: lgb.Booster(model_file=str(self.path / f"{name}.txt"))
                             for name in SCORE_MODELS if (self.path / f"{name}.txt").exists()}
+            # Predictions without the wrapper's per-call cost and reference cycles
+            # (models.booster; checked against predict, which stays the fallback).
+            self._conversion = predictor(self.uplift)
+            self._contributions = predictor(self.uplift, contrib=True)
+            self._scores = {name: predictor(b) for name, b in self.scorers.items()}
         except lgb.basic.LightGBMError as e:
             raise ModelError(f"{self.path}: {e}") from e
-        # Predictions without the wrapper's per-call cost and reference cycles (models.booster).
-        self._conversion = predictor(self.uplift)
-        self._contributions = predictor(self.uplift, contrib=True)
-        self._scores = {name: predictor(b) for name, b in self.scorers.items()}
 
     # ----- scoring ---------------------------------------------------------------------------
     def conversion(self, rows: list[list[float]], actions: list[str]) -> np.ndarray:

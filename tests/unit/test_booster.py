@@ -72,7 +72,8 @@ class _Wrapped:
         return self._b.predict(x, **kw) + self._shift
 
 
-def test_predict_itself_is_used_when_the_direct_call_disagrees_or_cannot_be_made(models):
+def test_predict_itself_is_used_when_the_direct_call_disagrees_or_cannot_be_made(models,
+                                                                                 capsys):
     b = models["binary"]
     x = np.zeros((3, 6))
     differs = booster.predictor(_Wrapped(b, shift=1.0))
@@ -81,3 +82,16 @@ def test_predict_itself_is_used_when_the_direct_call_disagrees_or_cannot_be_made
     unknown = booster.predictor(_Wrapped(b, private=False))
     assert not isinstance(unknown, booster._Direct)
     assert np.array_equal(unknown(x), b.predict(x))
+    said = capsys.readouterr().err
+    assert "disagreed with Booster.predict" in said and "AttributeError" in said
+    booster.predictor(_Wrapped(b, shift=1.0))
+    assert capsys.readouterr().err == "", "said once a process"
+
+
+def test_missing_values_predict_the_same_both_ways(models):
+    b = models["binary"]
+    x = np.full((3, 6), np.nan)
+    x[1, 0] = 2.0
+    p = booster.predictor(b, probe=x)
+    assert isinstance(p, booster._Direct)
+    assert np.array_equal(p(x), b.predict(x, num_threads=1))

@@ -79,6 +79,10 @@ def test_a_cycle_among_frozen_objects_is_found_by_the_backstop(monkeypatch):
         assert dead() is None, "the backstop's full collection must find it"
 
 
+def _young_collections() -> int:
+    return gc.get_stats()[1]["collections"]
+
+
 def _settle_once() -> None:
     """Allocate past SETTLE_AT (kept until the freeze) and settle."""
     held = [[i] for i in range(tuning.SETTLE_AT + 100)]
@@ -94,12 +98,16 @@ def test_once_collections_find_nothing_settles_only_freeze_until_an_audit(monkey
             dead = _cycle()
             _settle_once()
             assert dead() is None, "until enough clean collections, each settle collects"
-        # The last CLEAN_BEFORE_SKIPPING collections each found a cycle: not clean yet.
+        # Those collections each found a cycle: as many clean ones are needed before skipping.
         for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
+            before = _young_collections()
             _settle_once()
+            assert _young_collections() == before + 1
         frozen = _cycle()
+        before = _young_collections()
         _settle_once()
-        assert frozen() is not None, "after clean collections, a settle only freezes"
+        assert _young_collections() == before, "after clean collections, a settle only freezes"
+        assert frozen() is not None
         # An audit collects again and, finding a cycle, brings collecting back.
         monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 0.0)
         dead = _cycle()
@@ -112,3 +120,23 @@ def test_once_collections_find_nothing_settles_only_freeze_until_an_audit(monkey
         assert frozen() is not None, "what was frozen waits for the backstop"
     gc.collect()
     assert frozen() is None, "unfrozen after the flow, a full collection frees it"
+
+
+def test_a_full_collection_that_finds_garbage_brings_young_collections_back(monkeypatch):
+    monkeypatch.setattr(tuning, "SETTLE_EVERY_S", 3600.0)
+    monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 3600.0)
+    with tuning.batch_gc():
+        for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
+            _settle_once()
+        frozen = _cycle()
+        _settle_once()  # skipping: frozen with the cycle in it
+        assert frozen() is not None
+        monkeypatch.setattr(tuning, "FULL_FROM", 0)
+        monkeypatch.setattr(tuning, "FULL_EVERY_S", 0.0)
+        tuning._pacer.full_after = 0
+        _settle_once()  # the backstop: a full collection finds the frozen cycle
+        assert frozen() is None
+        monkeypatch.setattr(tuning, "FULL_EVERY_S", 3600.0)
+        before = _young_collections()
+        _settle_once()
+        assert _young_collections() == before + 1, "garbage was found: settles collect again"
