@@ -48,8 +48,7 @@ class _Direct:
         from lightgbm import basic
 
         self._lib = basic._LIB
-        self._booster = booster
-        booster._handle, booster.best_iteration  # noqa: B018 - fail here, not at a call
+        self._booster = booster  # its _handle and best_iteration are read at each call
         self._type = ctypes.c_int(_CONTRIB if contrib else _NORMAL)
         self._contrib = contrib
         self._params = ctypes.c_char_p(PARAMETERS)
