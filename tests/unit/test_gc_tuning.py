@@ -93,6 +93,7 @@ def _settle_once() -> None:
 def test_once_collections_find_nothing_settles_only_freeze_until_an_audit(monkeypatch):
     monkeypatch.setattr(tuning, "SETTLE_EVERY_S", 3600.0)
     monkeypatch.setattr(tuning, "AUDIT_EVERY_S", 3600.0)
+    monkeypatch.setattr(tuning, "AUDIT_SHARE", 1e9)  # AUDIT_EVERY_S alone paces audits here
     with tuning.batch_gc():
         for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
             dead = _cycle()
@@ -140,3 +141,33 @@ def test_a_full_collection_that_finds_garbage_brings_young_collections_back(monk
         before = _young_collections()
         _settle_once()
         assert _young_collections() == before + 1, "garbage was found: settles collect again"
+
+
+def test_audits_wait_in_proportion_to_how_long_the_last_one_took(monkeypatch):
+    clock = [1000.0]
+
+    class SlowCollector:  # the collector as the policy sees it: each run takes 50 ms
+        def __getattr__(self, name):
+            return getattr(gc, name)
+
+        def collect(self, *generation):
+            clock[0] += 0.05
+            return gc.collect(*generation)
+
+    monkeypatch.setattr(tuning, "_clock", lambda: clock[0])
+    monkeypatch.setattr(tuning, "gc", SlowCollector())
+    monkeypatch.setattr(tuning, "SETTLE_EVERY_S", 3600.0)
+    gc.collect()  # no garbage left from before: the settles below find none
+    with tuning.batch_gc():
+        for _ in range(tuning.CLEAN_BEFORE_SKIPPING):
+            _settle_once()  # clean collections: skipping from now on
+        assert tuning._pacer.audit_took == pytest.approx(0.05)
+        wait = 0.05 / tuning.AUDIT_SHARE
+        assert wait > tuning.AUDIT_EVERY_S + 1
+        clock[0] += tuning.AUDIT_EVERY_S + 0.5
+        before = _young_collections()
+        _settle_once()
+        assert _young_collections() == before, "a slow audit pushes the next one back"
+        clock[0] += wait - tuning.AUDIT_EVERY_S
+        _settle_once()
+        assert _young_collections() == before + 1, "its share of the time spent: audit"
