@@ -22,7 +22,7 @@ from typing import Any
 
 from models.profile import Profile, Run
 from models.settings import STAGES
-from state.windows import in_buckets, span
+from state.windows import in_window, span
 
 VERSION = 1
 DAY_MS = 86_400_000
@@ -174,7 +174,7 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
     level, lo, hi = spans[0]
     events_7d = 0
     for c in counters.values():
-        events_7d += in_buckets(c[level], lo, hi)
+        events_7d += in_window(c, level, lo, hi)
     row = [
         days(tenure_ms),
         days(max(at - p.last_seen, 0)),
@@ -188,7 +188,7 @@ def build(p: Profile, at: int, run: Run | None = None) -> tuple[list[float], dic
             row.append(0.0)
         else:
             level, lo, hi = spans[w]
-            row.append(float(in_buckets(c[level], lo, hi)))
+            row.append(float(in_window(c, level, lo, hi)))
     orders = counters.get("Order Completed")
     since = life.since
     changes = float(life.changes)

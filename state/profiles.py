@@ -1,18 +1,19 @@
 """Customer profiles at rest and in memory.
 
 At rest (``c|<customer ref>``) a profile is the ``models.profile.Profile`` struct as a msgpack
-array (its fields in order) behind a one-byte format version. Profiles stored by earlier
-versions still read: format 1 (a msgpack map) and JSON (it begins with ``{``); they are
-rewritten in the current format the next time they change. In memory, a bounded cache keeps the
-decoded profiles of recently active customers, so a customer seen again soon is neither read
-nor decoded again; idle customers stay on disk only. The cache is write-through: every
-committed batch writes the profiles it changed, so the store alone is always complete (crash
-safety and read-only ``segue profile`` rest on that).
+array (its fields in order) behind a one-byte format version: format 3, whose window counters
+are flat lists (``state.windows``). Profiles stored by earlier versions still read: format 2
+(the same array with a list per counter bucket), format 1 (a msgpack map) and JSON (it begins
+with ``{``); they are rewritten in the current format the next time they change. In memory, a
+bounded cache keeps the decoded profiles of recently active customers, so a customer seen
+again soon is neither read nor decoded again; idle customers stay on disk only. The cache is
+write-through: every committed batch writes the profiles it changed, so the store alone is
+always complete (crash safety and read-only ``segue profile`` rest on that).
 
 Example:
     >>> from models.profile import new_profile
     >>> raw = encode_profile(new_profile("user:u1", 0))
-    >>> raw[:1] == FORMAT_V2, load_profile(raw).id, decode_profile(raw)["events"]
+    >>> raw[:1] == FORMAT, load_profile(raw).id, decode_profile(raw)["events"]
     (True, 'u1', 0)
     >>> load_profile(b'{"id": "u1", "ref": "user:u1", "links": [], "events": 3}').events
     3
@@ -31,9 +32,13 @@ import msgspec
 import orjson
 
 from models.profile import Profile, from_plain, plain
+from state.windows import upgrade as upgrade_counters
 
 FORMAT_V1 = b"\x01"  # earlier versions: a msgpack map (read, never written)
-FORMAT_V2 = b"\x02"  # the Profile struct as a msgpack array
+FORMAT_V2 = b"\x02"  # the Profile struct as a msgpack array, counters with a list per bucket
+FORMAT_V3 = b"\x03"  # the same with flat counters (``state.windows``)
+FORMAT = FORMAT_V3  # what this version writes
+_FORMATS = (FORMAT_V3, FORMAT_V2, FORMAT_V1, b"{")  # what it reads (JSON begins with "{")
 # What a decoded profile takes in Python objects, from its stored size: the cache budget is
 # charged by this estimate. Measured with tracemalloc on format 2: a customer of one event
 # (207 bytes stored) takes 3.1 KB, simulated customers (833 bytes on average) 7.4 KB; the
@@ -56,22 +61,27 @@ class ProfileFormatError(ValueError):
 
 
 def encode_profile(profile: Profile) -> bytes:
-    return FORMAT_V2 + _encoder.encode(profile)
+    return FORMAT + _encoder.encode(profile)
 
 
 def load_profile(raw: bytes) -> Profile:
     """The stored profile, typed (the hot path)."""
     head = raw[:1]
+    if head not in _FORMATS:
+        raise ProfileFormatError(f"unknown profile format {head!r}")
     try:
-        if head == FORMAT_V2:
+        if head == FORMAT_V3:
             return _decoder.decode(memoryview(raw)[1:])
-        if head == FORMAT_V1:
-            return from_plain(_plain_decoder.decode(memoryview(raw)[1:]))
-        if head == b"{":
-            return from_plain(orjson.loads(raw))
+        if head == FORMAT_V2:
+            p = _decoder.decode(memoryview(raw)[1:])
+        elif head == FORMAT_V1:
+            p = from_plain(_plain_decoder.decode(memoryview(raw)[1:]))
+        else:
+            p = from_plain(orjson.loads(raw))
+        upgrade_counters(p.counters)
+        return p
     except (msgspec.DecodeError, orjson.JSONDecodeError, ValueError, TypeError) as e:
         raise ProfileFormatError(f"profile bytes do not decode: {e}") from e
-    raise ProfileFormatError(f"unknown profile format {head!r}")
 
 
 def decode_profile(raw: bytes) -> dict[str, Any]:

@@ -10,7 +10,7 @@ Example:
     >>> from models.profile import new_profile
     >>> from models.settings import ProfileLimits
     >>> p = new_profile("user:u1", 0)
-    >>> p.counters = {f"e{i}": [1, [], [], [[i, 1]]] for i in range(5)}
+    >>> p.counters = {f"e{i}": [1, 0, 0, 1, i, 1] for i in range(5)}
     >>> enforce(p, ProfileLimits(max_counters=3))
     2
     >>> sorted(p.counters), p.dropped
@@ -25,19 +25,12 @@ import orjson
 
 from models.profile import Profile
 from models.settings import ProfileLimits
+from state.windows import last_counted_ms
 
 
 def dropped(p: Profile, kind: str, n: int = 1) -> None:
     d = p.dropped
     d[kind] = d.get(kind, 0) + n
-
-
-def _last_active(counter: list) -> int:
-    """When a counter last counted (ms, to its finest bucket), for trimming."""
-    for level, width in ((1, 60_000), (2, 3_600_000), (3, 86_400_000)):
-        if counter[level]:
-            return counter[level][-1][0] * width
-    return 0
 
 
 def trait_too_big(v: object, limit: int) -> bool:
@@ -55,7 +48,7 @@ def enforce(p: Profile, limits: ProfileLimits) -> int:
     counters = p.counters
     extra = len(counters) - limits.max_counters
     if extra > 0:
-        for k in sorted(counters, key=lambda k: (_last_active(counters[k]), k))[:extra]:
+        for k in sorted(counters, key=lambda k: (last_counted_ms(counters[k]), k))[:extra]:
             del counters[k]
         dropped(p, "counters", extra)
         gone += extra
@@ -84,7 +77,7 @@ def shrink(p: Profile, raw: bytes, limit: int, encode: Callable[[Profile], bytes
     counters = p.counters
     while len(raw) > limit and counters:
         n = max(len(counters) // 10, 1)
-        for k in sorted(counters, key=lambda k: (_last_active(counters[k]), k))[:n]:
+        for k in sorted(counters, key=lambda k: (last_counted_ms(counters[k]), k))[:n]:
             del counters[k]
         dropped(p, "counters", n)
         raw = encode(p)

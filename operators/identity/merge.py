@@ -13,7 +13,7 @@ from typing import Any
 from models.identifiers import hash_email
 from models.profile import Profile
 from state.ledger import merge_ledgers
-from state.windows import _LEVELS
+from state.windows import merge as merge_counter
 
 PLACEHOLDER_LOCALS = ("noreply", "no-reply", "donotreply", "do-not-reply")
 
@@ -58,25 +58,6 @@ def identifiers(event: dict | Any, traits_as_ids: tuple[str, ...] = (),
         v = traits.get(name) if isinstance(traits, dict) else None
         if isinstance(v, str | int) and not isinstance(v, bool) and v != "":
             out.add(f"trait:{name}:{v}")
-    return out
-
-
-def _merge_pairs(a: list, b: list, keep: int) -> list:
-    counts: dict[int, int] = {}
-    for idx, c in a:
-        counts[idx] = counts.get(idx, 0) + c
-    for idx, c in b:
-        counts[idx] = counts.get(idx, 0) + c
-    if not counts:
-        return []
-    newest = max(counts)
-    return [[i, counts[i]] for i in sorted(counts) if i > newest - keep]
-
-
-def merge_counter(a: list, b: list) -> list:
-    out = [a[0] + b[0], [], [], []]
-    for level, _width, keep in _LEVELS:
-        out[level] = _merge_pairs(a[level], b[level], keep)
     return out
 
 

@@ -23,6 +23,7 @@ from operators.identity.routing import home_partition
 from operators.partition_parts import PartitionParts
 from state import keys
 from state.outbox import Output
+from state.windows import upgrade as upgrade_counters
 
 MAX_HELD = 10_000  # events one customer may hold back while its claims are answered
 # Held events kept decoded in memory as well (by their ``w|`` key), so that a release does
@@ -493,6 +494,8 @@ class IdentityStitching(PartitionParts):
             self.txn.stats["dropped_erased"] += 1
             return
         snapshot = None if handed is None else from_plain(handed)
+        if snapshot is not None:  # handed over by an earlier version: its counters' shape
+            upgrade_counters(snapshot.counters)
         p, _ = self._profile(w, snapshot.first_seen if snapshot else at)
         if loser in p.merged_from:
             return  # a redelivered merge

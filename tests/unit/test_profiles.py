@@ -9,7 +9,7 @@ from models.settings import Settings
 from operators.partition import Partition
 from state import keys
 from state.inspect import find_profile
-from state.profiles import FORMAT_V2, ProfileFormatError, decode_profile
+from state.profiles import FORMAT, ProfileFormatError, decode_profile
 from state.store import PartitionStore
 from state.transaction import BatchTransaction, Progress
 from tests.conftest import FragileRules
@@ -33,9 +33,40 @@ def test_a_profile_stored_as_json_by_an_earlier_version_is_read_and_rewritten(tm
     proc.process([InEvent(type="track", message_id="m9", customer_id="u1", key="Signed In",
                           ts_ms=T0 + 1000, offset=0, part="e#0", user_id="u1")])
     raw = proc.store.get(keys.profile("user:u1"))
-    assert raw[:1] == FORMAT_V2
+    assert raw[:1] == FORMAT  # rewritten in the current format
     p = decode_profile(raw)
     assert (p["events"], p["traits"]) == (5, {"plan": "pro"})
+
+
+def test_a_profile_of_format_2_is_read_and_rewritten_with_its_counts(tmp_path):
+    import msgspec
+
+    from state.windows import add, buckets, new_counter, window_counts
+
+    times = [T0 - 3 * 86_400_000, T0 - 7_200_000, T0 - 60_000, T0 - 30_000]
+    counter = new_counter()
+    for t in times:
+        add(counter, t)
+    # Format 2 kept a list per bucket: [total, [[b, n], …], […], […]].
+    old = [counter[0]] + [[list(b) for b in buckets(counter, lv)] for lv in (1, 2, 3)]
+    profile = new_profile("user:u1", T0 - 3 * 86_400_000)
+    profile.events, profile.last_seen, profile.counters = 4, T0 - 30_000, {"Signed In": old}
+    store = PartitionStore(tmp_path / "p0")
+    txn = BatchTransaction(store, Progress.load(store))
+    txn.put(keys.profile("user:u1"), b"\x02" + msgspec.msgpack.encode(profile))
+    txn.prepare()
+    txn.commit()
+    store.close()
+    found = find_profile(tmp_path, "u1")
+    assert found is not None and found[1]["counters"]["Signed In"] == counter
+
+    proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
+    proc.process([InEvent(type="track", message_id="m9", customer_id="u1", key="Signed In",
+                          ts_ms=T0, offset=0, part="e#0", user_id="u1")])
+    raw = proc.store.get(keys.profile("user:u1"))
+    assert raw[:1] == FORMAT
+    after = window_counts(decode_profile(raw)["counters"]["Signed In"], T0)
+    assert after == {"1h": 3, "24h": 4, "7d": 5, "30d": 5, "total": 5}
 
 
 def test_unknown_bytes_are_a_clear_error_not_a_wrong_profile():
