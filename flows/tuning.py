@@ -31,9 +31,10 @@ s loop). And it finds nothing: the hot path makes no cyclic garbage (the scorers
 cycles, from LightGBM's ``ctypes.cast``, are gone: ``models.booster``). So a
 settle collects before freezing only while it has to: from the start until
 ``CLEAN_BEFORE_SKIPPING`` collections in a row found nothing, and then, as an audit, once
-every ``AUDIT_EVERY_S`` — and no sooner than its last audit's time over ``AUDIT_SHARE``, so
-audits stay about 1 % of the time however much a batch decodes (1M events of 100k customers,
-a quarter of them cached: 4.8 s of audits in a 100 s loop before, 1.0 s after). An audit (or
+every ``AUDIT_EVERY_S`` — and no sooner than its last audit's time over ``AUDIT_SHARE``
+(within ``AUDIT_WAIT_MAX_S``), so while settles skip, audits stay about 1 % of the time
+however much a batch decodes (1M events of 100k customers, a quarter of them cached: 4.8 s
+of audits in a 100 s loop before, 1.0 s after). An audit (or
 a full collection) that finds garbage starts the count again. An audit sees only what was
 made since the settle before it, so it finds cycles made steadily (a workload that makes them
 is collected as before, after at most an interval's worth was frozen); cycles made now and
@@ -66,9 +67,12 @@ CLEAN_BEFORE_SKIPPING = 8
 AUDIT_EVERY_S = 1.0
 # ... and no sooner than an audit's own time divided by this share after it: an audit walks
 # everything made since the settle before it, which grows with the profiles a batch decodes
-# (47 ms an audit with 100k customers of which a quarter stay cached), so audits together take
-# at most this share of the flow's time.
+# (47 ms an audit with 100k customers of which a quarter stay cached), so while settles skip,
+# audits take about this share of the flow's time (collecting settles, at the start and after
+# garbage was found, are not paced). Never more than AUDIT_WAIT_MAX_S apart, though: one
+# audit slowed by the machine (descheduled, throttled) must not put the next off for long.
 AUDIT_SHARE = 0.01
+AUDIT_WAIT_MAX_S = 30.0
 # The backstop's full collection: after net allocations as many as the objects the last one
 # left, and at least this many (start-up alone leaves a few hundred thousand).
 FULL_FROM = 1_000_000
@@ -105,7 +109,7 @@ class _Pacer:
         self.grown += young
         if self.grown < self.full_after or now - self.full_last < FULL_EVERY_S:
             if self.clean < CLEAN_BEFORE_SKIPPING or now - self.audited >= max(
-                    AUDIT_EVERY_S, self.audit_took / AUDIT_SHARE):
+                    AUDIT_EVERY_S, min(self.audit_took / AUDIT_SHARE, AUDIT_WAIT_MAX_S)):
                 self.audited = now
                 self.clean = 0 if gc.collect(1) else self.clean + 1
                 self.audit_took = _clock() - now

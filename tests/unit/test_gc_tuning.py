@@ -171,3 +171,11 @@ def test_audits_wait_in_proportion_to_how_long_the_last_one_took(monkeypatch):
         clock[0] += wait - tuning.AUDIT_EVERY_S
         _settle_once()
         assert _young_collections() == before + 1, "its share of the time spent: audit"
+        # However slow the last one was, the next audit is at most AUDIT_WAIT_MAX_S away.
+        tuning._pacer.audit_took = 1_000.0
+        clock[0] += tuning.AUDIT_WAIT_MAX_S - 0.5
+        _settle_once()
+        assert _young_collections() == before + 1
+        clock[0] += 1.0
+        _settle_once()
+        assert _young_collections() == before + 2, "a slow audit delays the next one, bounded"
