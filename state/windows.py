@@ -176,7 +176,7 @@ def upgrade(counters: dict[str, Any]) -> None:
     """Counters stored by profile format 2 or earlier (``[total, [[b, n], …], […], […]]``),
     rewritten in place in today's flat shape; today's are left as they are."""
     for key, c in counters.items():
-        if len(c) == _HEAD and type(c[1]) is list:
+        if type(c) is list and len(c) == _HEAD and type(c[1]) is list:
             flat = [c[0], len(c[1]), len(c[2]), len(c[3])]
             for level in (1, 2, 3):
                 for idx, n in c[level]:

@@ -69,6 +69,43 @@ def test_a_profile_of_format_2_is_read_and_rewritten_with_its_counts(tmp_path):
     assert after == {"1h": 3, "24h": 4, "7d": 5, "30d": 5, "total": 5}
 
 
+def test_json_and_format_1_profiles_with_counters_of_the_earlier_shape_read_as_counted():
+    import msgspec
+
+    from state.profiles import load_profile
+    from state.windows import add, buckets, new_counter
+
+    counter = new_counter()
+    for t in (T0 - 86_400_000, T0 - 60_000, T0):
+        add(counter, t)
+    old = [counter[0]] + [[list(b) for b in buckets(counter, lv)] for lv in (1, 2, 3)]
+    stored = {**plain(new_profile("user:u1", T0)), "counters": {"Signed In": old}}
+    for raw in (orjson.dumps(stored), b"\x01" + msgspec.msgpack.encode(stored)):
+        assert load_profile(raw).counters == {"Signed In": counter}
+
+
+def test_a_merge_handed_over_by_an_earlier_version_counts_its_old_shaped_counters(tmp_path):
+    from operators.decode import Routed
+    from state.windows import window_counts
+
+    proc = Partition(PartitionStore(tmp_path / "p0"), Settings())
+    proc.process([InEvent(type="track", message_id="m1", customer_id="u1", key="Signed In",
+                          ts_ms=T0, offset=0, part="e#0", user_id="u1")])
+    minute, hour, day = T0 // 60_000, T0 // 3_600_000, T0 // 86_400_000
+    # The loser's profile as an earlier version hands it over (through JSON, as it travels).
+    snapshot = {"id": "u9", "ref": "user:u9", "links": [], "events": 4,
+                "first_seen": T0 - 60_000, "last_seen": T0, "counters": {
+                    "Signed In": [3, [[minute - 1, 2], [minute, 1]], [[hour, 3]], [[day, 3]]],
+                    "Other": [1, [], [[hour - 5, 1]], [[day, 1]]]}}
+    body = orjson.loads(orjson.dumps({"kind": "merge", "from": "user:u9", "into": "user:u1",
+                                      "profile": snapshot, "at": T0, "hops": 0}))
+    proc.process([Routed("merge", body, 1, "r#0")])
+    p = decode_profile(proc.store.get(keys.profile("user:u1")))
+    assert {k: window_counts(c, T0) for k, c in p["counters"].items()} == {
+        "Signed In": {"1h": 4, "24h": 4, "7d": 4, "30d": 4, "total": 4},
+        "Other": {"1h": 0, "24h": 1, "7d": 1, "30d": 1, "total": 1}}
+
+
 def test_unknown_bytes_are_a_clear_error_not_a_wrong_profile():
     with pytest.raises(ProfileFormatError, match="unknown profile format"):
         decode_profile(b"\x07garbage")

@@ -51,9 +51,10 @@ def test_a_merged_counter_counts_as_one_counter_of_all_the_events():
             add(b, t)
         for t in ts_a + ts_b:
             add(both, t)
-        at = max(ts_a + ts_b, default=0)
-        assert window_counts(merge(a, b), at) == window_counts(both, at)
-        assert window_counts(merge(b, a), at) == window_counts(both, at)
+        last = max(ts_a + ts_b, default=0)
+        for at in (last, last + 3_600_000, last + 86_400_000 + 1, last + 20 * 86_400_000):
+            assert window_counts(merge(a, b), at) == window_counts(both, at)
+            assert window_counts(merge(b, a), at) == window_counts(both, at)
 
 
 def test_counters_of_the_earlier_shape_are_read_as_they_counted():
