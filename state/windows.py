@@ -20,8 +20,8 @@ the same numbers. Buckets older than the longest window they serve are pruned.
 
 Flat, because a profile holds a counter per event name and every cached profile is in memory:
 the earlier shape (profile format 2, still read: ``upgrade``), ``[total, [[b, n], …], […],
-[…]]``, took a list object per bucket, about half of a decoded profile's memory and of the
-objects each load and store walks.
+[…]]``, took a list object per bucket: 3.5 of a simulated profile's 7.7 KB in memory, and 35
+objects (4 now) for each load and store to walk.
 
 Example:
     >>> c = new_counter()

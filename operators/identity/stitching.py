@@ -494,7 +494,7 @@ class IdentityStitching(PartitionParts):
             self.txn.stats["dropped_erased"] += 1
             return
         snapshot = None if handed is None else from_plain(handed)
-        if snapshot is not None:  # handed over by an earlier version: its counters' shape
+        if snapshot is not None:  # an earlier version hands over counters of the old shape
             upgrade_counters(snapshot.counters)
         p, _ = self._profile(w, snapshot.first_seen if snapshot else at)
         if loser in p.merged_from:
